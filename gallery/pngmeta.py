@@ -1,0 +1,45 @@
+"""Provenance inside the PNG: a ``parameters`` text chunk in the form other tools read, and a JSON chunk."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+
+def a1111_parameters(params: dict[str, Any], model_name: str, model_sha256: str) -> str:
+    lines = [params.get("prompt", "")]
+    if params.get("negative_prompt"):
+        lines.append(f"Negative prompt: {params['negative_prompt']}")
+    lines.append(
+        ", ".join(
+            [
+                f"Steps: {params['steps']}",
+                f"Sampler: {params['scheduler']}",
+                f"CFG scale: {params['guidance_scale']}",
+                f"Seed: {params['seed']}",
+                f"Size: {params['width']}x{params['height']}",
+                f"Model hash: {model_sha256[:10]}",
+                f"Model: {model_name}",
+            ]
+        )
+    )
+    return "\n".join(lines)
+
+
+def png_with_provenance(image: Image.Image, params: dict[str, Any], provenance: dict[str, Any]) -> bytes:
+    info = PngInfo()
+    info.add_text("parameters", a1111_parameters(params, provenance["model_name"], provenance["model_sha256"]))
+    info.add_itxt("studio", json.dumps({"params": params, **provenance}, sort_keys=True))
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", pnginfo=info, compress_level=4)
+    return buffer.getvalue()
+
+
+def read_provenance(data: bytes) -> dict[str, Any]:
+    with Image.open(io.BytesIO(data)) as image:
+        text = dict(getattr(image, "text", {}))
+    return {"parameters": text.get("parameters"), "studio": json.loads(text["studio"]) if "studio" in text else None}

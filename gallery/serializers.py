@@ -1,0 +1,31 @@
+"""The public shape of an asset (shared/API.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+
+from .models import Asset
+
+
+def asset_to_dict(asset: Asset) -> dict[str, Any]:
+    return {
+        "id": str(asset.id),
+        "project": asset.project.slug,
+        "job": str(asset.job_id) if asset.job_id else None,
+        "image_url": reverse("api-asset-image", args=[asset.id]),
+        "page_url": reverse("asset", args=[asset.id]),
+        "width": asset.width,
+        "height": asset.height,
+        "seed": asset.seed,
+        "prompt": asset.prompt,
+        "negative_prompt": asset.negative_prompt,
+        "params": asset.params,
+        "model": asset.model_id,
+        "model_name": asset.model_name,
+        "model_sha256": asset.model_sha256,
+        "status": asset.status,
+        "created_by": asset.created_by.username,
+        "created_at": asset.created_at.isoformat(),
+    }

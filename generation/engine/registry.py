@@ -1,0 +1,192 @@
+"""The model registry: every diffusers folder under ``settings.MODELS_DIR`` is a model.
+
+A folder is a model when it holds ``model_index.json``. An optional ``studio.json`` beside it names the model
+and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors). Plain
+Python: web processes use it to list models and validate jobs without loading torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from .families import FAMILIES, PIPELINE_CLASS_FAMILIES
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
+UNSAFE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    name: str
+    family: str
+    path: Path
+    default_width: int
+    default_height: int
+    default_steps: int
+    default_guidance: float
+    default_scheduler: str
+    min_size: int
+    max_size: int
+    schedulers: list[str]
+    modes: list[str]
+    latent_rgb_factors: list[list[float]] | None = None
+    latent_rgb_bias: list[float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        """The shape ``GET /api/v1/models`` answers with."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "family": self.family,
+            "default_width": self.default_width,
+            "default_height": self.default_height,
+            "default_steps": self.default_steps,
+            "default_guidance": self.default_guidance,
+            "default_scheduler": self.default_scheduler,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "schedulers": self.schedulers,
+            "modes": self.modes,
+            "loras": [],
+        }
+
+
+class RegistryError(Exception):
+    pass
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"{path} is not readable JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path} must hold a JSON object")
+    return data
+
+
+def load_model_info(folder: Path) -> ModelInfo:
+    index = _read_json(folder / "model_index.json")
+    meta = _read_json(folder / "studio.json") if (folder / "studio.json").exists() else {}
+    family_key = meta.get("family") or PIPELINE_CLASS_FAMILIES.get(index.get("_class_name", ""))
+    if family_key not in FAMILIES:
+        raise RegistryError(f"{folder.name}: unsupported pipeline {index.get('_class_name')!r}")
+    family = FAMILIES[family_key]
+    unsafe = [p.name for p in folder.rglob("*") if p.suffix in UNSAFE_SUFFIXES]
+    if unsafe:
+        raise RegistryError(f"{folder.name}: pickle weights are never loaded ({', '.join(sorted(unsafe))})")
+    size = int(meta.get("default_size", family.default_size))
+    schedulers = [s for s in meta.get("schedulers", family.schedulers) if s in family.schedulers]
+    return ModelInfo(
+        id=folder.name,
+        name=str(meta.get("name", folder.name)),
+        family=family.key,
+        path=folder,
+        default_width=int(meta.get("default_width", size)),
+        default_height=int(meta.get("default_height", size)),
+        default_steps=int(meta.get("default_steps", family.default_steps)),
+        default_guidance=float(meta.get("default_guidance", family.default_guidance)),
+        default_scheduler=str(meta.get("default_scheduler", family.default_scheduler)),
+        min_size=int(meta.get("min_size", family.min_size)),
+        max_size=int(meta.get("max_size", family.max_size)),
+        schedulers=schedulers,
+        modes=list(family.modes),
+        latent_rgb_factors=meta.get("latent_rgb_factors", family.latent_rgb_factors),
+        latent_rgb_bias=meta.get("latent_rgb_bias", family.latent_rgb_bias),
+        extra={k: v for k, v in meta.items() if k.startswith("card_")},
+    )
+
+
+class Registry:
+    """Scans the models dir; rescans when the dir's listing changes."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+        self._lock = threading.Lock()
+        self._stamp: tuple | None = None
+        self._models: dict[str, ModelInfo] = {}
+
+    def _listing_stamp(self) -> tuple:
+        if not self.models_dir.is_dir():
+            return ()
+        entries = []
+        for child in sorted(self.models_dir.iterdir()):
+            for name in ("model_index.json", "studio.json"):
+                p = child / name
+                if p.exists():
+                    entries.append((str(p), p.stat().st_mtime_ns))
+        return tuple(entries)
+
+    def models(self) -> dict[str, ModelInfo]:
+        stamp = self._listing_stamp()
+        with self._lock:
+            if stamp != self._stamp:
+                found: dict[str, ModelInfo] = {}
+                for folder in sorted(self.models_dir.iterdir()) if self.models_dir.is_dir() else []:
+                    if not (folder / "model_index.json").exists():
+                        continue
+                    try:
+                        found[folder.name] = load_model_info(folder)
+                    except RegistryError as exc:
+                        logger.error("Skipping model: %s", exc)
+                self._models, self._stamp = found, stamp
+            return self._models
+
+
+_registries: dict[Path, Registry] = {}
+
+
+def registry() -> Registry:
+    path = Path(settings.MODELS_DIR)
+    if path not in _registries:
+        _registries[path] = Registry(path)
+    return _registries[path]
+
+
+def list_models() -> list[ModelInfo]:
+    return list(registry().models().values())
+
+
+def get_model(model_id: str) -> ModelInfo | None:
+    return registry().models().get(model_id)
+
+
+def default_model() -> ModelInfo | None:
+    models = registry().models()
+    return models.get(settings.STUDIO_DEFAULT_MODEL) or next(iter(models.values()), None)
+
+
+def folder_sha256(folder: Path) -> str:
+    """A stable digest of a model folder's files (names and contents), cached beside them."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".studio-"))
+    stamp = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    stamp_key = hashlib.sha256(json.dumps(stamp).encode()).hexdigest()
+    cache = folder / ".studio-sha256"
+    if cache.exists():
+        cached_key, _, cached_digest = cache.read_text().partition(" ")
+        if cached_key == stamp_key:
+            return cached_digest.strip()
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(str(p.relative_to(folder)).encode() + b"\0")
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    result = digest.hexdigest()
+    try:
+        cache.write_text(f"{stamp_key} {result}\n")
+    except OSError:
+        pass  # read-only models dir: recompute next time
+    return result

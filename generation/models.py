@@ -1,0 +1,126 @@
+"""Generation jobs: a row with explicit states and conditional transitions.
+
+``queued → running → succeeded | failed | canceled``; terminal states are final. Every transition is an
+UPDATE ... WHERE on the current state (and, for a running job, on its attempt number), so a task delivered
+twice, or a worker that comes back after the sweeper gave its job to another, changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+TERMINAL_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    model_id = models.CharField(max_length=100)
+    params = models.JSONField()
+    queue = models.CharField(max_length=50)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    attempt = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    gpu_seconds = models.FloatField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "-created_at", "-id"], name="job_project_recent"),
+            models.Index(fields=["status", "queue", "created_at"], name="job_status_queue"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATES
+
+    def queue_position(self) -> int | None:
+        """1 for the next job to start in its queue; None once the job has left the queue."""
+        if self.status != JobStatus.QUEUED:
+            return None
+        ahead = Job.objects.filter(status=JobStatus.QUEUED, queue=self.queue).filter(
+            Q(created_at__lt=self.created_at) | Q(created_at=self.created_at, id__lt=self.id)
+        )
+        return ahead.count() + 1
+
+    # --- transitions: each returns whether it happened ------------------------------------------------------
+
+    @classmethod
+    def claim(cls, job_id: Any, worker: str, now: datetime | None = None) -> int | None:
+        """queued → running. Returns the new attempt number, or None if the job was not queued."""
+        now = now or timezone.now()
+        updated = cls.objects.filter(id=job_id, status=JobStatus.QUEUED, cancel_requested=False).update(
+            status=JobStatus.RUNNING,
+            worker=worker,
+            attempt=F("attempt") + 1,
+            started_at=now,
+            heartbeat_at=now,
+            progress_step=0,
+        )
+        if not updated:
+            return None
+        return cls.objects.filter(id=job_id).values_list("attempt", flat=True).get()
+
+    @classmethod
+    def running(cls, job_id: Any, attempt: int) -> models.QuerySet[Job]:
+        return cls.objects.filter(id=job_id, status=JobStatus.RUNNING, attempt=attempt)
+
+    @classmethod
+    def finish(cls, job_id: Any, attempt: int, status: str, **fields: Any) -> bool:
+        """running (this attempt) → a terminal state."""
+        assert status in TERMINAL_STATES
+        return bool(cls.running(job_id, attempt).update(status=status, finished_at=timezone.now(), **fields))
+
+    @classmethod
+    def cancel_queued(cls, job_id: Any) -> bool:
+        """queued → canceled."""
+        return bool(
+            cls.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
+                status=JobStatus.CANCELED, cancel_requested=True, finished_at=timezone.now()
+            )
+        )
+
+    @classmethod
+    def request_cancel(cls, job_id: Any) -> bool:
+        """Flag a running job; its worker stops it at the next step."""
+        return bool(
+            cls.objects.filter(id=job_id, status=JobStatus.RUNNING).update(cancel_requested=True)
+        )
+
+    @classmethod
+    def requeue(cls, job_id: Any, attempt: int) -> bool:
+        """running (a dead worker's attempt) → queued, to be picked up again."""
+        return bool(
+            cls.running(job_id, attempt).update(
+                status=JobStatus.QUEUED, worker="", enqueued_at=timezone.now(), progress_step=0
+            )
+        )

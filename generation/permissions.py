@@ -1,0 +1,26 @@
+"""Who may see and act on jobs. Views, API, websocket consumers and tasks all ask here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from studio.models import Role
+from studio.permissions import is_admin, projects_visible_to, role_in
+
+from .models import Job
+
+
+def jobs_visible_to(user: Any) -> QuerySet[Job]:
+    return Job.objects.filter(project__in=projects_visible_to(user))
+
+
+def can_cancel(user: Any, job: Job) -> bool:
+    """Its author (while still allowed to generate there), the project's leads, admins."""
+    if is_admin(user):
+        return True
+    role = role_in(user, job.project)
+    if role == Role.LEAD:
+        return True
+    return role == Role.ARTIST and job.created_by_id == user.id

@@ -1,0 +1,181 @@
+"""Live job events: message types, group names, and how they reach the channel layer.
+
+Services send through ``send_job_event`` / ``send_project_event`` from ``transaction.on_commit``. A running
+job's worker sends its many per-step messages through a ``JobPublisher``: a thread with its own event loop, so
+the diffusion loop never waits on Redis, and stale previews are dropped rather than queued when the layer is
+slower than the GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+# Message types sent to websocket clients (shared/API.md).
+STATUS = "status"
+PROGRESS = "progress"
+PREVIEW = "preview"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELED = "canceled"
+# Project stream.
+JOB_CREATED = "job.created"
+JOB_UPDATED = "job.updated"
+ASSET_CREATED = "asset.created"
+# Fan-out to queued jobs' sockets: their queue position may have changed.
+QUEUE_MOVED = "queue.moved"
+
+# Consumers receive every group message through this handler name.
+HANDLER = "studio.event"
+
+
+def job_group(job_id: Any) -> str:
+    return f"job.{job_id}"
+
+
+def project_group(slug: str) -> str:
+    return f"project.{slug}"
+
+
+def queue_group(queue_name: str) -> str:
+    return f"queue.{queue_name}"
+
+
+def preview_cache_key(job_id: Any) -> str:
+    return f"job:{job_id}:preview"
+
+
+def progress_cache_key(job_id: Any) -> str:
+    return f"job:{job_id}:progress"
+
+
+def cancel_cache_key(job_id: Any) -> str:
+    return f"job:{job_id}:cancel"
+
+
+def _envelope(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"type": HANDLER, "payload": payload}
+
+
+def send(group: str, payload: dict[str, Any]) -> None:
+    """Send now (call from on_commit or outside any transaction). A layer outage never fails the caller."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, _envelope(payload))
+    except Exception:  # the database holds the truth; a lost live event is only a missed repaint
+        logger.warning("Could not send %s to %s", payload.get("type"), group, exc_info=True)
+
+
+def send_job_event(job_id: Any, payload: dict[str, Any]) -> None:
+    send(job_group(job_id), payload)
+
+
+def send_project_event(slug: str, payload: dict[str, Any]) -> None:
+    send(project_group(slug), payload)
+
+
+def encode_preview(rgb: np.ndarray, max_size: int) -> str:
+    image = Image.fromarray(rgb, "RGB")
+    longest = max(image.size)
+    if longest != max_size:
+        scale = max_size / longest
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        # Latents are small: smooth upscaling reads better than blocky pixels.
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class JobPublisher:
+    """Sends one running job's progress and previews from a background thread."""
+
+    _STOP = object()
+
+    def __init__(self, job_id: Any, *, min_preview_interval: float | None = None) -> None:
+        self.job_id = job_id
+        self.group = job_group(job_id)
+        self.min_preview_interval = (
+            settings.STUDIO_PREVIEW_MIN_INTERVAL if min_preview_interval is None else min_preview_interval
+        )
+        self.max_size = settings.STUDIO_PREVIEW_MAX_SIZE
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._last_preview_at = 0.0
+        self._pending_preview = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"publisher-{job_id}", daemon=True)
+        self._thread.start()
+
+    # --- called from the diffusion loop: never blocks --------------------------------------------------------
+
+    def progress(self, step: int, total: int) -> None:
+        self._queue.put({"type": PROGRESS, "step": step, "total": total})
+
+    def wants_preview(self) -> bool:
+        if self._pending_preview.is_set():
+            return False  # the last one is not out yet: skip rather than pile up
+        return time.monotonic() - self._last_preview_at >= self.min_preview_interval
+
+    def preview(self, step: int, total: int, rgb: np.ndarray) -> None:
+        self._last_preview_at = time.monotonic()
+        self._pending_preview.set()
+        self._queue.put(("preview", step, total, rgb))
+
+    def event(self, payload: dict[str, Any]) -> None:
+        self._queue.put(payload)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued, then stop the thread."""
+        self._queue.put(self._STOP)
+        self._thread.join(timeout)
+
+    # --- the thread ------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._pump())
+        finally:
+            loop.close()
+
+    async def _pump(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            item = await asyncio.to_thread(self._queue.get)
+            if item is self._STOP:
+                return
+            try:
+                if isinstance(item, tuple):
+                    _, step, total, rgb = item
+                    payload = {"type": PREVIEW, "step": step, "total": total,
+                               "image": encode_preview(rgb, self.max_size)}
+                    await asyncio.to_thread(cache.set, preview_cache_key(self.job_id), payload, 3600)
+                    self._pending_preview.clear()
+                elif item["type"] == PROGRESS:
+                    payload = item
+                    await asyncio.to_thread(
+                        cache.set, progress_cache_key(self.job_id), [item["step"], item["total"]], 3600
+                    )
+                else:
+                    payload = item
+                if layer is not None:
+                    await layer.group_send(self.group, _envelope(payload))
+            except Exception:
+                self._pending_preview.clear()
+                logger.warning("Live update for job %s failed", self.job_id, exc_info=True)

@@ -1,0 +1,38 @@
+"""Celery tasks. They take ids, call the worker/services, and do nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, name="generation.tasks.run_job", acks_late=True, reject_on_worker_lost=True)
+def run_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Run a queued job. Idempotent: a second delivery of a running or finished job does nothing."""
+    from .worker import execute_job
+
+    return execute_job(job_id, worker=self.request.hostname or "worker")
+
+
+@shared_task(name="generation.tasks.sweep_stale_jobs")
+def sweep_stale_jobs() -> dict[str, int]:
+    """Re-queue jobs whose worker died; re-send queued jobs whose message was lost."""
+    from .services import do_sweep_stale_jobs
+
+    return do_sweep_stale_jobs()
+
+
+@worker_ready.connect
+def recover_own_jobs(sender=None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """A worker that (re)starts under a name still holding running jobs died before: re-queue them."""
+    from .services import do_recover_worker_jobs
+
+    hostname = getattr(sender, "hostname", None)
+    if hostname:
+        count = do_recover_worker_jobs(hostname)
+        if count:
+            logger.warning("Re-queued %d job(s) left running by an earlier %s", count, hostname)

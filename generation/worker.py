@@ -1,0 +1,130 @@
+"""What a worker does with one job: claim it, run the engine with live updates, store the result.
+
+Runs only in Celery workers (``tasks.run_job``); it is the bridge between the job row and the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections
+
+from . import realtime, services
+from .engine import registry
+from .models import JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+class JobMonitor:
+    """The step callback's companion: it publishes previews and progress, beats, and watches for a cancel.
+
+    The diffusion loop stores the latest step, queues messages for the publisher thread and reads the cancel
+    flag from the cache; a thread writes the heartbeat and progress to the row every few seconds (what the
+    sweeper watches) and also reads the row's cancel flag, in case the cache lost it.
+    """
+
+    def __init__(self, job_id: Any, attempt: int, total: int) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.step, self.total = 0, total
+        self.cancel = threading.Event()
+        self.publisher = realtime.JobPublisher(job_id)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"monitor-{job_id}", daemon=True)
+        self._thread.start()
+
+    # StepHooks, called from the diffusion loop
+    def on_step(self, step: int, total: int) -> None:
+        self.step, self.total = step, total
+        self.publisher.progress(step, total)
+
+    def wants_preview(self, step: int, total: int) -> bool:
+        return self.publisher.wants_preview()
+
+    def on_preview(self, step: int, total: int, rgb: np.ndarray) -> None:
+        self.publisher.preview(step, total, rgb)
+
+    def should_cancel(self) -> bool:
+        # One cache read per step keeps "cancel stops the job within one step" true even for fast steps.
+        if not self.cancel.is_set() and services.cancel_requested_fast(self.job_id):
+            self.cancel.set()
+        return self.cancel.is_set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.publisher.close()
+
+    def _watch(self) -> None:
+        interval = settings.STUDIO_JOB_HEARTBEAT_SECONDS
+        try:
+            while True:
+                if services.do_heartbeat(self.job_id, self.attempt, self.step, self.total):
+                    self.cancel.set()
+                if self._stop.wait(interval):
+                    return
+        except Exception:
+            logger.exception("Monitor for job %s stopped", self.job_id)
+        finally:
+            close_old_connections()
+
+
+def execute_job(job_id: str, worker: str) -> str:
+    """Run the job if it is queued. Returns what happened (for logs and tests)."""
+    started = services.do_start_job(job_id, worker)
+    if started is None:
+        logger.info("Job %s is not queued; nothing to do", job_id)
+        return "skipped"
+    job, attempt = started
+    params = job.params
+    model = registry.get_model(job.model_id)
+    if model is None:
+        services.do_finish_job(job.id, attempt, JobStatus.FAILED,
+                               error=f"The model {job.model_id!r} is not installed on this worker.")
+        return JobStatus.FAILED
+
+    from .engine.runner import GenerationRequest, generate
+
+    request = GenerationRequest(
+        model=model,
+        prompt=params["prompt"],
+        negative_prompt=params.get("negative_prompt", ""),
+        width=params["width"],
+        height=params["height"],
+        steps=params["steps"],
+        guidance_scale=params["guidance_scale"],
+        seed=params["seed"],
+        scheduler=params["scheduler"],
+        num_images=params["num_images"],
+    )
+    monitor = JobMonitor(job.id, attempt, params["steps"])
+    try:
+        result = generate(request, monitor)
+    except SoftTimeLimitExceeded:
+        monitor.close()
+        services.do_finish_job(job.id, attempt, JobStatus.FAILED, error="The job ran past the time limit.")
+        return JobStatus.FAILED
+    except Exception as exc:
+        monitor.close()
+        logger.exception("Job %s failed", job.id)
+        services.do_finish_job(job.id, attempt, JobStatus.FAILED, error=f"Generation failed: {exc}")
+        return JobStatus.FAILED
+    monitor.close()  # flush every progress/preview message before the final one
+    if result.canceled:
+        services.do_finish_job(job.id, attempt, JobStatus.CANCELED, gpu_seconds=result.gpu_seconds)
+        return JobStatus.CANCELED
+    if services.do_complete_job(job, attempt, result.images, result.seeds, gpu_seconds=result.gpu_seconds,
+                                model_name=model.name, model_sha256=result.model_sha256):
+        return JobStatus.SUCCEEDED
+    # Canceled at the last moment, or handed to another worker while this one was presumed dead.
+    job.refresh_from_db()
+    if job.status == JobStatus.RUNNING and job.attempt == attempt and job.cancel_requested:
+        services.do_finish_job(job.id, attempt, JobStatus.CANCELED, gpu_seconds=result.gpu_seconds)
+        return JobStatus.CANCELED
+    return "superseded"

@@ -1,0 +1,109 @@
+"""``/api/v1/`` endpoints of the team layer, health checks, and answers for parts not offered yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404
+
+from . import permissions, services
+from .api_utils import api, error_response, json_body
+from .errors import Unavailable
+from .models import Membership
+from .openapi import schema
+
+
+def project_to_dict(project: Any, role: str | None) -> dict[str, Any]:
+    return {"slug": project.slug, "name": project.name, "role": role}
+
+
+@api(["GET"])
+def openapi(request: HttpRequest) -> tuple[int, Any]:
+    return 200, schema()
+
+
+@api(["GET"])
+def me(request: HttpRequest) -> tuple[int, Any]:
+    user = request.user
+    roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+    projects = permissions.projects_visible_to(user).order_by("name")
+    return 200, {
+        "username": user.username,
+        "is_admin": permissions.is_admin(user),
+        "projects": [project_to_dict(p, roles.get(p.id, "lead")) for p in projects],
+    }
+
+
+@api(["GET", "POST"])
+def projects(request: HttpRequest) -> tuple[int, Any]:
+    if request.method == "POST":
+        project = services.do_create_project(request.user, json_body(request).get("name"))
+        return 201, project_to_dict(project, "lead")
+    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+    visible = permissions.projects_visible_to(request.user).order_by("name")
+    return 200, [project_to_dict(p, roles.get(p.id, "lead")) for p in visible]
+
+
+@api(["POST"])
+def project_members(request: HttpRequest, slug: str) -> tuple[int, Any]:
+    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
+    body = json_body(request)
+    membership = services.do_add_member(request.user, project, body.get("username"), body.get("role"))
+    return 201, {"username": membership.user.username, "role": membership.role, "project": project.slug}
+
+
+def not_offered(message: str) -> Any:
+    """An endpoint of the API contract that this installation does not offer yet: a clear JSON answer."""
+
+    @api(["GET", "POST", "PUT", "DELETE"])
+    def view(request: HttpRequest, **kwargs: Any) -> tuple[int, Any]:
+        raise Unavailable(message)
+
+    return view
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Database, broker and channel layer reachable, and at least one worker answering a ping."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from .celery import app
+
+    checks: dict[str, Any] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"error: {exc.__class__.__name__}"
+    try:
+        layer = get_channel_layer()
+        async_to_sync(layer.group_send)("studio.readyz", {"type": "studio.ping"})
+        checks["channel_layer"] = "ok"
+    except Exception as exc:
+        checks["channel_layer"] = f"error: {exc.__class__.__name__}"
+    workers = 0
+    if checks["broker"] == "ok":
+        try:
+            workers = len(app.control.ping(timeout=1.0) or [])
+        except Exception:
+            workers = 0
+    checks["workers"] = workers
+    ready = all(checks[k] == "ok" for k in ("database", "broker", "channel_layer")) and workers > 0
+    return JsonResponse(checks, status=200 if ready else 503)
+
+
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    return error_response(404, "No such API endpoint.")

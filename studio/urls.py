@@ -1,0 +1,71 @@
+"""Every URL of the studio. Pages first, then ``/api/v1/`` (shared/API.md), then health checks."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path
+
+from gallery import api as gallery_api
+from gallery import views as gallery_views
+from generation import api as generation_api
+from generation import views as generation_views
+
+from . import api as studio_api
+from . import views as studio_views
+
+handler404 = "studio.errors_views.not_found"
+handler500 = "studio.errors_views.server_error"
+
+pages = [
+    path("", studio_views.home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("p/<slug:slug>/", generation_views.project_generate, name="project"),
+    path("p/<slug:slug>/gallery/", gallery_views.gallery, name="gallery"),
+    path("jobs/<str:job_id>/", generation_views.job_page, name="job"),
+    path("assets/<str:asset_id>/", gallery_views.asset_page, name="asset"),
+    path("assets/<str:asset_id>/image.png", gallery_views.asset_image, name="asset-image"),
+    path("admin/", admin.site.urls),
+]
+
+later = studio_api.not_offered
+api_v1 = [
+    path("openapi.json", studio_api.openapi, name="api-openapi"),
+    path("me", studio_api.me, name="api-me"),
+    path("me/quota", later("Quotas are not enabled on this studio yet."), name="api-me-quota"),
+    path("models", generation_api.models, name="api-models"),
+    path("projects", studio_api.projects, name="api-projects"),
+    path("projects/<slug:slug>/members", studio_api.project_members, name="api-project-members"),
+    path("projects/<slug:slug>/jobs", generation_api.project_jobs, name="api-project-jobs"),
+    path("projects/<slug:slug>/assets", gallery_api.project_assets, name="api-project-assets"),
+    path("projects/<slug:slug>/export", later("Exports are not available on this studio yet."),
+         name="api-project-export"),
+    path("projects/<slug:slug>/uploads", later("Uploads are not available on this studio yet."),
+         name="api-project-uploads"),
+    path("projects/<slug:slug>/quota", later("Quotas are not enabled on this studio yet."),
+         name="api-project-quota"),
+    path("jobs/<str:job_id>", generation_api.job_detail, name="api-job"),
+    path("jobs/<str:job_id>/cancel", generation_api.job_cancel, name="api-job-cancel"),
+    path("assets/<str:asset_id>", gallery_api.asset_detail, name="api-asset"),
+    path("assets/<str:asset_id>/image", gallery_api.asset_image, name="api-asset-image"),
+    path("assets/<str:asset_id>/review", later("Reviews are not available on this studio yet."),
+         name="api-asset-review"),
+    path("assets/<str:asset_id>/submit", later("Reviews are not available on this studio yet."),
+         name="api-asset-submit"),
+    path("assets/<str:asset_id>/reviews", later("Reviews are not available on this studio yet."),
+         name="api-asset-reviews"),
+    path("admin/users", later("User administration through the API is not available yet."),
+         name="api-admin-users"),
+    path("admin/users/<str:username>/quota", later("Quotas are not enabled on this studio yet."),
+         name="api-admin-user-quota"),
+    path("admin/users/<str:username>/deactivate",
+         later("User administration through the API is not available yet."), name="api-admin-user-deactivate"),
+    path("admin/audit", later("The audit log is not available yet."), name="api-admin-audit"),
+]
+
+urlpatterns = [
+    *pages,
+    path("api/v1/", include(api_v1)),
+    re_path(r"^api/(?P<path>.*)$", studio_api.api_not_found),
+    path("healthz", studio_api.healthz, name="healthz"),
+    path("readyz", studio_api.readyz, name="readyz"),
+]

@@ -1,0 +1,43 @@
+"""Pages of the team layer: the projects home."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from . import permissions, services
+from .errors import ServiceError
+from .models import Membership
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def home(request: HttpRequest) -> HttpResponse:
+    error = None
+    if request.method == "POST":
+        try:
+            project = services.do_create_project(request.user, request.POST.get("name", ""))
+        except ServiceError as exc:
+            error = exc.message
+        else:
+            messages.success(request, f"Project “{project.name}” created.")
+            return redirect("project", slug=project.slug)
+    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+    projects = [
+        {"project": p, "role": roles.get(p.id, "lead")}
+        for p in permissions.projects_visible_to(request.user).order_by("name")
+    ]
+    return render(
+        request,
+        "studio/home.html",
+        {
+            "projects": projects,
+            "can_create": permissions.can_create_project(request.user),
+            "error": error,
+            "name": request.POST.get("name", "") if error else "",
+        },
+        status=400 if error else 200,
+    )

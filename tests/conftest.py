@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir() -> Path:
+    """A tiny random-weight Stable Diffusion model in the models dir, built once per test process."""
+    target = Path(settings.MODELS_DIR) / settings.STUDIO_DEFAULT_MODEL
+    if not (target / "model_index.json").exists():
+        from generation.engine.demo import build_random_model
+
+        build_random_model(target)
+    return target
+
+
+@pytest.fixture
+def team(db):  # type: ignore[no-untyped-def]
+    from tests import factories
+
+    return factories.team()
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    """Integration and browser tests need real services; outside CI they skip when those are missing."""
+    if os.environ.get("CI") == "true":
+        return
+    from tests.integration.stack import services_missing
+
+    missing = None
+    for item in items:
+        if item.get_closest_marker("integration") or item.get_closest_marker("browser"):
+            if missing is None:
+                missing = services_missing() or ""
+            if missing:
+                item.add_marker(pytest.mark.skip(reason=missing))
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, demo_model_dir):  # type: ignore[no-untyped-def]
+    """daphne + one Celery worker on the test database (PostgreSQL) and Redis, for the whole session."""
+    import redis
+    from django.db import connection
+
+    from tests.integration.stack import Stack
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # a clean broker queue and channel layer
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+    s = Stack(name, Path(settings.DATA_DIR))
+    s.start_web()
+    s.start_worker()
+    try:
+        s.wait_worker_ready()
+        yield s
+    except BaseException:
+        print(s.logs())
+        raise
+    finally:
+        s.stop()

@@ -1,0 +1,171 @@
+"""The real thing for integration and browser tests: daphne and a Celery worker as separate processes,
+on PostgreSQL and Redis, sharing the test database and a temporary data dir with the test process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def services_missing() -> str | None:
+    """Why integration tests cannot run here, or None."""
+    db_url = os.environ.get("DATABASE_URL", "")
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not db_url.startswith("postgres"):
+        return "integration tests need DATABASE_URL pointing at PostgreSQL (make test sets it)"
+    if not redis_url:
+        return "integration tests need REDIS_URL (make test sets it)"
+    db, redis = urlparse(db_url), urlparse(redis_url)
+    if not _reachable(db.hostname or "127.0.0.1", db.port or 5432):
+        return f"PostgreSQL is not reachable at {db.hostname}:{db.port or 5432}"
+    if not _reachable(redis.hostname or "127.0.0.1", redis.port or 6379):
+        return f"Redis is not reachable at {redis.hostname}:{redis.port or 6379}"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05,
+               what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Stack:
+    def __init__(self, database_name: str, data_dir: Path) -> None:
+        from django.conf import settings
+
+        db = settings.DATABASES["default"]
+        self.database_url = (
+            f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
+            f"{database_name}"
+        )
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.log_dir = data_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.worker: subprocess.Popen | None = None
+        self.web: subprocess.Popen | None = None
+        self.worker_count = 0
+
+    def env(self) -> dict[str, str]:
+        from django.conf import settings
+
+        return dict(
+            os.environ,
+            STUDIO_ENV="test",
+            DJANGO_SETTINGS_MODULE="studio.settings",
+            DATABASE_URL=self.database_url,
+            REDIS_URL=settings.REDIS_URL,
+            STUDIO_DATA_DIR=str(settings.DATA_DIR),
+            STUDIO_MODELS_DIR=str(settings.MODELS_DIR),
+            STUDIO_MEDIA_DIR=str(settings.MEDIA_ROOT),
+            STUDIO_GPU_QUEUE=settings.STUDIO_GPU_QUEUE,
+            STUDIO_JOB_HEARTBEAT_SECONDS=str(settings.STUDIO_JOB_HEARTBEAT_SECONDS),
+            STUDIO_JOB_STALE_SECONDS=str(settings.STUDIO_JOB_STALE_SECONDS),
+            STUDIO_PREVIEW_MIN_INTERVAL="0",
+            STUDIO_DB_CONN_MAX_AGE="0",
+            PYTHONUNBUFFERED="1",
+        )
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        return subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def start_worker(self, name: str = "itest") -> subprocess.Popen:
+        from django.conf import settings
+
+        self.worker_count += 1
+        self.worker = self._spawn(
+            f"worker{self.worker_count}",
+            [str(BIN / "celery"), "-A", "studio", "worker", "-Q", f"{settings.STUDIO_GPU_QUEUE},maintenance",
+             "-c", "1", "-n", f"{name}{self.worker_count}@%h", "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle"],
+        )
+        return self.worker
+
+    def start_web(self) -> None:
+        self.web = self._spawn("daphne", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
+                                          "studio.asgi:application"])
+        wait_until(lambda: _reachable("127.0.0.1", self.port), 30, what="daphne to listen")
+
+    def wait_worker_ready(self, timeout: float = 60) -> None:
+        from studio.celery import app
+
+        wait_until(lambda: app.control.ping(timeout=0.5), timeout, interval=0.2, what="a worker to answer")
+
+    def kill_worker(self) -> None:
+        """kill -9 the whole worker (parent and pool child), as a crash or an OOM kill would."""
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait()
+
+    def stop(self) -> None:
+        for proc in (self.web, self.worker):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.log_dir.glob("*.log"))
+
+    # --- a small HTTP client -----------------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                kind = response.headers.get("Content-Type", "")
+                return response.status, json.loads(raw) if "json" in kind else raw
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:
+                return exc.code, raw
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium") or None
