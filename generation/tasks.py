@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 logger = logging.getLogger(__name__)
 
@@ -36,3 +36,11 @@ def recover_own_jobs(sender=None, **kwargs) -> None:  # type: ignore[no-untyped-
         count = do_recover_worker_jobs(hostname)
         if count:
             logger.warning("Re-queued %d job(s) left running by an earlier %s", count, hostname)
+
+
+@worker_process_init.connect
+def warm_default_model(**kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Load torch and the default model when the pool process starts, not when the first job arrives."""
+    from .worker import warm_up
+
+    warm_up()

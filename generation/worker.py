@@ -128,3 +128,16 @@ def execute_job(job_id: str, worker: str) -> str:
         services.do_finish_job(job.id, attempt, JobStatus.CANCELED, gpu_seconds=result.gpu_seconds)
         return JobStatus.CANCELED
     return "superseded"
+
+
+def warm_up() -> None:
+    """Import the engine and load the default model so the first job starts at once."""
+    model = registry.default_model()
+    if model is None:
+        return
+    try:
+        from .engine.runner import cache
+
+        cache().get(model)
+    except Exception:
+        logger.exception("Could not preload model %s; jobs will retry loading it", model.id)

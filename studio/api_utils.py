@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .errors import ServiceError
 
@@ -47,7 +47,7 @@ def api(methods: list[str], *, login: bool = True) -> Callable[[Handler], Handle
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
                 response = error_response(405, f"Method {request.method} is not allowed here.")
                 response["Allow"] = ", ".join(methods)
@@ -62,7 +62,7 @@ def api(methods: list[str], *, login: bool = True) -> Callable[[Handler], Handle
                 return error_response(404, "Not found.")
             except PermissionDenied:
                 return error_response(403, "You may not do that here.")
-            if isinstance(result, HttpResponse):
+            if isinstance(result, HttpResponseBase):
                 return result
             status, data = result
             return JsonResponse(data, status=status, safe=False)

@@ -199,7 +199,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "studio:ws", "capacity": 500, "expiry": 30},
+            # redis-py's default 5 s socket timeout would cut channels_redis' 5 s blocking reads.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "studio:ws",
+                       "capacity": 500, "expiry": 30},
         }
     }
     CACHES = {
