@@ -129,6 +129,26 @@
     return data;
   }
 
+  // Put the new job at the top of "Recent jobs"; returns its status badge so the watcher can update it.
+  function addRecentJob(job, href) {
+    const list = document.getElementById("job-list");
+    const item = document.createElement("li");
+    item.className = "job-item";
+    const link = document.createElement("a");
+    link.className = "recent-job";
+    link.href = href;
+    link.title = job.params.prompt;
+    link.textContent = job.params.prompt.length > 100 ? job.params.prompt.slice(0, 99) + "…" : job.params.prompt;
+    const badge = document.createElement("span");
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = job.created_by + " · just now";
+    item.append(link, badge, meta);
+    list.prepend(item);
+    document.getElementById("jobs-empty").hidden = true;
+    return badge;
+  }
+
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
     clearErrors();
@@ -158,7 +178,15 @@
     link.textContent = "Open this job’s page";
     jobLink.replaceChildren(link);
     jobLink.hidden = false;
-    watcher = StudioJobWatch.watch(job.id, els, { canCancel: true, initial: job });
+    const badge = addRecentJob(job, link.href);
+    watcher = StudioJobWatch.watch(job.id, els, {
+      canCancel: true,
+      initial: job,
+      onStatus: function (status) {
+        badge.className = "badge status-" + status;
+        badge.textContent = status.charAt(0).toUpperCase() + status.slice(1);
+      },
+    });
   });
 
   prefill();

@@ -66,6 +66,7 @@
   /* watch(jobId, els, options) → {stop()}
      options.canCancel: show the cancel button while the job is queued or running.
      options.initial:   a job dict (API shape) to paint before the socket answers.
+     options.onStatus(status): called whenever the status is painted.
      options.onFinish(status): called once with the terminal status. */
   function watch(jobId, els, options) {
     const opts = options || {};
@@ -93,6 +94,7 @@
       }
       els.statusLabel.textContent = label;
       els.queuePosition.textContent = position;
+      if (opts.onStatus) opts.onStatus(status);
       const active = status === "queued" || status === "running";
       els.cancel.hidden = !(opts.canCancel && active);
     }

@@ -96,7 +96,7 @@ def test_a_job_survives_its_worker_being_killed(stack):
     project = factories.project(alice)
     token = factories.token(alice)
     status, job = stack.api("POST", f"/api/v1/projects/{project.slug}/jobs", token,
-                            {"prompt": "a green star", "steps": 150, "width": 192, "height": 192, "seed": 5})
+                            {"prompt": "a green star", "steps": 120, "width": 96, "height": 96, "seed": 5})
     assert status == 201, job
     wait_until(lambda: Job.objects.filter(id=job["id"], status="running", progress_step__gte=3).exists(), 60,
                what="the job to be running")

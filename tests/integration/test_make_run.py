@@ -1,0 +1,98 @@
+"""`make run`'s launcher, as a new user meets it: one command starts everything on SQLite and a private
+redis-server, prints how to sign in once, generates, stops cleanly on Ctrl-C, and keeps the data."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.integration.stack import ROOT, Stack, free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class Run:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("STUDIO_", "DATABASE_URL", "REDIS_URL", "DJANGO_"))}
+        self.env.update(STUDIO_DATA_DIR=str(data_dir), STUDIO_MODELS_DIR=str(settings.MODELS_DIR),
+                        PYTHONUNBUFFERED="1")
+        self.port = port
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen([sys.executable, "manage.py", "studio_run", "--port", str(port)], cwd=ROOT,
+                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.read_until("Studio is running")
+
+    def read_until(self, marker: str, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if marker in line:
+                return line
+        raise AssertionError(f"no {marker!r} in output:\n{''.join(self.lines)[-3000:]}")
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True,
+                              capture_output=True, text=True).stdout
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        return self.proc.wait(60)
+
+
+def listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_make_run_serves_everything_and_ctrl_c_stops_it(tmp_path):
+    data_dir = tmp_path / "var"
+    run = Run(data_dir, free_port())
+    output = "".join(run.lines)
+    password = re.search(r"password: (\S+)", output)
+    assert password, output
+    assert "username: admin" in output
+
+    client = Stack.__new__(Stack)
+    client.base_url = f"http://127.0.0.1:{run.port}"
+    assert client.api("GET", "/healthz", "")[0] == 200
+    ready = wait_until(lambda: client.api("GET", "/readyz", "")[0] == 200, 60, interval=0.5,
+                       what="the worker to answer /readyz")
+    assert ready
+    redis_url = (data_dir / "run" / "redis.url").read_text()
+    redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+
+    token = run.manage("studio_token", "admin").strip()
+    status, project = client.api("POST", "/api/v1/projects", token, {"name": "Launch"})
+    assert status == 201
+    status, job = client.api("POST", f"/api/v1/projects/{project['slug']}/jobs", token,
+                             {"prompt": "a yellow star", "seed": 3})
+    assert status == 201, job
+    done = wait_until(lambda: client.api("GET", f"/api/v1/jobs/{job['id']}", token)[1]["status"]
+                      in {"succeeded", "failed"} and client.api("GET", f"/api/v1/jobs/{job['id']}", token)[1],
+                      90, interval=0.3, what="the job to finish")
+    assert done["status"] == "succeeded", done
+
+    assert run.stop() == 0
+    assert not listening(run.port) and not listening(redis_port), "Ctrl-C stops every process it started"
+
+    again = Run(data_dir, free_port())
+    assert "password:" not in "".join(again.lines), "the admin is created once"
+    client.base_url = f"http://127.0.0.1:{again.port}"
+    status, jobs = client.api("GET", f"/api/v1/projects/{project['slug']}/jobs", token)
+    assert status == 200 and [j["id"] for j in jobs["results"]] == [job["id"]], "the data is kept"
+    assert again.stop() == 0
