@@ -109,13 +109,17 @@ class JobPublisher:
 
     _STOP = object()
 
-    def __init__(self, job_id: Any, *, min_preview_interval: float | None = None) -> None:
+    PROGRESS_CACHE_SECONDS = 0.25
+
+    def __init__(self, job_id: Any, *, image_size: int, min_preview_interval: float | None = None) -> None:
         self.job_id = job_id
         self.group = job_group(job_id)
         self.min_preview_interval = (
             settings.STUDIO_PREVIEW_MIN_INTERVAL if min_preview_interval is None else min_preview_interval
         )
-        self.max_size = settings.STUDIO_PREVIEW_MAX_SIZE
+        # Never larger than the image itself: the browser scales a small JPEG up for free.
+        self.max_size = min(settings.STUDIO_PREVIEW_MAX_SIZE, image_size)
+        self._progress_cached_at = 0.0
         self._queue: queue.Queue[Any] = queue.Queue()
         self._last_preview_at = 0.0
         self._pending_preview = threading.Event()
@@ -169,9 +173,12 @@ class JobPublisher:
                     self._pending_preview.clear()
                 elif item["type"] == PROGRESS:
                     payload = item
-                    await asyncio.to_thread(
-                        cache.set, progress_cache_key(self.job_id), [item["step"], item["total"]], 3600
-                    )
+                    # Late joiners read progress from the cache; a quarter-second lag is invisible to them.
+                    if time.monotonic() - self._progress_cached_at >= self.PROGRESS_CACHE_SECONDS:
+                        self._progress_cached_at = time.monotonic()
+                        await asyncio.to_thread(
+                            cache.set, progress_cache_key(self.job_id), [item["step"], item["total"]], 3600
+                        )
                 else:
                     payload = item
                 if layer is not None:

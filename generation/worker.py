@@ -29,12 +29,12 @@ class JobMonitor:
     sweeper watches) and also reads the row's cancel flag, in case the cache lost it.
     """
 
-    def __init__(self, job_id: Any, attempt: int, total: int) -> None:
+    def __init__(self, job_id: Any, attempt: int, total: int, image_size: int) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self.step, self.total = 0, total
         self.cancel = threading.Event()
-        self.publisher = realtime.JobPublisher(job_id)
+        self.publisher = realtime.JobPublisher(job_id, image_size=image_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"monitor-{job_id}", daemon=True)
         self._thread.start()
@@ -103,7 +103,7 @@ def execute_job(job_id: str, worker: str) -> str:
         scheduler=params["scheduler"],
         num_images=params["num_images"],
     )
-    monitor = JobMonitor(job.id, attempt, params["steps"])
+    monitor = JobMonitor(job.id, attempt, params["steps"], max(params["width"], params["height"]))
     try:
         result = generate(request, monitor)
     except SoftTimeLimitExceeded:
