@@ -1,0 +1,95 @@
+"""A person in Debian's chromium: sign in, generate, watch it form, find it in the gallery; a second member
+watches the same job; an outsider gets 404."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from generation.models import Job
+from tests import factories
+from tests.integration.stack import chromium_path
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    path = chromium_path()
+    if path is None:
+        pytest.fail("Debian's chromium is not installed (apt-get install -y chromium)")
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still plain
+    # synchronous code, so Django's async-safety guard does not apply to them.
+    with pytest.MonkeyPatch.context() as mp, sync_playwright() as p:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def sign_in(browser, stack, username: str, next_path: str):  # type: ignore[no-untyped-def]
+    page = browser.new_context(base_url=stack.base_url).new_page()
+    page.goto(next_path)
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "correct horse battery")
+    page.get_by_role("button", name="Sign in").click()
+    return page
+
+
+def test_sign_in_generate_watch_and_find_it_in_the_gallery(browser, stack):
+    alice, bob, charlie = factories.user("alice"), factories.user("bob"), factories.user("charlie")
+    project = factories.project(alice, "Poster")
+    factories.member(project, bob, "artist")
+
+    page = sign_in(browser, stack, "alice", "/p/poster/")
+    expect(page).to_have_url(re.compile(r"/p/poster/$"))
+    page.fill("textarea[name=prompt]", "a red circle on a blue background")
+    page.fill("input[name=width]", "128")
+    page.fill("input[name=height]", "128")
+    page.locator("details#advanced summary").click()
+    page.fill("input[name=steps]", "150")
+    page.fill("input[name=seed]", "2024")
+    page.click("#generate-btn")
+
+    # A second member opens the same job while it runs and watches it live.
+    page.wait_for_selector("#job-link a")
+    job_url = page.get_attribute("#job-link a", "href")
+    watcher = sign_in(browser, stack, "bob", job_url)
+
+    expect(page.locator("#results img.result-image")).to_be_visible(timeout=90_000)
+    frames = int(page.get_attribute("#preview", "data-frames") or 0)
+    assert frames >= 3, f"only {frames} distinct preview frames before the final image"
+    expect(page.locator("#preview")).to_be_hidden()
+    expect(page.locator("#progress-text")).to_have_text("step 150 / 150")
+    expect(page.locator("#status")).to_contain_text("Succeeded")
+
+    expect(watcher.locator("#results img.result-image")).to_be_visible(timeout=30_000)
+    assert int(watcher.get_attribute("#preview", "data-frames") or 0) >= 1
+
+    job = Job.objects.get()
+    asset = job.assets.get()
+    assert job.params["seed"] == 2024
+
+    page.goto("/p/poster/gallery/")
+    card = page.locator(f'.asset-card[data-asset-id="{asset.id}"]')
+    expect(card).to_be_visible()
+    card.locator("a").first.click()
+    expect(page).to_have_url(re.compile(rf"/assets/{asset.id}/$"))
+    assert page.eval_on_selector("#asset-image", "img => img.complete && img.naturalWidth") == 128
+    expect(page.locator("#provenance")).to_contain_text("2024")
+
+    # Reproduce fills the form with the same parameters.
+    page.click("#reproduce")
+    expect(page.locator("textarea[name=prompt]")).to_have_value("a red circle on a blue background")
+    expect(page.locator("input[name=seed]")).to_have_value("2024")
+
+    outsider = sign_in(browser, stack, "charlie", "/")
+    for url in (job_url, f"/assets/{asset.id}/", f"/assets/{asset.id}/image.png", "/p/poster/gallery/"):
+        response = outsider.goto(url)
+        assert response is not None and response.status == 404, url
