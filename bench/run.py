@@ -32,8 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 def api(base: str, method: str, path: str, token: str, body: object = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback only
         return json.loads(response.read())
 
@@ -54,7 +58,9 @@ def studio_job(base: str, ws_base: str, slug: str, token: str, params: dict) -> 
     job = api(base, "POST", f"/api/v1/projects/{slug}/jobs", token, params)
     running_at = first_preview_at = None
     previews = 0
-    with connect(f"{ws_base}/ws/jobs/{job['id']}/", additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+    with connect(
+        f"{ws_base}/ws/jobs/{job['id']}/", additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
         while True:
             message = json.loads(ws.recv(timeout=120))
             now = time.perf_counter()
@@ -80,19 +86,33 @@ def studio_job(base: str, ws_base: str, slug: str, token: str, params: dict) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--model-dir", default=os.environ.get("STUDIO_MODELS_DIR", str(ROOT / "var" / "models")))
+    parser.add_argument(
+        "--model-dir", default=os.environ.get("STUDIO_MODELS_DIR", str(ROOT / "var" / "models"))
+    )
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="studio-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "DJANGO_"))}
-    env.update(STUDIO_ENV="embedded", STUDIO_DATA_DIR=str(data_dir), STUDIO_MODELS_DIR=args.model_dir,
-               PYTHONUNBUFFERED="1")
+    env.update(
+        STUDIO_ENV="embedded",
+        STUDIO_DATA_DIR=str(data_dir),
+        STUDIO_MODELS_DIR=args.model_dir,
+        PYTHONUNBUFFERED="1",
+    )
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "manage.py", "studio_run", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "studio_run", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -100,14 +120,26 @@ def main() -> None:
                 break
         else:
             raise SystemExit("the studio did not start")
-        token = subprocess.run([sys.executable, "manage.py", "studio_token", "admin"], cwd=ROOT, env=env,
-                               check=True, capture_output=True, text=True).stdout.strip()
+        token = subprocess.run(
+            [sys.executable, "manage.py", "studio_token", "admin"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
         slug = api(base, "POST", "/api/v1/projects", token, {"name": "Bench"})["slug"]
         model = next(m for m in api(base, "GET", "/api/v1/models", token) if m["id"] == "demo")
-        params = {"prompt": "a red circle in the centre on a blue background", "steps": args.steps,
-                  "width": model["default_width"], "height": model["default_height"],
-                  "scheduler": model["default_scheduler"], "guidance_scale": model["default_guidance"], "seed": 1}
+        params = {
+            "prompt": "a red circle in the centre on a blue background",
+            "steps": args.steps,
+            "width": model["default_width"],
+            "height": model["default_height"],
+            "scheduler": model["default_scheduler"],
+            "guidance_scale": model["default_guidance"],
+            "seed": 1,
+        }
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
@@ -115,19 +147,28 @@ def main() -> None:
 
         from generation.engine.pipelines import SCHEDULER_CLASSES
 
-        pipe = StableDiffusionPipeline.from_pretrained(Path(args.model_dir) / "demo", local_files_only=True,
-                                                       use_safetensors=True, safety_checker=None,
-                                                       requires_safety_checker=False)
-        cls, kwargs = SCHEDULER_CLASSES[params["scheduler"]]
+        pipe = StableDiffusionPipeline.from_pretrained(
+            Path(args.model_dir) / "demo",
+            local_files_only=True,
+            use_safetensors=True,
+            safety_checker=None,
+            requires_safety_checker=False,
+        )
+        cls, kwargs = SCHEDULER_CLASSES[str(params["scheduler"])]
         pipe.scheduler = cls.from_config(pipe.scheduler.config, **kwargs)
         pipe.set_progress_bar_config(disable=True)
 
         def raw() -> float:
             started = time.perf_counter()
             with torch.inference_mode():
-                pipe(prompt=params["prompt"], width=params["width"], height=params["height"],
-                     num_inference_steps=params["steps"], guidance_scale=params["guidance_scale"],
-                     generator=[torch.Generator("cpu").manual_seed(1)])
+                pipe(
+                    prompt=params["prompt"],
+                    width=params["width"],
+                    height=params["height"],
+                    num_inference_steps=params["steps"],
+                    guidance_scale=params["guidance_scale"],
+                    generator=[torch.Generator("cpu").manual_seed(1)],
+                )
             return time.perf_counter() - started
 
         raw()
@@ -138,15 +179,21 @@ def main() -> None:
             runs.append(studio_job(base, ws_base, slug, token, params))
         raw_median = statistics.median(raws)
         studio_median = statistics.median(r["total"] for r in runs)
-        print(f"model demo {params['width']}x{params['height']}, {params['steps']} steps, "
-              f"{params['scheduler']}, {args.runs} runs each, torch threads {torch.get_num_threads()}")
+        print(
+            f"model demo {params['width']}x{params['height']}, {params['steps']} steps, "
+            f"{params['scheduler']}, {args.runs} runs each, torch threads {torch.get_num_threads()}"
+        )
         print(f"raw diffusers call           median {raw_median * 1000:8.1f} ms")
         print(f"studio HTTP submit→succeeded median {studio_median * 1000:8.1f} ms")
         print(f"ratio studio / raw           {studio_median / raw_median:8.3f}x")
-        print(f"job start → first preview    median "
-              f"{statistics.median(r['first_preview'] for r in runs) * 1000:8.1f} ms")
-        print(f"previews received per job    median {statistics.median(r['previews'] for r in runs):8.1f}"
-              f" (min {min(r['previews'] for r in runs)})")
+        print(
+            f"job start → first preview    median "
+            f"{statistics.median(r['first_preview'] for r in runs) * 1000:8.1f} ms"
+        )
+        print(
+            f"previews received per job    median {statistics.median(r['previews'] for r in runs):8.1f}"
+            f" (min {min(r['previews'] for r in runs)})"
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest
 from django.shortcuts import get_object_or_404
 
 from studio.api_utils import api
@@ -26,7 +26,9 @@ def project_assets(request: HttpRequest, slug: str) -> tuple[int, Any]:
     status = request.GET.get("status")
     if status:
         if status not in AssetStatus.values:
-            raise InvalidInput("Unknown status.", {"status": [f"Choose one of {', '.join(AssetStatus.values)}."]})
+            raise InvalidInput(
+                "Unknown status.", {"status": [f"Choose one of {', '.join(AssetStatus.values)}."]}
+            )
         queryset = queryset.filter(status=status)
     query = request.GET.get("q", "").strip()
     if query:
@@ -41,5 +43,5 @@ def asset_detail(request: HttpRequest, asset_id: str) -> tuple[int, Any]:
 
 
 @api(["GET"])
-def asset_image(request: HttpRequest, asset_id: str) -> HttpResponse:
+def asset_image(request: HttpRequest, asset_id: str) -> FileResponse:
     return image_response(asset_or_404(request.user, asset_id))

@@ -32,7 +32,9 @@ def a1111_parameters(params: dict[str, Any], model_name: str, model_sha256: str)
 
 def png_with_provenance(image: Image.Image, params: dict[str, Any], provenance: dict[str, Any]) -> bytes:
     info = PngInfo()
-    info.add_text("parameters", a1111_parameters(params, provenance["model_name"], provenance["model_sha256"]))
+    info.add_text(
+        "parameters", a1111_parameters(params, provenance["model_name"], provenance["model_sha256"])
+    )
     info.add_itxt("studio", json.dumps({"params": params, **provenance}, sort_keys=True))
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG", pnginfo=info, compress_level=4)
@@ -42,4 +44,7 @@ def png_with_provenance(image: Image.Image, params: dict[str, Any], provenance: 
 def read_provenance(data: bytes) -> dict[str, Any]:
     with Image.open(io.BytesIO(data)) as image:
         text = dict(getattr(image, "text", {}))
-    return {"parameters": text.get("parameters"), "studio": json.loads(text["studio"]) if "studio" in text else None}
+    return {
+        "parameters": text.get("parameters"),
+        "studio": json.loads(text["studio"]) if "studio" in text else None,
+    }

@@ -52,7 +52,7 @@ def do_create_job_assets(
                 },
             )
             asset.file.save(f"{asset.id}.png", ContentFile(data), save=False)
-            saved_files.append(asset.file.name)
+            saved_files.append(str(asset.file.name))
             asset.save()
             assets.append(asset)
     except Exception:

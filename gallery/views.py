@@ -21,10 +21,12 @@ GALLERY_PAGE = 24
 
 
 def asset_or_404(user: Any, asset_id: str) -> Asset:
-    return get_visible_or_404(assets_visible_to(user).select_related("project", "created_by", "job"), id=asset_id)
+    return get_visible_or_404(
+        assets_visible_to(user).select_related("project", "created_by", "job"), id=asset_id
+    )
 
 
-def image_response(asset: Asset) -> HttpResponse:
+def image_response(asset: Asset) -> FileResponse:
     """Stream the PNG from storage. Private: never cached by shared caches."""
     response = FileResponse(asset.file.open("rb"), content_type="image/png")
     response["Content-Disposition"] = f'inline; filename="{asset.id}.png"'
@@ -71,5 +73,5 @@ def asset_page(request: HttpRequest, asset_id: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def asset_image(request: HttpRequest, asset_id: str) -> HttpResponse:
+def asset_image(request: HttpRequest, asset_id: str) -> FileResponse:
     return image_response(asset_or_404(request.user, asset_id))

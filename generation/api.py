@@ -21,7 +21,9 @@ PAGE_SIZE = 25
 
 
 def _job_or_404(request: HttpRequest, job_id: str) -> Any:
-    return get_visible_or_404(jobs_visible_to(request.user).select_related("project", "created_by"), id=job_id)
+    return get_visible_or_404(
+        jobs_visible_to(request.user).select_related("project", "created_by"), id=job_id
+    )
 
 
 @api(["GET"])

@@ -33,12 +33,14 @@ def _job_snapshot(job_id: Any) -> list[dict[str, Any]]:
     cached = cache.get(realtime.progress_cache_key(job.id)) if job.status == JobStatus.RUNNING else None
     if cached:
         step, total = cached
-    messages: list[dict[str, Any]] = [{
-        "type": realtime.STATUS,
-        "status": job.status,
-        "progress": {"step": step, "total": total},
-        "queue_position": job.queue_position(),
-    }]
+    messages: list[dict[str, Any]] = [
+        {
+            "type": realtime.STATUS,
+            "status": job.status,
+            "progress": {"step": step, "total": total},
+            "queue_position": job.queue_position(),
+        }
+    ]
     if job.status == JobStatus.RUNNING:
         preview = cache.get(realtime.preview_cache_key(job.id))
         if preview:

@@ -72,7 +72,7 @@ class Job(models.Model):
         )
         return ahead.count() + 1
 
-    # --- transitions: each returns whether it happened ------------------------------------------------------
+    # --- transitions: each returns whether it happened --
 
     @classmethod
     def claim(cls, job_id: Any, worker: str, now: datetime | None = None) -> int | None:
@@ -112,9 +112,7 @@ class Job(models.Model):
     @classmethod
     def request_cancel(cls, job_id: Any) -> bool:
         """Flag a running job; its worker stops it at the next step."""
-        return bool(
-            cls.objects.filter(id=job_id, status=JobStatus.RUNNING).update(cancel_requested=True)
-        )
+        return bool(cls.objects.filter(id=job_id, status=JobStatus.RUNNING).update(cancel_requested=True))
 
     @classmethod
     def requeue(cls, job_id: Any, attempt: int) -> bool:

@@ -126,7 +126,7 @@ class JobPublisher:
         self._thread = threading.Thread(target=self._run, name=f"publisher-{job_id}", daemon=True)
         self._thread.start()
 
-    # --- called from the diffusion loop: never blocks --------------------------------------------------------
+    # --- called from the diffusion loop: never blocks --
 
     def progress(self, step: int, total: int) -> None:
         self._queue.put({"type": PROGRESS, "step": step, "total": total})
@@ -149,7 +149,7 @@ class JobPublisher:
         self._queue.put(self._STOP)
         self._thread.join(timeout)
 
-    # --- the thread ------------------------------------------------------------------------------------------
+    # --- the thread --
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -167,8 +167,12 @@ class JobPublisher:
             try:
                 if isinstance(item, tuple):
                     _, step, total, rgb = item
-                    payload = {"type": PREVIEW, "step": step, "total": total,
-                               "image": encode_preview(rgb, self.max_size)}
+                    payload = {
+                        "type": PREVIEW,
+                        "step": step,
+                        "total": total,
+                        "image": encode_preview(rgb, self.max_size),
+                    }
                     await asyncio.to_thread(cache.set, preview_cache_key(self.job_id), payload, 3600)
                     self._pending_preview.clear()
                 elif item["type"] == PROGRESS:

@@ -34,14 +34,23 @@ logger = logging.getLogger(__name__)
 MAX_PROMPT = 2000
 MAX_SEED = 2**32 - 1
 JOB_FIELDS = {
-    "prompt", "negative_prompt", "model", "width", "height", "steps", "guidance_scale", "seed", "scheduler",
-    "num_images", "mode",
+    "prompt",
+    "negative_prompt",
+    "model",
+    "width",
+    "height",
+    "steps",
+    "guidance_scale",
+    "seed",
+    "scheduler",
+    "num_images",
+    "mode",
 }
 # Parts of the job body (shared/API.md) that belong to generation modes this installation does not run yet.
 MODE_FIELDS = {"init_asset", "mask", "strength", "variation", "scale", "loras"}
 
 
-# --- validation --------------------------------------------------------------------------------------------------
+# --- validation --
 
 
 def _int(value: Any, name: str, lo: int, hi: int, errors: dict[str, list[str]]) -> int | None:
@@ -133,9 +142,13 @@ def check_job_params(data: dict[str, Any]) -> tuple[registry.ModelInfo, dict[str
     else:
         steps_default, guidance_default = 20, 5.0
     params["steps"] = _int(data.get("steps", steps_default), "steps", 1, 150, errors)
-    params["guidance_scale"] = _float(data.get("guidance_scale", guidance_default), "guidance_scale", 0, 30, errors)
+    params["guidance_scale"] = _float(
+        data.get("guidance_scale", guidance_default), "guidance_scale", 0, 30, errors
+    )
     seed = data.get("seed")
-    params["seed"] = secrets.randbelow(MAX_SEED + 1) if seed in (None, "") else _int(seed, "seed", 0, MAX_SEED, errors)
+    params["seed"] = (
+        secrets.randbelow(MAX_SEED + 1) if seed in (None, "") else _int(seed, "seed", 0, MAX_SEED, errors)
+    )
     params["num_images"] = _int(data.get("num_images", 1), "num_images", 1, 8, errors)
 
     if errors:
@@ -144,7 +157,7 @@ def check_job_params(data: dict[str, Any]) -> tuple[registry.ModelInfo, dict[str
     return model, params
 
 
-# --- the web side --------------------------------------------------------------------------------------------
+# --- the web side --
 
 
 def enqueue(job_id: Any, queue: str) -> None:
@@ -154,7 +167,10 @@ def enqueue(job_id: Any, queue: str) -> None:
 
     try:
         run_job.apply_async(
-            args=[str(job_id)], queue=queue, retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2}
+            args=(str(job_id),),
+            queue=queue,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2},
         )
     except Exception:
         logger.exception("Could not enqueue job %s; the sweeper will retry", job_id)
@@ -176,7 +192,9 @@ def do_create_job(user: Any, project: Project, data: dict[str, Any]) -> Job:
         )
         transaction.on_commit(lambda: enqueue(job.id, job.queue))
         transaction.on_commit(
-            lambda: realtime.send_project_event(project.slug, {"type": realtime.JOB_CREATED, "job": job_to_dict(job)})
+            lambda: realtime.send_project_event(
+                project.slug, {"type": realtime.JOB_CREATED, "job": job_to_dict(job)}
+            )
         )
     return job
 
@@ -201,7 +219,7 @@ def do_cancel_job(user: Any, job: Job) -> Job:
     return job
 
 
-# --- the worker side -----------------------------------------------------------------------------------------
+# --- the worker side --
 
 
 def do_start_job(job_id: Any, worker: str) -> tuple[Job, int] | None:
@@ -211,8 +229,14 @@ def do_start_job(job_id: Any, worker: str) -> tuple[Job, int] | None:
         return None
     job = Job.objects.select_related("project", "created_by").get(id=job_id)
     cache.delete(realtime.preview_cache_key(job_id))
-    realtime.send_job_event(job.id, {"type": realtime.STATUS, "status": JobStatus.RUNNING,
-                                     "progress": {"step": 0, "total": job.progress_total}})
+    realtime.send_job_event(
+        job.id,
+        {
+            "type": realtime.STATUS,
+            "status": JobStatus.RUNNING,
+            "progress": {"step": 0, "total": job.progress_total},
+        },
+    )
     realtime.send_project_event(job.project.slug, {"type": realtime.JOB_UPDATED, "job": job_to_dict(job)})
     _announce_queue_moved(job.queue)
     return job, attempt
@@ -220,7 +244,9 @@ def do_start_job(job_id: Any, worker: str) -> tuple[Job, int] | None:
 
 def do_heartbeat(job_id: Any, attempt: int, step: int, total: int) -> bool:
     """Record liveness and progress; returns whether a cancel was requested (or the job is no longer ours)."""
-    updated = Job.running(job_id, attempt).update(heartbeat_at=timezone.now(), progress_step=step, progress_total=total)
+    updated = Job.running(job_id, attempt).update(
+        heartbeat_at=timezone.now(), progress_step=step, progress_total=total
+    )
     if not updated:
         return True
     return Job.objects.filter(id=job_id, cancel_requested=True).exists()
@@ -230,27 +256,35 @@ def cancel_requested_fast(job_id: Any) -> bool:
     return bool(cache.get(realtime.cancel_cache_key(job_id)))
 
 
-def do_complete_job(job: Job, attempt: int, images: list[Any], seeds: list[int], *, gpu_seconds: float,
-                    model_name: str, model_sha256: str) -> bool:
+def do_complete_job(
+    job: Job,
+    attempt: int,
+    images: list[Any],
+    seeds: list[int],
+    *,
+    gpu_seconds: float,
+    model_name: str,
+    model_sha256: str,
+) -> bool:
     """running → succeeded with its assets, in one transaction. False if the job was no longer this
     attempt's to finish (canceled meanwhile, or handed to another worker)."""
     with transaction.atomic():
-        updated = Job.running(job.id, attempt).filter(cancel_requested=False).update(
-            status=JobStatus.SUCCEEDED, finished_at=timezone.now(), gpu_seconds=gpu_seconds,
-            progress_step=job.progress_total,
+        updated = (
+            Job.running(job.id, attempt)
+            .filter(cancel_requested=False)
+            .update(
+                status=JobStatus.SUCCEEDED,
+                finished_at=timezone.now(),
+                gpu_seconds=gpu_seconds,
+                progress_step=job.progress_total,
+            )
         )
         if not updated:
             return False
         job.refresh_from_db()
         assets = do_create_job_assets(job, images, seeds, model_name=model_name, model_sha256=model_sha256)
         transaction.on_commit(lambda: _announce_finished(job.id))
-        transaction.on_commit(
-            lambda: [
-                realtime.send_project_event(job.project.slug, {"type": realtime.ASSET_CREATED,
-                                                               "asset": asset_to_dict(a)})
-                for a in assets
-            ]
-        )
+        transaction.on_commit(lambda: _announce_assets(job.project.slug, assets))
     return True
 
 
@@ -270,6 +304,11 @@ def _announce_finished(job_id: Any) -> None:
     cache.delete(realtime.cancel_cache_key(job_id))
 
 
+def _announce_assets(slug: str, assets: list[Any]) -> None:
+    for asset in assets:
+        realtime.send_project_event(slug, {"type": realtime.ASSET_CREATED, "asset": asset_to_dict(asset)})
+
+
 def _announce_queue_moved(queue: str) -> None:
     realtime.send(realtime.queue_group(queue), {"type": realtime.QUEUE_MOVED})
 
@@ -283,7 +322,7 @@ def terminal_event(job: Job) -> dict[str, Any]:
     return {"type": realtime.CANCELED}
 
 
-# --- the sweeper ---------------------------------------------------------------------------------------------
+# --- the sweeper --
 
 
 def do_sweep_stale_jobs() -> dict[str, int]:
@@ -316,14 +355,25 @@ def _requeue_or_give_up(job: Job) -> str:
     if job.cancel_requested:
         return "canceled" if do_finish_job(job.id, job.attempt, JobStatus.CANCELED) else "skipped"
     if job.attempt >= settings.STUDIO_JOB_MAX_ATTEMPTS:
-        failed = do_finish_job(job.id, job.attempt, JobStatus.FAILED,
-                               error=f"The job's worker stopped {job.attempt} times; giving up.")
+        failed = do_finish_job(
+            job.id,
+            job.attempt,
+            JobStatus.FAILED,
+            error=f"The job's worker stopped {job.attempt} times; giving up.",
+        )
         return "failed" if failed else "skipped"
     with transaction.atomic():
         if not Job.requeue(job.id, job.attempt):
             return "skipped"
         transaction.on_commit(lambda: enqueue(job.id, job.queue))
-        transaction.on_commit(lambda: realtime.send_job_event(
-            job.id, {"type": realtime.STATUS, "status": JobStatus.QUEUED,
-                     "progress": {"step": 0, "total": job.progress_total}}))
+        transaction.on_commit(
+            lambda: realtime.send_job_event(
+                job.id,
+                {
+                    "type": realtime.STATUS,
+                    "status": JobStatus.QUEUED,
+                    "progress": {"step": 0, "total": job.progress_total},
+                },
+            )
+        )
     return "requeued"

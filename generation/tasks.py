@@ -11,7 +11,7 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="generation.tasks.run_job", acks_late=True, reject_on_worker_lost=True)
-def run_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
+def run_job(self, job_id: str) -> str:
     """Run a queued job. Idempotent: a second delivery of a running or finished job does nothing."""
     from .worker import execute_job
 
@@ -27,7 +27,7 @@ def sweep_stale_jobs() -> dict[str, int]:
 
 
 @worker_ready.connect
-def recover_own_jobs(sender=None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def recover_own_jobs(sender=None, **kwargs) -> None:
     """A worker that (re)starts under a name still holding running jobs died before: re-queue them."""
     from .services import do_recover_worker_jobs
 
@@ -39,7 +39,7 @@ def recover_own_jobs(sender=None, **kwargs) -> None:  # type: ignore[no-untyped-
 
 
 @worker_process_init.connect
-def warm_default_model(**kwargs) -> None:  # type: ignore[no-untyped-def]
+def warm_default_model(**kwargs) -> None:
     """Load torch and the default model when the pool process starts, not when the first job arrives."""
     from .worker import warm_up
 

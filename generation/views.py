@@ -18,8 +18,17 @@ from .permissions import can_cancel, jobs_visible_to
 from .serializers import job_to_dict
 
 # Form fields a reproduced asset fills in.
-REPRODUCIBLE = ("prompt", "negative_prompt", "model", "width", "height", "steps", "guidance_scale", "seed",
-                "scheduler")
+REPRODUCIBLE = (
+    "prompt",
+    "negative_prompt",
+    "model",
+    "width",
+    "height",
+    "steps",
+    "guidance_scale",
+    "seed",
+    "scheduler",
+)
 
 
 @login_required

@@ -85,8 +85,12 @@ def execute_job(job_id: str, worker: str) -> str:
     params = job.params
     model = registry.get_model(job.model_id)
     if model is None:
-        services.do_finish_job(job.id, attempt, JobStatus.FAILED,
-                               error=f"The model {job.model_id!r} is not installed on this worker.")
+        services.do_finish_job(
+            job.id,
+            attempt,
+            JobStatus.FAILED,
+            error=f"The model {job.model_id!r} is not installed on this worker.",
+        )
         return JobStatus.FAILED
 
     from .engine.runner import GenerationRequest, generate
@@ -119,8 +123,15 @@ def execute_job(job_id: str, worker: str) -> str:
     if result.canceled:
         services.do_finish_job(job.id, attempt, JobStatus.CANCELED, gpu_seconds=result.gpu_seconds)
         return JobStatus.CANCELED
-    if services.do_complete_job(job, attempt, result.images, result.seeds, gpu_seconds=result.gpu_seconds,
-                                model_name=model.name, model_sha256=result.model_sha256):
+    if services.do_complete_job(
+        job,
+        attempt,
+        result.images,
+        result.seeds,
+        gpu_seconds=result.gpu_seconds,
+        model_name=model.name,
+        model_sha256=result.model_sha256,
+    ):
         return JobStatus.SUCCEEDED
     # Canceled at the last moment, or handed to another worker while this one was presumed dead.
     job.refresh_from_db()

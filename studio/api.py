@@ -11,7 +11,6 @@ from django.shortcuts import get_object_or_404
 from . import permissions, services
 from .api_utils import api, error_response, json_body
 from .errors import Unavailable
-from .models import Membership
 from .openapi import schema
 
 
@@ -27,7 +26,7 @@ def openapi(request: HttpRequest) -> tuple[int, Any]:
 @api(["GET"])
 def me(request: HttpRequest) -> tuple[int, Any]:
     user = request.user
-    roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+    roles = permissions.roles_of(request.user)
     projects = permissions.projects_visible_to(user).order_by("name")
     return 200, {
         "username": user.username,
@@ -41,7 +40,7 @@ def projects(request: HttpRequest) -> tuple[int, Any]:
     if request.method == "POST":
         project = services.do_create_project(request.user, json_body(request).get("name"))
         return 201, project_to_dict(project, "lead")
-    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+    roles = permissions.roles_of(request.user)
     visible = permissions.projects_visible_to(request.user).order_by("name")
     return 200, [project_to_dict(p, roles.get(p.id, "lead")) for p in visible]
 

@@ -19,6 +19,8 @@ http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.STUDIO_SERVE_STAT
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": WebsocketOriginMiddleware(WebsocketTokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        "websocket": WebsocketOriginMiddleware(
+            WebsocketTokenAuthMiddleware(URLRouter(websocket_urlpatterns))
+        ),
     }
 )

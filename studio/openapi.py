@@ -14,13 +14,24 @@ def _response(description: str, schema: dict[str, Any] | None = None) -> dict[st
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Invalid input", 401: "Not signed in", 403: "Not allowed", 404: "Not found or not visible",
-            409: "State conflict", 501: "Not offered by this installation"}
+    text = {
+        400: "Invalid input",
+        401: "Not signed in",
+        403: "Not allowed",
+        404: "Not found or not visible",
+        409: "State conflict",
+        501: "Not offered by this installation",
+    }
     return {str(c): _response(text[c], ERROR) for c in codes}
 
 
-def _op(summary: str, ok: dict[str, Any], *errors: int, body: dict[str, Any] | None = None,
-        params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    *errors: int,
+    body: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(401, *errors)}}
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
@@ -38,9 +49,13 @@ def _query(name: str) -> dict[str, Any]:
 
 
 def _page(item: str) -> dict[str, Any]:
-    return {"type": "object", "properties": {
-        "results": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
-        "next": {"type": "string", "nullable": True}}}
+    return {
+        "type": "object",
+        "properties": {
+            "results": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+            "next": {"type": "string", "nullable": True},
+        },
+    }
 
 
 def schema() -> dict[str, Any]:
@@ -59,105 +74,227 @@ def schema() -> dict[str, Any]:
                 "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
             },
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {
-                    "error": {"type": "string"},
-                    "errors": {"type": "object", "additionalProperties": {"type": "array",
-                                                                          "items": {"type": "string"}}}}},
-                "Project": {"type": "object", "properties": {
-                    "slug": {"type": "string"}, "name": {"type": "string"},
-                    "role": {"type": "string", "enum": ["lead", "artist", "viewer"]}}},
-                "Model": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "name": {"type": "string"}, "family": {"type": "string"},
-                    "default_width": {"type": "integer"}, "default_height": {"type": "integer"},
-                    "default_steps": {"type": "integer"}, "default_guidance": {"type": "number"},
-                    "default_scheduler": {"type": "string"}, "min_size": {"type": "integer"},
-                    "max_size": {"type": "integer"},
-                    "schedulers": {"type": "array", "items": {"type": "string"}},
-                    "modes": {"type": "array", "items": {"type": "string"}},
-                    "loras": {"type": "array", "items": {"type": "object"}}}},
-                "JobCreate": {"type": "object", "required": ["prompt"], "additionalProperties": False,
-                              "properties": {
-                    "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
-                    "negative_prompt": {"type": "string", "maxLength": 2000},
-                    "model": {"type": "string"},
-                    "width": {"type": "integer", "multipleOf": 8}, "height": {"type": "integer", "multipleOf": 8},
-                    "steps": {"type": "integer", "minimum": 1, "maximum": 150},
-                    "guidance_scale": {"type": "number", "minimum": 0, "maximum": 30},
-                    "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295},
-                    "scheduler": {"type": "string"},
-                    "num_images": {"type": "integer", "minimum": 1, "maximum": 8},
-                    "mode": {"type": "string", "enum": ["txt2img"]}}},
-                "Job": {"type": "object", "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "project": {"type": "string"},
-                    "status": {"type": "string",
-                               "enum": ["queued", "running", "succeeded", "failed", "canceled"]},
-                    "model": {"type": "string"},
-                    "params": {"type": "object"},
-                    "progress": {"type": "object", "properties": {"step": {"type": "integer"},
-                                                                  "total": {"type": "integer"}}},
-                    "queue_position": {"type": "integer", "nullable": True},
-                    "created_by": {"type": "string"},
-                    "created_at": {"type": "string", "format": "date-time"},
-                    "started_at": {"type": "string", "format": "date-time", "nullable": True},
-                    "finished_at": {"type": "string", "format": "date-time", "nullable": True},
-                    "assets": {"type": "array", "items": asset},
-                    "error": {"type": "string", "nullable": True}}},
-                "Asset": {"type": "object", "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "project": {"type": "string"},
-                    "job": {"type": "string", "format": "uuid", "nullable": True},
-                    "image_url": {"type": "string"}, "page_url": {"type": "string"},
-                    "width": {"type": "integer"}, "height": {"type": "integer"},
-                    "seed": {"type": "integer"}, "prompt": {"type": "string"},
-                    "negative_prompt": {"type": "string"}, "params": {"type": "object"},
-                    "model": {"type": "string"}, "model_name": {"type": "string"},
-                    "model_sha256": {"type": "string"},
-                    "status": {"type": "string",
-                               "enum": ["draft", "submitted", "approved", "rejected", "changes_requested"]},
-                    "created_by": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}}},
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "errors": {
+                            "type": "object",
+                            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                },
+                "Project": {
+                    "type": "object",
+                    "properties": {
+                        "slug": {"type": "string"},
+                        "name": {"type": "string"},
+                        "role": {"type": "string", "enum": ["lead", "artist", "viewer"]},
+                    },
+                },
+                "Model": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "family": {"type": "string"},
+                        "default_width": {"type": "integer"},
+                        "default_height": {"type": "integer"},
+                        "default_steps": {"type": "integer"},
+                        "default_guidance": {"type": "number"},
+                        "default_scheduler": {"type": "string"},
+                        "min_size": {"type": "integer"},
+                        "max_size": {"type": "integer"},
+                        "schedulers": {"type": "array", "items": {"type": "string"}},
+                        "modes": {"type": "array", "items": {"type": "string"}},
+                        "loras": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "JobCreate": {
+                    "type": "object",
+                    "required": ["prompt"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
+                        "negative_prompt": {"type": "string", "maxLength": 2000},
+                        "model": {"type": "string"},
+                        "width": {"type": "integer", "multipleOf": 8},
+                        "height": {"type": "integer", "multipleOf": 8},
+                        "steps": {"type": "integer", "minimum": 1, "maximum": 150},
+                        "guidance_scale": {"type": "number", "minimum": 0, "maximum": 30},
+                        "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+                        "scheduler": {"type": "string"},
+                        "num_images": {"type": "integer", "minimum": 1, "maximum": 8},
+                        "mode": {"type": "string", "enum": ["txt2img"]},
+                    },
+                },
+                "Job": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "project": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "enum": ["queued", "running", "succeeded", "failed", "canceled"],
+                        },
+                        "model": {"type": "string"},
+                        "params": {"type": "object"},
+                        "progress": {
+                            "type": "object",
+                            "properties": {"step": {"type": "integer"}, "total": {"type": "integer"}},
+                        },
+                        "queue_position": {"type": "integer", "nullable": True},
+                        "created_by": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "started_at": {"type": "string", "format": "date-time", "nullable": True},
+                        "finished_at": {"type": "string", "format": "date-time", "nullable": True},
+                        "assets": {"type": "array", "items": asset},
+                        "error": {"type": "string", "nullable": True},
+                    },
+                },
+                "Asset": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "project": {"type": "string"},
+                        "job": {"type": "string", "format": "uuid", "nullable": True},
+                        "image_url": {"type": "string"},
+                        "page_url": {"type": "string"},
+                        "width": {"type": "integer"},
+                        "height": {"type": "integer"},
+                        "seed": {"type": "integer"},
+                        "prompt": {"type": "string"},
+                        "negative_prompt": {"type": "string"},
+                        "params": {"type": "object"},
+                        "model": {"type": "string"},
+                        "model_name": {"type": "string"},
+                        "model_sha256": {"type": "string"},
+                        "status": {
+                            "type": "string",
+                            "enum": ["draft", "submitted", "approved", "rejected", "changes_requested"],
+                        },
+                        "created_by": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                    },
+                },
             },
         },
         "security": [{"bearer": []}, {"session": []}],
         "paths": {
-            "/openapi.json": {"get": _op("This schema", {"200": _response("The schema", {"type": "object"})})},
-            "/me": {"get": _op("The caller and their projects", {"200": _response("Me", {
-                "type": "object", "properties": {"username": {"type": "string"}, "is_admin": {"type": "boolean"},
-                                                 "projects": {"type": "array", "items": project}}})})},
+            "/openapi.json": {
+                "get": _op("This schema", {"200": _response("The schema", {"type": "object"})})
+            },
+            "/me": {
+                "get": _op(
+                    "The caller and their projects",
+                    {
+                        "200": _response(
+                            "Me",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "username": {"type": "string"},
+                                    "is_admin": {"type": "boolean"},
+                                    "projects": {"type": "array", "items": project},
+                                },
+                            },
+                        )
+                    },
+                )
+            },
             "/me/quota": {"get": later},
-            "/models": {"get": _op("Installed models", {"200": _response("Models", {
-                "type": "array", "items": {"$ref": "#/components/schemas/Model"}})})},
+            "/models": {
+                "get": _op(
+                    "Installed models",
+                    {
+                        "200": _response(
+                            "Models", {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}
+                        )
+                    },
+                )
+            },
             "/projects": {
-                "get": _op("Projects the caller belongs to (admins: all)",
-                           {"200": _response("Projects", {"type": "array", "items": project})}),
-                "post": _op("Create a project; the caller becomes its lead", {"201": _response("Created", project)},
-                            400, 403, body={"type": "object", "required": ["name"],
-                                            "properties": {"name": {"type": "string"}}}),
+                "get": _op(
+                    "Projects the caller belongs to (admins: all)",
+                    {"200": _response("Projects", {"type": "array", "items": project})},
+                ),
+                "post": _op(
+                    "Create a project; the caller becomes its lead",
+                    {"201": _response("Created", project)},
+                    400,
+                    403,
+                    body={"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                ),
             },
-            "/projects/{slug}/members": {"post": _op(
-                "Add a member or change their role", {"201": _response("Member", {"type": "object"})}, 400, 403,
-                404, params=[slug], body={"type": "object", "required": ["username", "role"], "properties": {
-                    "username": {"type": "string"},
-                    "role": {"type": "string", "enum": ["lead", "artist", "viewer"]}}})},
+            "/projects/{slug}/members": {
+                "post": _op(
+                    "Add a member or change their role",
+                    {"201": _response("Member", {"type": "object"})},
+                    400,
+                    403,
+                    404,
+                    params=[slug],
+                    body={
+                        "type": "object",
+                        "required": ["username", "role"],
+                        "properties": {
+                            "username": {"type": "string"},
+                            "role": {"type": "string", "enum": ["lead", "artist", "viewer"]},
+                        },
+                    },
+                )
+            },
             "/projects/{slug}/jobs": {
-                "get": _op("Recent jobs, newest first", {"200": _response("Jobs", _page("Job"))}, 400, 404,
-                           params=[slug, _query("cursor")]),
-                "post": _op("Create a job", {"201": _response("The queued job", job)}, 400, 403, 404,
-                            params=[slug], body={"$ref": "#/components/schemas/JobCreate"}),
+                "get": _op(
+                    "Recent jobs, newest first",
+                    {"200": _response("Jobs", _page("Job"))},
+                    400,
+                    404,
+                    params=[slug, _query("cursor")],
+                ),
+                "post": _op(
+                    "Create a job",
+                    {"201": _response("The queued job", job)},
+                    400,
+                    403,
+                    404,
+                    params=[slug],
+                    body={"$ref": "#/components/schemas/JobCreate"},
+                ),
             },
-            "/projects/{slug}/assets": {"get": _op(
-                "Assets, newest first", {"200": _response("Assets", _page("Asset"))}, 400, 404,
-                params=[slug, _query("status"), _query("q"), _query("cursor")])},
+            "/projects/{slug}/assets": {
+                "get": _op(
+                    "Assets, newest first",
+                    {"200": _response("Assets", _page("Asset"))},
+                    400,
+                    404,
+                    params=[slug, _query("status"), _query("q"), _query("cursor")],
+                )
+            },
             "/projects/{slug}/export": {"get": later},
             "/projects/{slug}/uploads": {"post": later},
             "/projects/{slug}/quota": {"put": later},
             "/jobs/{id}": {"get": _op("A job", {"200": _response("Job", job)}, 404, params=[job_id])},
-            "/jobs/{id}/cancel": {"post": _op("Cancel a job", {"202": _response("Job", job)}, 403, 404, 409,
-                                              params=[job_id])},
-            "/assets/{id}": {"get": _op("An asset", {"200": _response("Asset", asset)}, 404, params=[asset_id])},
-            "/assets/{id}/image": {"get": _op(
-                "The asset's PNG", {"200": {"description": "PNG bytes",
-                                            "content": {"image/png": {"schema": {"type": "string",
-                                                                                 "format": "binary"}}}}},
-                404, params=[asset_id])},
+            "/jobs/{id}/cancel": {
+                "post": _op("Cancel a job", {"202": _response("Job", job)}, 403, 404, 409, params=[job_id])
+            },
+            "/assets/{id}": {
+                "get": _op("An asset", {"200": _response("Asset", asset)}, 404, params=[asset_id])
+            },
+            "/assets/{id}/image": {
+                "get": _op(
+                    "The asset's PNG",
+                    {
+                        "200": {
+                            "description": "PNG bytes",
+                            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                        }
+                    },
+                    404,
+                    params=[asset_id],
+                )
+            },
             "/assets/{id}/review": {"post": later},
             "/assets/{id}/submit": {"post": later},
             "/assets/{id}/reviews": {"get": later},

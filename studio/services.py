@@ -68,7 +68,9 @@ def do_add_member(actor: Any, project: Project, username: Any, role: Any) -> Mem
     )
     if user is None:
         raise InvalidInput("No active user has that name.", {"username": ["No active user has that name."]})
-    membership, created = Membership.objects.get_or_create(project=project, user=user, defaults={"role": role})
+    membership, created = Membership.objects.get_or_create(
+        project=project, user=user, defaults={"role": role}
+    )
     if not created and membership.role != role:
         membership.role = role
         membership.save(update_fields=["role"])

@@ -75,7 +75,9 @@ def database_from_url(url: str) -> dict:
         }
     if parsed.scheme == "sqlite":
         return sqlite_database(Path(unquote(parsed.path)) if parsed.path not in ("", "/") else None)
-    raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgresql or sqlite).")
+    raise ImproperlyConfigured(
+        f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgresql or sqlite)."
+    )
 
 
 def sqlite_database(path: Path | None) -> dict:
@@ -103,7 +105,7 @@ MODELS_DIR = Path(env_str("STUDIO_MODELS_DIR", str(DATA_DIR / "models"))).resolv
 MEDIA_ROOT = str(Path(env_str("STUDIO_MEDIA_DIR", str(DATA_DIR / "media"))).resolve())
 RUN_DIR = DATA_DIR / "run"
 
-# --- secrets -------------------------------------------------------------------------------------------------
+# --- secrets --
 SECRET_KEY = env_secret("STUDIO_SECRET_KEY")
 if not SECRET_KEY:
     if PRODUCTION:
@@ -129,7 +131,7 @@ if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("STUDIO_ALLOWED_HOSTS must list the studio's host names in production.")
 CSRF_TRUSTED_ORIGINS = env_list("STUDIO_CSRF_TRUSTED_ORIGINS", [])
 
-# --- apps ----------------------------------------------------------------------------------------------------
+# --- apps --
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -174,7 +176,7 @@ TEMPLATES = [
     },
 ]
 
-# --- database ------------------------------------------------------------------------------------------------
+# --- database --
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
@@ -187,7 +189,7 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "studio.User"
 
-# --- redis: broker, channel layer, cache ----------------------------------------------------------------------
+# --- redis: broker, channel layer, cache --
 REDIS_URL = env_str("REDIS_URL")
 if not REDIS_URL and STUDIO_ENV == "embedded" and (RUN_DIR / "redis.url").exists():
     # A management command run beside `make run` joins the launcher's private redis-server.
@@ -215,7 +217,7 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# --- celery --------------------------------------------------------------------------------------------------
+# --- celery --
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None  # the job row is the truth, never the result backend
 CELERY_TASK_IGNORE_RESULT = True
@@ -237,7 +239,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stale-jobs": {"task": "generation.tasks.sweep_stale_jobs", "schedule": 30.0},
 }
 
-# --- jobs ----------------------------------------------------------------------------------------------------
+# --- jobs --
 # A running job's worker refreshes heartbeat_at this often; the sweeper re-queues a running job whose
 # heartbeat is older than STALE seconds, and re-sends queued jobs older than REQUEUE seconds.
 STUDIO_JOB_HEARTBEAT_SECONDS = env_float("STUDIO_JOB_HEARTBEAT_SECONDS", 5.0)
@@ -249,7 +251,7 @@ STUDIO_PREVIEW_MAX_SIZE = env_int("STUDIO_PREVIEW_MAX_SIZE", 256)
 STUDIO_DEFAULT_MODEL = env_str("STUDIO_DEFAULT_MODEL", "demo")
 STUDIO_PIPELINE_CACHE_SIZE = env_int("STUDIO_PIPELINE_CACHE_SIZE", 2)
 
-# --- storage -------------------------------------------------------------------------------------------------
+# --- storage --
 # Media are private: there is no MEDIA_URL; images are served by permission-checked views only.
 STUDIO_STORAGE = env_str("STUDIO_STORAGE", "filesystem")
 if STUDIO_STORAGE == "s3":
@@ -284,7 +286,7 @@ STUDIO_SERVE_STATIC = env_bool("STUDIO_SERVE_STATIC", True)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
-# --- auth ----------------------------------------------------------------------------------------------------
+# --- auth --
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -302,7 +304,7 @@ TIME_ZONE = env_str("STUDIO_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
-# --- security ------------------------------------------------------------------------------------------------
+# --- security --
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -318,6 +320,9 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env_int("STUDIO_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("STUDIO_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Studios run on internal host names, which the public HSTS preload list cannot hold.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LOGGING = {
     "version": 1,

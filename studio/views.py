@@ -10,7 +10,6 @@ from django.views.decorators.http import require_http_methods
 
 from . import permissions, services
 from .errors import ServiceError
-from .models import Membership
 
 
 @login_required
@@ -25,7 +24,7 @@ def home(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Project “{project.name}” created.")
             return redirect("project", slug=project.slug)
-    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+    roles = permissions.roles_of(request.user)
     projects = [
         {"project": p, "role": roles.get(p.id, "lead")}
         for p in permissions.projects_visible_to(request.user).order_by("name")

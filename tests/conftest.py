@@ -19,13 +19,13 @@ def demo_model_dir() -> Path:
 
 
 @pytest.fixture
-def team(db):  # type: ignore[no-untyped-def]
+def team(db):
     from tests import factories
 
     return factories.team()
 
 
-def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+def pytest_collection_modifyitems(config, items):
     """Integration and browser tests need real services; outside CI they skip when those are missing."""
     if os.environ.get("CI") == "true":
         return
@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
 
 
 @pytest.fixture(scope="session")
-def stack(django_db_setup, django_db_blocker, demo_model_dir):  # type: ignore[no-untyped-def]
+def stack(django_db_setup, django_db_blocker, demo_model_dir):
     """daphne + one Celery worker on the test database (PostgreSQL) and Redis, for the whole session."""
     import redis
     from django.db import connection

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -30,7 +31,9 @@ background above below beside next near upper lower
 
 def bytes_to_unicode() -> dict[int, str]:
     """CLIP's reversible byte → printable-character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    bs = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -42,7 +45,7 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def build_tokenizer_files(folder: Path, words: list[str]) -> int:
-    """Write vocab.json and merges.txt: every byte, and whole-word merges for ``words``. Returns vocab size."""
+    """Write vocab.json and merges.txt: every byte, plus whole-word merges for ``words``; returns the size."""
     chars = list(bytes_to_unicode().values())
     vocab: list[str] = chars + [c + "</w>" for c in chars]
     merges: list[str] = []
@@ -60,7 +63,9 @@ def build_tokenizer_files(folder: Path, words: list[str]) -> int:
             symbols = [merged] + symbols[2:]
     vocab += [BOS, EOS]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False))
+    (folder / "vocab.json").write_text(
+        json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False)
+    )
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     return len(vocab)
 
@@ -101,7 +106,7 @@ def build_random_model(
             pad_token_id=tokenizer.pad_token_id,
         )
     )
-    vae = AutoencoderKL(
+    vae: Any = AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 3,
@@ -127,10 +132,14 @@ def build_random_model(
         norm_num_groups=16,
     )
     scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        timestep_spacing="trailing", steps_offset=1,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        timestep_spacing="trailing",
+        steps_offset=1,
     )
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,

@@ -30,7 +30,7 @@ from .registry import ModelInfo, folder_sha256  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-SCHEDULER_CLASSES: dict[str, tuple[type, dict[str, Any]]] = {
+SCHEDULER_CLASSES: dict[str, tuple[Any, dict[str, Any]]] = {
     "Euler": (EulerDiscreteScheduler, {}),
     "Euler a": (EulerAncestralDiscreteScheduler, {}),
     "DPM++ 2M": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
@@ -114,7 +114,7 @@ class PipelineCache:
 
 def set_scheduler(loaded: LoadedModel, name: str) -> None:
     cls, kwargs = SCHEDULER_CLASSES[name]
-    current = loaded.pipe.scheduler
+    current: Any = loaded.pipe.scheduler
     if type(current) is cls and all(current.config.get(k) == v for k, v in kwargs.items()):
         return
     loaded.pipe.scheduler = cls.from_config(loaded.base_scheduler_config, **kwargs)

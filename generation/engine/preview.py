@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -29,8 +31,9 @@ def latents_to_rgb(latents: torch.Tensor, factors: torch.Tensor, bias: torch.Ten
     return rgb.numpy()
 
 
-def fit_latent_rgb_factors(vae: torch.nn.Module, scaling_factor: float, samples: int = 16, size: int = 64,
-                           seed: int = 0) -> tuple[list[list[float]], list[float]]:
+def fit_latent_rgb_factors(
+    vae: Any, scaling_factor: float, samples: int = 16, size: int = 64, seed: int = 0
+) -> tuple[list[list[float]], list[float]]:
     """Least-squares fit of latent→RGB factors against the model's own VAE decoder.
 
     Smooth random images are encoded to latents (in the pipeline's scaled latent space) and decoded back;
@@ -48,7 +51,7 @@ def fit_latent_rgb_factors(vae: torch.nn.Module, scaling_factor: float, samples:
     x = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
     x = torch.cat([x, torch.ones(x.shape[0], 1)], dim=1)
     y = pooled.permute(0, 2, 3, 1).reshape(-1, 3)
-    solution = torch.linalg.lstsq(x, y).solution
+    solution: torch.Tensor = torch.linalg.lstsq(x, y)[0]
     factors = solution[:-1].tolist()
     bias = solution[-1].tolist()
     return [[round(v, 5) for v in row] for row in factors], [round(v, 5) for v in bias]

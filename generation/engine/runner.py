@@ -70,7 +70,9 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
     seeds = [(request.seed + i) % 2**32 for i in range(request.num_images)]
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     channels = pipe.unet.config.in_channels
-    factors, bias = latent_projector(request.model.latent_rgb_factors, request.model.latent_rgb_bias, channels)
+    factors, bias = latent_projector(
+        request.model.latent_rgb_factors, request.model.latent_rgb_bias, channels
+    )
     canceled = False
 
     def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -14,12 +14,18 @@ from tests.integration.stack import chromium_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
+def browser():
     path = chromium_path()
     if path is None:
         pytest.fail("Debian's chromium is not installed (apt-get install -y chromium)")
@@ -32,7 +38,7 @@ def browser():  # type: ignore[no-untyped-def]
         b.close()
 
 
-def sign_in(browser, stack, username: str, next_path: str):  # type: ignore[no-untyped-def]
+def sign_in(browser, stack, username: str, next_path: str):
     page = browser.new_context(base_url=stack.base_url).new_page()
     page.goto(next_path)
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
@@ -43,7 +49,8 @@ def sign_in(browser, stack, username: str, next_path: str):  # type: ignore[no-u
 
 
 def test_sign_in_generate_watch_and_find_it_in_the_gallery(browser, stack):
-    alice, bob, charlie = factories.user("alice"), factories.user("bob"), factories.user("charlie")
+    alice, bob = factories.user("alice"), factories.user("bob")
+    factories.user("charlie")
     project = factories.project(alice, "Poster")
     factories.member(project, bob, "artist")
 

@@ -52,8 +52,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05,
-               what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -104,8 +105,9 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = (self.log_dir / f"{name}.log").open("ab")
-        return subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def start_worker(self, name: str = "itest") -> subprocess.Popen:
         from django.conf import settings
@@ -113,15 +115,30 @@ class Stack:
         self.worker_count += 1
         self.worker = self._spawn(
             f"worker{self.worker_count}",
-            [str(BIN / "celery"), "-A", "studio", "worker", "-Q", f"{settings.STUDIO_GPU_QUEUE},maintenance",
-             "-c", "1", "-n", f"{name}{self.worker_count}@%h", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle"],
+            [
+                str(BIN / "celery"),
+                "-A",
+                "studio",
+                "worker",
+                "-Q",
+                f"{settings.STUDIO_GPU_QUEUE},maintenance",
+                "-c",
+                "1",
+                "-n",
+                f"{name}{self.worker_count}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
         )
         return self.worker
 
     def start_web(self) -> None:
-        self.web = self._spawn("daphne", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
-                                          "studio.asgi:application"])
+        self.web = self._spawn(
+            "daphne",
+            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "studio.asgi:application"],
+        )
         wait_until(lambda: _reachable("127.0.0.1", self.port), 30, what="daphne to listen")
 
     def wait_worker_ready(self, timeout: float = 60) -> None:
@@ -146,9 +163,11 @@ class Stack:
                     proc.wait()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.log_dir.glob("*.log"))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.log_dir.glob("*.log")
+        )
 
-    # --- a small HTTP client -----------------------------------------------------------------------------------
+    # --- a small HTTP client --
 
     def api(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None

@@ -21,14 +21,24 @@ pytestmark = pytest.mark.integration
 
 class Run:
     def __init__(self, data_dir: Path, port: int) -> None:
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("STUDIO_", "DATABASE_URL", "REDIS_URL", "DJANGO_"))}
-        self.env.update(STUDIO_DATA_DIR=str(data_dir), STUDIO_MODELS_DIR=str(settings.MODELS_DIR),
-                        PYTHONUNBUFFERED="1")
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("STUDIO_", "DATABASE_URL", "REDIS_URL", "DJANGO_"))
+        }
+        self.env.update(
+            STUDIO_DATA_DIR=str(data_dir), STUDIO_MODELS_DIR=str(settings.MODELS_DIR), PYTHONUNBUFFERED="1"
+        )
         self.port = port
         self.lines: list[str] = []
-        self.proc = subprocess.Popen([sys.executable, "manage.py", "studio_run", "--port", str(port)], cwd=ROOT,
-                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "studio_run", "--port", str(port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.read_until("Studio is running")
 
     def read_until(self, marker: str, timeout: float = 120) -> str:
@@ -44,8 +54,14 @@ class Run:
         raise AssertionError(f"no {marker!r} in output:\n{''.join(self.lines)[-3000:]}")
 
     def manage(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True,
-                              capture_output=True, text=True).stdout
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
@@ -70,8 +86,12 @@ def test_make_run_serves_everything_and_ctrl_c_stops_it(tmp_path):
     client = Stack.__new__(Stack)
     client.base_url = f"http://127.0.0.1:{run.port}"
     assert client.api("GET", "/healthz", "")[0] == 200
-    ready = wait_until(lambda: client.api("GET", "/readyz", "")[0] == 200, 60, interval=0.5,
-                       what="the worker to answer /readyz")
+    ready = wait_until(
+        lambda: client.api("GET", "/readyz", "")[0] == 200,
+        60,
+        interval=0.5,
+        what="the worker to answer /readyz",
+    )
     assert ready
     redis_url = (data_dir / "run" / "redis.url").read_text()
     redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
@@ -79,12 +99,19 @@ def test_make_run_serves_everything_and_ctrl_c_stops_it(tmp_path):
     token = run.manage("studio_token", "admin").strip()
     status, project = client.api("POST", "/api/v1/projects", token, {"name": "Launch"})
     assert status == 201
-    status, job = client.api("POST", f"/api/v1/projects/{project['slug']}/jobs", token,
-                             {"prompt": "a yellow star", "seed": 3})
+    status, job = client.api(
+        "POST", f"/api/v1/projects/{project['slug']}/jobs", token, {"prompt": "a yellow star", "seed": 3}
+    )
     assert status == 201, job
-    done = wait_until(lambda: client.api("GET", f"/api/v1/jobs/{job['id']}", token)[1]["status"]
-                      in {"succeeded", "failed"} and client.api("GET", f"/api/v1/jobs/{job['id']}", token)[1],
-                      90, interval=0.3, what="the job to finish")
+    done = wait_until(
+        lambda: (
+            client.api("GET", f"/api/v1/jobs/{job['id']}", token)[1]["status"] in {"succeeded", "failed"}
+            and client.api("GET", f"/api/v1/jobs/{job['id']}", token)[1]
+        ),
+        90,
+        interval=0.3,
+        what="the job to finish",
+    )
     assert done["status"] == "succeeded", done
 
     assert run.stop() == 0

@@ -19,7 +19,8 @@ def test_tokens_are_stored_hashed_and_work_until_revoked(team):
     token = factories.token(team["alice"])
     row = ApiToken.objects.get(user=team["alice"])
     assert token not in (row.digest, row.prefix + row.digest)
-    assert row.digest != token and len(row.digest) == 64
+    assert row.digest != token
+    assert len(row.digest) == 64
     client = Client()
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
     assert client.get("/api/v1/me", **auth).json()["username"] == "alice"
@@ -44,21 +45,33 @@ def test_a_deactivated_users_token_stops_working(team):
 def test_session_writes_need_csrf_but_token_writes_do_not(team):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(team["alice"])
-    response = browser.post("/api/v1/projects", data=json.dumps({"name": "Teaser"}), content_type="application/json")
+    response = browser.post(
+        "/api/v1/projects", data=json.dumps({"name": "Teaser"}), content_type="application/json"
+    )
     assert response.status_code == 403
     script = Client(enforce_csrf_checks=True)
     token = factories.token(team["alice"])
-    response = script.post("/api/v1/projects", data=json.dumps({"name": "Teaser"}), content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = script.post(
+        "/api/v1/projects",
+        data=json.dumps({"name": "Teaser"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
     assert response.status_code == 201
     assert response.json() == {"slug": "teaser", "name": "Teaser", "role": "lead"}
 
 
 def test_project_names_are_validated_and_slugs_unique(client, team):
     client.force_login(team["charlie"])
-    assert client.post("/api/v1/projects", data=json.dumps({"name": ""}),
-                       content_type="application/json").status_code == 400
-    first = client.post("/api/v1/projects", data=json.dumps({"name": "Poster"}), content_type="application/json")
+    assert (
+        client.post(
+            "/api/v1/projects", data=json.dumps({"name": ""}), content_type="application/json"
+        ).status_code
+        == 400
+    )
+    first = client.post(
+        "/api/v1/projects", data=json.dumps({"name": "Poster"}), content_type="application/json"
+    )
     assert first.status_code == 201
     assert first.json()["slug"] == "poster-2"  # "poster" is Alice's, which Charlie cannot see
 
@@ -66,24 +79,29 @@ def test_project_names_are_validated_and_slugs_unique(client, team):
 def test_unknown_api_paths_and_wrong_methods_answer_json(client, team):
     client.force_login(team["alice"])
     response = client.get("/api/v1/nothing-here")
-    assert response.status_code == 404 and response.json()["error"]
+    assert response.status_code == 404
+    assert response.json()["error"]
     response = client.delete("/api/v1/me")
-    assert response.status_code == 405 and response.json()["error"]
+    assert response.status_code == 405
+    assert response.json()["error"]
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("get", "/api/v1/me/quota"),
-    ("get", "/api/v1/projects/poster/export"),
-    ("post", "/api/v1/projects/poster/uploads"),
-    ("put", "/api/v1/projects/poster/quota"),
-    ("post", "/api/v1/assets/00000000-0000-0000-0000-000000000000/review"),
-    ("post", "/api/v1/assets/00000000-0000-0000-0000-000000000000/submit"),
-    ("get", "/api/v1/assets/00000000-0000-0000-0000-000000000000/reviews"),
-    ("get", "/api/v1/admin/users"),
-    ("put", "/api/v1/admin/users/bob/quota"),
-    ("post", "/api/v1/admin/users/bob/deactivate"),
-    ("get", "/api/v1/admin/audit"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/me/quota"),
+        ("get", "/api/v1/projects/poster/export"),
+        ("post", "/api/v1/projects/poster/uploads"),
+        ("put", "/api/v1/projects/poster/quota"),
+        ("post", "/api/v1/assets/00000000-0000-0000-0000-000000000000/review"),
+        ("post", "/api/v1/assets/00000000-0000-0000-0000-000000000000/submit"),
+        ("get", "/api/v1/assets/00000000-0000-0000-0000-000000000000/reviews"),
+        ("get", "/api/v1/admin/users"),
+        ("put", "/api/v1/admin/users/bob/quota"),
+        ("post", "/api/v1/admin/users/bob/deactivate"),
+        ("get", "/api/v1/admin/audit"),
+    ],
+)
 def test_parts_of_the_contract_not_offered_yet_answer_a_clear_json_error(client, team, method, path):
     client.force_login(team["alice"])
     response = getattr(client, method)(path)
@@ -95,8 +113,18 @@ def test_the_openapi_schema_describes_every_contract_path(client, team):
     client.force_login(team["bob"])
     schema = client.get("/api/v1/openapi.json").json()
     assert schema["openapi"].startswith("3.")
-    for path in ("/me", "/models", "/projects", "/projects/{slug}/jobs", "/jobs/{id}", "/jobs/{id}/cancel",
-                 "/projects/{slug}/assets", "/assets/{id}", "/assets/{id}/image", "/projects/{slug}/members"):
+    for path in (
+        "/me",
+        "/models",
+        "/projects",
+        "/projects/{slug}/jobs",
+        "/jobs/{id}",
+        "/jobs/{id}/cancel",
+        "/projects/{slug}/assets",
+        "/assets/{id}",
+        "/assets/{id}/image",
+        "/projects/{slug}/members",
+    ):
         assert path in schema["paths"], path
 
 
@@ -105,8 +133,10 @@ def test_models_lists_the_installed_models(client, team, demo_model_dir):
     models = client.get("/api/v1/models").json()
     demo = next(m for m in models if m["id"] == "demo")
     assert demo["family"] == "demo"
-    assert demo["default_width"] == 64 and demo["default_steps"] == 20
-    assert "Euler a" in demo["schedulers"] and demo["modes"] == ["txt2img"]
+    assert demo["default_width"] == 64
+    assert demo["default_steps"] == 20
+    assert "Euler a" in demo["schedulers"]
+    assert demo["modes"] == ["txt2img"]
 
 
 def test_healthz_and_readyz(client):

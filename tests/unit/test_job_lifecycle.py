@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch):  # type: ignore[no-untyped-def]
+def no_broker(monkeypatch):
     """Record what would be sent to Celery instead of sending it."""
     sent: list[str] = []
     monkeypatch.setattr(services, "enqueue", lambda job_id, queue: sent.append(str(job_id)))
@@ -31,21 +31,23 @@ def no_broker(monkeypatch):  # type: ignore[no-untyped-def]
     return sent
 
 
-def new_job(team, **params):  # type: ignore[no-untyped-def]
-    return services.do_create_job(team["bob"], team["project"], {"prompt": "a red circle", "seed": 7, **params})
+def new_job(team, **params):
+    return services.do_create_job(
+        team["bob"], team["project"], {"prompt": "a red circle", "seed": 7, **params}
+    )
 
 
 class Listener:
     """A channel subscribed to a job's group, like a websocket client would be."""
 
-    def __init__(self, job_id) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, job_id) -> None:
         self.layer = get_channel_layer()
         self.channel = async_to_sync(self.layer.new_channel)()
         async_to_sync(self.layer.group_add)(realtime.job_group(job_id), self.channel)
 
     def drain(self) -> list[dict]:
         async def pull() -> list[dict]:
-            out = []
+            out: list[dict] = []
             while True:
                 try:
                     import asyncio
@@ -65,10 +67,14 @@ def test_a_job_runs_to_success_with_live_events_and_provenance(team, demo_model_
     assert run_job(str(job.id)) == "succeeded"
 
     job.refresh_from_db()
-    assert job.status == "succeeded" and job.started_at and job.finished_at and job.gpu_seconds > 0
+    assert job.status == "succeeded"
+    assert job.started_at
+    assert job.finished_at
+    assert job.gpu_seconds > 0
     events = listener.drain()
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "status" and events[0]["status"] == "running"
+    assert kinds[0] == "status"
+    assert events[0]["status"] == "running"
     assert kinds[-1] == "succeeded"
     steps = [e["step"] for e in events if e["type"] == "progress"]
     assert steps == list(range(1, 13))
@@ -84,11 +90,13 @@ def test_a_job_runs_to_success_with_live_events_and_provenance(team, demo_model_
         data = asset.file.read()
         asset.file.close()
         image = Image.open(io.BytesIO(data))
-        assert image.format == "PNG" and image.size == (64, 64)
-        assert "Seed: %d" % asset.seed in image.text["parameters"]
+        assert image.format == "PNG"
+        assert image.size == (64, 64)
+        assert f"Seed: {asset.seed}" in image.text["parameters"]
         assert "Steps: 12" in image.text["parameters"]
         studio = json.loads(image.text["studio"])
-        assert studio["params"]["seed"] == asset.seed and studio["model_sha256"] == asset.model_sha256
+        assert studio["params"]["seed"] == asset.seed
+        assert studio["model_sha256"] == asset.model_sha256
         assert len(asset.model_sha256) == 64
 
 
@@ -105,7 +113,8 @@ def test_a_second_delivery_of_a_running_job_does_nothing(team):
     assert Job.claim(job.id, "worker-a") == 1
     assert run_job(str(job.id)) == "skipped"
     job.refresh_from_db()
-    assert job.status == "running" and job.worker == "worker-a"
+    assert job.status == "running"
+    assert job.worker == "worker-a"
 
 
 def test_completing_twice_stores_one_set_of_assets(team, demo_model_dir):
@@ -136,7 +145,7 @@ def test_cancel_stops_a_running_job_within_one_step(team, demo_model_dir, monkey
     seen: list[int] = []
     original = JobMonitor.on_step
 
-    def on_step(self, step, total):  # type: ignore[no-untyped-def]
+    def on_step(self, step, total):
         seen.append(step)
         original(self, step, total)
         if step == 5:
@@ -147,7 +156,8 @@ def test_cancel_stops_a_running_job_within_one_step(team, demo_model_dir, monkey
     assert run_job(str(job.id)) == "canceled"
     assert max(seen) <= 6
     job.refresh_from_db()
-    assert job.status == "canceled" and job.finished_at
+    assert job.status == "canceled"
+    assert job.finished_at
     assert Asset.objects.filter(job=job).count() == 0
     assert listener.drain()[-1] == {"type": "canceled"}
 
@@ -167,7 +177,7 @@ def test_queue_positions(team):
 
 
 def test_a_failing_model_fails_the_job_with_a_message(team, demo_model_dir, monkeypatch):
-    def boom(request, hooks):  # type: ignore[no-untyped-def]
+    def boom(request, hooks):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr("generation.engine.runner.generate", boom)
@@ -175,7 +185,8 @@ def test_a_failing_model_fails_the_job_with_a_message(team, demo_model_dir, monk
     listener = Listener(job.id)
     assert run_job(str(job.id)) == "failed"
     job.refresh_from_db()
-    assert job.status == "failed" and "out of memory" in job.error
+    assert job.status == "failed"
+    assert "out of memory" in job.error
     assert listener.drain()[-1]["type"] == "failed"
 
 
@@ -193,7 +204,8 @@ def test_the_sweeper_requeues_a_job_whose_worker_stopped_beating(team, settings,
     assert counts["requeued"] == 1
     assert no_broker == [str(job.id)]
     job.refresh_from_db()
-    assert job.status == "queued" and job.attempt == attempt
+    assert job.status == "queued"
+    assert job.attempt == attempt
     assert Job.objects.get(id=fresh.id).status == "running"
     # the dead worker's late completion can no longer land
     assert not Job.finish(job.id, attempt, "succeeded")
@@ -209,7 +221,8 @@ def test_the_sweeper_gives_up_after_max_attempts_and_honours_cancels(team, setti
     Job.request_cancel(canceled.id)
     Job.objects.filter(id__in=[tired.id, canceled.id]).update(heartbeat_at=old)
     counts = services.do_sweep_stale_jobs()
-    assert counts["failed"] == 1 and counts["canceled"] == 1
+    assert counts["failed"] == 1
+    assert counts["canceled"] == 1
     assert "stopped 1 times" in Job.objects.get(id=tired.id).error
     assert Job.objects.get(id=canceled.id).status == "canceled"
 
@@ -240,7 +253,7 @@ def test_the_same_seed_reproduces_the_same_image(team, demo_model_dir):
     for job in (first, second, other):
         assert run_job(str(job.id)) == "succeeded"
 
-    def pixels(job):  # type: ignore[no-untyped-def]
+    def pixels(job):
         asset = Asset.objects.get(job=job)
         with asset.file.open("rb") as fh:
             return Image.open(io.BytesIO(fh.read())).tobytes()

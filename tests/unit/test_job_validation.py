@@ -12,13 +12,14 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 
-def post_job(client, project, body):  # type: ignore[no-untyped-def]
-    return client.post(f"/api/v1/projects/{project.slug}/jobs", data=json.dumps(body),
-                       content_type="application/json")
+def post_job(client, project, body):
+    return client.post(
+        f"/api/v1/projects/{project.slug}/jobs", data=json.dumps(body), content_type="application/json"
+    )
 
 
 @pytest.fixture
-def artist_client(client, team, demo_model_dir):  # type: ignore[no-untyped-def]
+def artist_client(client, team, demo_model_dir):
     client.force_login(team["bob"])
     return client
 
@@ -63,9 +64,11 @@ def test_each_invalid_field_is_a_400_naming_it_and_stores_nothing(artist_client,
     if value is None:
         body.pop(field)
     if field == "guidance_scale" and value != value:  # NaN is not JSON; send it the way a script would
-        response = artist_client.post(f"/api/v1/projects/{team['project'].slug}/jobs",
-                                      data='{"prompt": "a red circle", "guidance_scale": NaN}',
-                                      content_type="application/json")
+        response = artist_client.post(
+            f"/api/v1/projects/{team['project'].slug}/jobs",
+            data='{"prompt": "a red circle", "guidance_scale": NaN}',
+            content_type="application/json",
+        )
     else:
         response = post_job(artist_client, team["project"], body)
     assert response.status_code == 400, response.content
@@ -82,18 +85,22 @@ def test_several_bad_fields_are_reported_together(artist_client, team):
 
 
 def test_body_that_is_not_json_is_a_clear_400(artist_client, team):
-    response = artist_client.post(f"/api/v1/projects/{team['project'].slug}/jobs", data="prompt=hi",
-                                  content_type="application/json")
+    response = artist_client.post(
+        f"/api/v1/projects/{team['project'].slug}/jobs", data="prompt=hi", content_type="application/json"
+    )
     assert response.status_code == 400
     assert "JSON" in response.json()["error"]
     response = post_job(artist_client, team["project"], ["a list"])
     assert response.status_code == 400
 
 
-def test_valid_job_records_every_parameter_as_used(artist_client, team, django_capture_on_commit_callbacks,
-                                                   monkeypatch):
+def test_valid_job_records_every_parameter_as_used(
+    artist_client, team, django_capture_on_commit_callbacks, monkeypatch
+):
     sent = []
-    monkeypatch.setattr("generation.services.enqueue", lambda job_id, queue: sent.append((str(job_id), queue)))
+    monkeypatch.setattr(
+        "generation.services.enqueue", lambda job_id, queue: sent.append((str(job_id), queue))
+    )
     with django_capture_on_commit_callbacks(execute=True):
         response = post_job(artist_client, team["project"], {"prompt": "  a red circle  ", "num_images": 2})
     assert response.status_code == 201, response.content
@@ -102,8 +109,10 @@ def test_valid_job_records_every_parameter_as_used(artist_client, team, django_c
     params = job["params"]
     assert params["prompt"] == "a red circle"
     assert params["model"] == "demo"
-    assert params["width"] == 64 and params["height"] == 64
-    assert params["steps"] == 20 and params["scheduler"] == "Euler"
+    assert params["width"] == 64
+    assert params["height"] == 64
+    assert params["steps"] == 20
+    assert params["scheduler"] == "Euler"
     assert 0 <= params["seed"] < 2**32  # a random seed, recorded
     assert params["num_images"] == 2
     assert job["queue_position"] == 1
@@ -112,8 +121,11 @@ def test_valid_job_records_every_parameter_as_used(artist_client, team, django_c
 
 def test_numbers_from_a_form_are_accepted(artist_client, team, monkeypatch):
     monkeypatch.setattr("generation.services.enqueue", lambda job_id, queue: None)
-    response = post_job(artist_client, team["project"], {"prompt": "a star", "width": "128", "steps": "10",
-                                                         "guidance_scale": "7.5", "seed": "7"})
+    response = post_job(
+        artist_client,
+        team["project"],
+        {"prompt": "a star", "width": "128", "steps": "10", "guidance_scale": "7.5", "seed": "7"},
+    )
     assert response.status_code == 201, response.content
     assert response.json()["params"]["width"] == 128
     assert response.json()["params"]["seed"] == 7

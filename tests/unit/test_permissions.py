@@ -13,24 +13,37 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def job(team, demo_model_dir):  # type: ignore[no-untyped-def]
-    return Job.objects.create(project=team["project"], created_by=team["bob"], model_id="demo",
-                              params={"prompt": "a red circle", "steps": 20}, queue="gpu", progress_total=20)
+def job(team, demo_model_dir):
+    return Job.objects.create(
+        project=team["project"],
+        created_by=team["bob"],
+        model_id="demo",
+        params={"prompt": "a red circle", "steps": 20},
+        queue="gpu",
+        progress_total=20,
+    )
 
 
-def as_user(client, user):  # type: ignore[no-untyped-def]
+def as_user(client, user):
     if user is not None:
         client.force_login(user)
     return client
 
 
-@pytest.mark.parametrize(("who", "expected"), [("alice", 200), ("bob", 200), ("vera", 200), ("root", 200),
-                                               ("charlie", 404)])
+@pytest.mark.parametrize(
+    ("who", "expected"), [("alice", 200), ("bob", 200), ("vera", 200), ("root", 200), ("charlie", 404)]
+)
 def test_project_pages_and_api_are_visible_to_members_only(client, team, job, who, expected):
     as_user(client, team[who])
     slug = team["project"].slug
-    for url in (f"/p/{slug}/", f"/p/{slug}/gallery/", f"/jobs/{job.id}/", f"/api/v1/jobs/{job.id}",
-                f"/api/v1/projects/{slug}/jobs", f"/api/v1/projects/{slug}/assets"):
+    for url in (
+        f"/p/{slug}/",
+        f"/p/{slug}/gallery/",
+        f"/jobs/{job.id}/",
+        f"/api/v1/jobs/{job.id}",
+        f"/api/v1/projects/{slug}/jobs",
+        f"/api/v1/projects/{slug}/assets",
+    ):
         assert client.get(url).status_code == expected, url
 
 
@@ -47,8 +60,11 @@ def test_anonymous_users_are_sent_to_sign_in_and_the_api_answers_401(client, tea
 
 def test_a_viewer_cannot_generate(client, team, demo_model_dir):
     as_user(client, team["vera"])
-    response = client.post(f"/api/v1/projects/{team['project'].slug}/jobs", data=json.dumps({"prompt": "hi"}),
-                           content_type="application/json")
+    response = client.post(
+        f"/api/v1/projects/{team['project'].slug}/jobs",
+        data=json.dumps({"prompt": "hi"}),
+        content_type="application/json",
+    )
     assert response.status_code == 403
     assert Job.objects.count() == 0
     page = client.get(f"/p/{team['project'].slug}/")
@@ -57,15 +73,23 @@ def test_a_viewer_cannot_generate(client, team, demo_model_dir):
 
 def test_an_outsider_cannot_generate_or_learn_the_project_exists(client, team, demo_model_dir):
     as_user(client, team["charlie"])
-    response = client.post(f"/api/v1/projects/{team['project'].slug}/jobs", data=json.dumps({"prompt": "hi"}),
-                           content_type="application/json")
+    response = client.post(
+        f"/api/v1/projects/{team['project'].slug}/jobs",
+        data=json.dumps({"prompt": "hi"}),
+        content_type="application/json",
+    )
     assert response.status_code == 404
-    assert client.post("/api/v1/projects/does-not-exist/jobs", data="{}",
-                       content_type="application/json").status_code == 404
+    assert (
+        client.post(
+            "/api/v1/projects/does-not-exist/jobs", data="{}", content_type="application/json"
+        ).status_code
+        == 404
+    )
 
 
-@pytest.mark.parametrize(("who", "expected"), [("bob", 202), ("alice", 202), ("root", 202), ("vera", 403),
-                                               ("charlie", 404)])
+@pytest.mark.parametrize(
+    ("who", "expected"), [("bob", 202), ("alice", 202), ("root", 202), ("vera", 403), ("charlie", 404)]
+)
 def test_who_may_cancel_a_job(client, team, job, who, expected):
     as_user(client, team[who])
     response = client.post(f"/api/v1/jobs/{job.id}/cancel")
@@ -91,8 +115,14 @@ def test_cancelling_a_finished_job_is_a_conflict(client, team, job):
 
 def test_malformed_ids_are_404_not_500(client, team):
     as_user(client, team["alice"])
-    for url in ("/api/v1/jobs/not-a-uuid", "/api/v1/assets/123", "/jobs/zzz/", "/assets/zzz/",
-                "/assets/zzz/image.png", "/api/v1/assets/zzz/image"):
+    for url in (
+        "/api/v1/jobs/not-a-uuid",
+        "/api/v1/assets/123",
+        "/jobs/zzz/",
+        "/assets/zzz/",
+        "/assets/zzz/image.png",
+        "/api/v1/assets/zzz/image",
+    ):
         assert client.get(url).status_code == 404, url
 
 
@@ -101,26 +131,40 @@ def test_members_add_only_by_leads(client, team):
     eve = factories.user("eve")
     as_user(client, team["bob"])
     body = json.dumps({"username": "eve", "role": "viewer"})
-    assert client.post(f"/api/v1/projects/{slug}/members", data=body,
-                       content_type="application/json").status_code == 403
+    assert (
+        client.post(
+            f"/api/v1/projects/{slug}/members", data=body, content_type="application/json"
+        ).status_code
+        == 403
+    )
     client.force_login(team["alice"])
     response = client.post(f"/api/v1/projects/{slug}/members", data=body, content_type="application/json")
     assert response.status_code == 201
     assert team["project"].memberships.get(user=eve).role == "viewer"
-    bad = client.post(f"/api/v1/projects/{slug}/members", data=json.dumps({"username": "nobody", "role": "boss"}),
-                      content_type="application/json")
+    bad = client.post(
+        f"/api/v1/projects/{slug}/members",
+        data=json.dumps({"username": "nobody", "role": "boss"}),
+        content_type="application/json",
+    )
     assert bad.status_code == 400
     assert set(bad.json()["errors"]) == {"role"}
     client.force_login(team["charlie"])
-    assert client.post(f"/api/v1/projects/{slug}/members", data=body,
-                       content_type="application/json").status_code == 404
+    assert (
+        client.post(
+            f"/api/v1/projects/{slug}/members", data=body, content_type="application/json"
+        ).status_code
+        == 404
+    )
 
 
 def test_me_lists_the_callers_projects_and_roles(client, team):
     as_user(client, team["vera"])
     data = client.get("/api/v1/me").json()
-    assert data == {"username": "vera", "is_admin": False,
-                    "projects": [{"slug": "poster", "name": "Poster", "role": "viewer"}]}
+    assert data == {
+        "username": "vera",
+        "is_admin": False,
+        "projects": [{"slug": "poster", "name": "Poster", "role": "viewer"}],
+    }
     client.force_login(team["charlie"])
     assert client.get("/api/v1/projects").json() == []
     client.force_login(team["root"])

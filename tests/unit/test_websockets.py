@@ -16,7 +16,7 @@ from tests import factories
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def connect(path: str, *, token: str | None = None, origin: str | None = "http://127.0.0.1:8000"):  # type: ignore[no-untyped-def]
+def connect(path: str, *, token: str | None = None, origin: str | None = "http://127.0.0.1:8000"):
     headers = [(b"host", b"127.0.0.1:8000")]
     if origin:
         headers.append((b"origin", origin.encode()))
@@ -25,12 +25,12 @@ def connect(path: str, *, token: str | None = None, origin: str | None = "http:/
     return WebsocketCommunicator(application, path, headers=headers)
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+def run(coro):
     return asyncio.run(coro)
 
 
 @pytest.fixture
-def job(team, monkeypatch, demo_model_dir):  # type: ignore[no-untyped-def]
+def job(team, monkeypatch, demo_model_dir):
     monkeypatch.setattr(services, "enqueue", lambda job_id, queue: None)
     cache.clear()
     return services.do_create_job(team["bob"], team["project"], {"prompt": "a blue square", "steps": 10})
@@ -39,17 +39,23 @@ def job(team, monkeypatch, demo_model_dir):  # type: ignore[no-untyped-def]
 def test_a_member_gets_the_current_state_then_live_events(team, job):
     token = factories.token(team["vera"])  # a viewer may watch
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario():
         ws = connect(f"/ws/jobs/{job.id}/", token=token)
         connected, _ = await ws.connect()
         assert connected
         first = await ws.receive_json_from()
-        assert first == {"type": "status", "status": "queued", "progress": {"step": 0, "total": 10},
-                         "queue_position": 1}
+        assert first == {
+            "type": "status",
+            "status": "queued",
+            "progress": {"step": 0, "total": 10},
+            "queue_position": 1,
+        }
         from channels.layers import get_channel_layer
 
-        await get_channel_layer().group_send(realtime.job_group(job.id), {
-            "type": realtime.HANDLER, "payload": {"type": "progress", "step": 3, "total": 10}})
+        await get_channel_layer().group_send(
+            realtime.job_group(job.id),
+            {"type": realtime.HANDLER, "payload": {"type": "progress", "step": 3, "total": 10}},
+        )
         assert await ws.receive_json_from() == {"type": "progress", "step": 3, "total": 10}
         await ws.disconnect()
 
@@ -63,11 +69,12 @@ def test_a_late_joiner_gets_progress_and_the_latest_preview_at_once(team, job):
     cache.set(realtime.progress_cache_key(job.id), [4, 10])
     token = factories.token(team["alice"])
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario():
         ws = connect(f"/ws/jobs/{job.id}/", token=token)
         assert (await ws.connect())[0]
         status = await ws.receive_json_from()
-        assert status["status"] == "running" and status["progress"] == {"step": 4, "total": 10}
+        assert status["status"] == "running"
+        assert status["progress"] == {"step": 4, "total": 10}
         assert await ws.receive_json_from() == preview
         await ws.disconnect()
 
@@ -79,7 +86,7 @@ def test_a_finished_job_sends_its_outcome_on_connect(team, job):
     services.do_finish_job(job.id, attempt, "failed", error="The model ran out of memory.")
     token = factories.token(team["bob"])
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario():
         ws = connect(f"/ws/jobs/{job.id}/", token=token)
         assert (await ws.connect())[0]
         assert (await ws.receive_json_from())["status"] == "failed"
@@ -93,7 +100,7 @@ def test_a_finished_job_sends_its_outcome_on_connect(team, job):
 def test_outsiders_are_refused(team, job, who):
     token = {"charlie": factories.token(team["charlie"]), "anonymous": None, "bad-token": "stu_forged"}[who]
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario():
         for path in (f"/ws/jobs/{job.id}/", f"/ws/projects/{team['project'].slug}/", "/ws/jobs/not-a-uuid/"):
             ws = connect(path, token=token)
             connected, _ = await ws.connect()
@@ -105,7 +112,7 @@ def test_outsiders_are_refused(team, job, who):
 def test_a_foreign_origin_is_refused_even_for_a_member(team, job):
     token = factories.token(team["alice"])
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario():
         ws = connect(f"/ws/jobs/{job.id}/", token=token, origin="http://evil.example")
         assert not (await ws.connect())[0]
         # no Origin at all: only a script with a token gets through
@@ -121,7 +128,7 @@ def test_a_foreign_origin_is_refused_even_for_a_member(team, job):
 def test_the_project_stream_starts_with_active_jobs_and_relays_events(team, job):
     token = factories.token(team["bob"])
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario():
         ws = connect(f"/ws/projects/{team['project'].slug}/", token=token)
         assert (await ws.connect())[0]
         snapshot = await ws.receive_json_from()
@@ -129,8 +136,10 @@ def test_the_project_stream_starts_with_active_jobs_and_relays_events(team, job)
         assert [j["id"] for j in snapshot["active_jobs"]] == [str(job.id)]
         from channels.layers import get_channel_layer
 
-        await get_channel_layer().group_send(realtime.project_group(team["project"].slug), {
-            "type": realtime.HANDLER, "payload": {"type": "asset.created", "asset": {"id": "x"}}})
+        await get_channel_layer().group_send(
+            realtime.project_group(team["project"].slug),
+            {"type": realtime.HANDLER, "payload": {"type": "asset.created", "asset": {"id": "x"}}},
+        )
         assert (await ws.receive_json_from())["type"] == "asset.created"
         await ws.disconnect()
 
@@ -141,7 +150,7 @@ def test_queued_sockets_hear_their_new_position(team, job):
     second = services.do_create_job(team["bob"], team["project"], {"prompt": "a green star"})
     token = factories.token(team["bob"])
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario():
         ws = connect(f"/ws/jobs/{second.id}/", token=token)
         assert (await ws.connect())[0]
         assert (await ws.receive_json_from())["queue_position"] == 2
@@ -149,7 +158,8 @@ def test_queued_sockets_hear_their_new_position(team, job):
 
         await database_sync_to_async(services.do_start_job)(job.id, "w")
         update = await ws.receive_json_from()
-        assert update["status"] == "queued" and update["queue_position"] == 1
+        assert update["status"] == "queued"
+        assert update["queue_position"] == 1
         await ws.disconnect()
 
     run(scenario())

@@ -8,10 +8,10 @@ from generation.services import do_sweep_stale_jobs
 class Command(BaseCommand):
     help = "Re-queue jobs whose worker died and re-send lost queued jobs (once, or every N seconds)."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--every", type=float, default=0, help="Repeat every N seconds until stopped.")
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options):
         while True:
             counts = do_sweep_stale_jobs()
             if any(counts.values()) or not options["every"]:

@@ -8,10 +8,10 @@ from studio.launcher import Launcher
 class Command(BaseCommand):
     help = "Run the whole studio on this machine (web server, worker, private Redis). Ctrl-C stops it."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options):
         launcher = Launcher(
             port=options["port"],
             admin_username=os.environ.get("STUDIO_ADMIN_USERNAME", "admin"),

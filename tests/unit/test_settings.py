@@ -1,0 +1,46 @@
+"""Production refuses to start half-configured; the embedded mode keeps its own secret key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIO_", "DATABASE_URL", "REDIS_URL"))}
+    clean.pop("DJANGO_SETTINGS_MODULE", None)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+PRODUCTION = {"STUDIO_ENV": "production", "DATABASE_URL": "postgresql://studio@db/studio",
+              "REDIS_URL": "redis://redis:6379/0", "STUDIO_ALLOWED_HOSTS": "studio.example"}
+
+
+@pytest.mark.parametrize("missing", ["STUDIO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STUDIO_ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_its_settings(missing):
+    env = {**PRODUCTION, "STUDIO_SECRET_KEY": "k" * 60}
+    env.pop(missing)
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+def test_production_passes_the_deployment_checks():
+    key = "".join(chr(33 + (i * 7) % 90) for i in range(60))
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION, STUDIO_SECRET_KEY=key)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_embedded_mode_generates_and_keeps_a_secret_key(tmp_path):
+    for _ in range(2):
+        assert manage("check", STUDIO_DATA_DIR=str(tmp_path)).returncode == 0
+    key = (tmp_path / "secret_key").read_text()
+    assert len(key) > 50
+    assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
