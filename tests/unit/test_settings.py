@@ -13,17 +13,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIO_", "DATABASE_URL", "REDIS_URL"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("STUDIO_", "DATABASE_URL", "REDIS_URL"))
+    }
     clean.pop("DJANGO_SETTINGS_MODULE", None)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-PRODUCTION = {"STUDIO_ENV": "production", "DATABASE_URL": "postgresql://studio@db/studio",
-              "REDIS_URL": "redis://redis:6379/0", "STUDIO_ALLOWED_HOSTS": "studio.example"}
+PRODUCTION = {
+    "STUDIO_ENV": "production",
+    "DATABASE_URL": "postgresql://studio@db/studio",
+    "REDIS_URL": "redis://redis:6379/0",
+    "STUDIO_ALLOWED_HOSTS": "studio.example",
+}
 
 
-@pytest.mark.parametrize("missing", ["STUDIO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STUDIO_ALLOWED_HOSTS"])
+@pytest.mark.parametrize(
+    "missing", ["STUDIO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "STUDIO_ALLOWED_HOSTS"]
+)
 def test_production_refuses_to_start_without_its_settings(missing):
     env = {**PRODUCTION, "STUDIO_SECRET_KEY": "k" * 60}
     env.pop(missing)
