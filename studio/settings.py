@@ -249,6 +249,8 @@ STUDIO_JOB_MAX_ATTEMPTS = env_int("STUDIO_JOB_MAX_ATTEMPTS", 3)
 STUDIO_PREVIEW_MIN_INTERVAL = env_float("STUDIO_PREVIEW_MIN_INTERVAL", 0.0)
 STUDIO_PREVIEW_MAX_SIZE = env_int("STUDIO_PREVIEW_MAX_SIZE", 256)
 STUDIO_DEFAULT_MODEL = env_str("STUDIO_DEFAULT_MODEL", "demo")
+# Models shipped in the repository (id → folder); a folder of the same name in MODELS_DIR takes precedence.
+STUDIO_BUNDLED_MODELS = {"demo": BASE_DIR / "generation" / "demo_model"}
 STUDIO_PIPELINE_CACHE_SIZE = env_int("STUDIO_PIPELINE_CACHE_SIZE", 2)
 
 # --- storage --

@@ -1,4 +1,5 @@
-"""The model registry: every diffusers folder under ``settings.MODELS_DIR`` is a model.
+"""The model registry: every diffusers folder under ``settings.MODELS_DIR`` is a model, and so are the models
+shipped with the studio (``settings.STUDIO_BUNDLED_MODELS``) unless the models dir overrides their id.
 
 A folder is a model when it holds ``model_index.json``. An optional ``studio.json`` beside it names the model
 and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors). Plain
@@ -77,7 +78,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_model_info(folder: Path) -> ModelInfo:
+def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
     index = _read_json(folder / "model_index.json")
     meta = _read_json(folder / "studio.json") if (folder / "studio.json").exists() else {}
     family_key = meta.get("family") or PIPELINE_CLASS_FAMILIES.get(index.get("_class_name", ""))
@@ -90,7 +91,7 @@ def load_model_info(folder: Path) -> ModelInfo:
     size = int(meta.get("default_size", family.default_size))
     schedulers = [s for s in meta.get("schedulers", family.schedulers) if s in family.schedulers]
     return ModelInfo(
-        id=folder.name,
+        id=model_id or folder.name,
         name=str(meta.get("name", folder.name)),
         family=family.key,
         path=folder,
@@ -110,35 +111,44 @@ def load_model_info(folder: Path) -> ModelInfo:
 
 
 class Registry:
-    """Scans the models dir; rescans when the dir's listing changes."""
+    """Models from the models dir, plus the models shipped with the studio (``bundled``: id → folder) where
+    the models dir has none of that id. Rescans when a folder's metadata changes."""
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, bundled: dict[str, Path] | None = None) -> None:
         self.models_dir = models_dir
+        self.bundled = bundled or {}
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
         self._models: dict[str, ModelInfo] = {}
 
-    def _listing_stamp(self) -> tuple:
-        if not self.models_dir.is_dir():
-            return ()
-        entries = []
-        for child in sorted(self.models_dir.iterdir()):
-            for name in ("model_index.json", "studio.json"):
-                p = child / name
-                if p.exists():
-                    entries.append((str(p), p.stat().st_mtime_ns))
-        return tuple(entries)
+    def _candidates(self) -> list[tuple[str, Path]]:
+        found = []
+        if self.models_dir.is_dir():
+            found = [
+                (f.name, f) for f in sorted(self.models_dir.iterdir()) if (f / "model_index.json").exists()
+            ]
+        installed = {model_id for model_id, _ in found}
+        found += [
+            (model_id, folder)
+            for model_id, folder in self.bundled.items()
+            if model_id not in installed and (folder / "model_index.json").exists()
+        ]
+        return found
 
     def models(self) -> dict[str, ModelInfo]:
-        stamp = self._listing_stamp()
+        candidates = self._candidates()
+        stamp = tuple(
+            (model_id, str(p), p.stat().st_mtime_ns)
+            for model_id, folder in candidates
+            for p in (folder / "model_index.json", folder / "studio.json")
+            if p.exists()
+        )
         with self._lock:
             if stamp != self._stamp:
                 found: dict[str, ModelInfo] = {}
-                for folder in sorted(self.models_dir.iterdir()) if self.models_dir.is_dir() else []:
-                    if not (folder / "model_index.json").exists():
-                        continue
+                for model_id, folder in candidates:
                     try:
-                        found[folder.name] = load_model_info(folder)
+                        found[model_id] = load_model_info(folder, model_id)
                     except RegistryError as exc:
                         logger.error("Skipping model: %s", exc)
                 self._models, self._stamp = found, stamp
@@ -151,7 +161,7 @@ _registries: dict[Path, Registry] = {}
 def registry() -> Registry:
     path = Path(settings.MODELS_DIR)
     if path not in _registries:
-        _registries[path] = Registry(path)
+        _registries[path] = Registry(path, {k: Path(v) for k, v in settings.STUDIO_BUNDLED_MODELS.items()})
     return _registries[path]
 
 
