@@ -16,19 +16,10 @@ from studio.shortcuts import get_visible_or_404
 from .engine import registry
 from .permissions import can_cancel, jobs_visible_to
 from .serializers import job_to_dict
+from .services import JOB_FIELDS
 
-# Form fields a reproduced asset fills in.
-REPRODUCIBLE = (
-    "prompt",
-    "negative_prompt",
-    "model",
-    "width",
-    "height",
-    "steps",
-    "guidance_scale",
-    "seed",
-    "scheduler",
-)
+# Form fields a reproduced asset fills in: all of a job's parameters but the batch size and mode.
+REPRODUCIBLE = sorted(JOB_FIELDS - {"num_images", "mode"})
 
 
 @login_required

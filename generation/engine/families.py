@@ -18,6 +18,15 @@ ALL_SCHEDULERS = [
 ]
 
 
+# The SD 1.x/2.x VAE's latent space (both families share the VAE).
+SD_LATENT_RGB_FACTORS = [
+    [0.3512, 0.2297, 0.3227],
+    [0.3250, 0.4974, 0.2350],
+    [-0.2829, 0.1762, 0.2721],
+    [-0.2120, -0.2616, -0.7177],
+]
+
+
 @dataclass(frozen=True)
 class Family:
     key: str
@@ -46,12 +55,7 @@ FAMILIES: dict[str, Family] = {
         30,
         7.5,
         "DPM++ 2M Karras",
-        latent_rgb_factors=[
-            [0.3512, 0.2297, 0.3227],
-            [0.3250, 0.4974, 0.2350],
-            [-0.2829, 0.1762, 0.2721],
-            [-0.2120, -0.2616, -0.7177],
-        ],
+        latent_rgb_factors=SD_LATENT_RGB_FACTORS,
     ),
     "sd2": Family(
         "sd2",
@@ -62,12 +66,7 @@ FAMILIES: dict[str, Family] = {
         30,
         7.5,
         "DPM++ 2M Karras",
-        latent_rgb_factors=[
-            [0.3512, 0.2297, 0.3227],
-            [0.3250, 0.4974, 0.2350],
-            [-0.2829, 0.1762, 0.2721],
-            [-0.2120, -0.2616, -0.7177],
-        ],
+        latent_rgb_factors=SD_LATENT_RGB_FACTORS,
     ),
     "sdxl": Family(
         "sdxl",
