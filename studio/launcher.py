@@ -43,6 +43,14 @@ def redis_server_binary() -> str:
     return str(bundled)
 
 
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -70,8 +78,11 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        # Own session: a Ctrl-C reaches the launcher only, which then stops children in order.
-        self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True)  # noqa: S603
+        # Own session: a Ctrl-C reaches the launcher only, which then stops children in order. If the launcher
+        # itself is killed, the kernel sends each child SIGTERM (Linux), so nothing outlives it.
+        self.proc = subprocess.Popen(  # noqa: S603 - our own binaries
+            self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+        )
 
     def stop(self, timeout: float) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -92,6 +103,12 @@ class Launcher:
         self.log = log
         self.children: list[Child] = []
         self.stopping = False
+
+    def say(self, line: str) -> None:
+        try:
+            self.log(line)
+        except OSError:
+            pass  # the terminal or pipe we wrote to is gone; stopping goes on all the same
 
     def prepare(self) -> None:
         data_dir = Path(settings.DATA_DIR)
@@ -223,6 +240,7 @@ class Launcher:
             self.start()
             code = self.supervise()
         finally:
-            self.log("Stopping …")
+            self.say("Stopping …")
             self.shutdown()
+            self.say("Stopped.")
         return code

@@ -75,9 +75,20 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_make_run_serves_everything_and_ctrl_c_stops_it(tmp_path):
+@pytest.fixture
+def runs():
+    """Every launcher a test starts is stopped, whatever the test's outcome."""
+    started: list[Run] = []
+    yield started
+    for run in started:
+        if run.proc.poll() is None:
+            run.stop()
+
+
+def test_make_run_serves_everything_and_ctrl_c_stops_it(tmp_path, runs):
     data_dir = tmp_path / "var"
     run = Run(data_dir, free_port())
+    runs.append(run)
     output = "".join(run.lines)
     password = re.search(r"password: (\S+)", output)
     assert password, output
@@ -118,8 +129,24 @@ def test_make_run_serves_everything_and_ctrl_c_stops_it(tmp_path):
     assert not listening(run.port) and not listening(redis_port), "Ctrl-C stops every process it started"
 
     again = Run(data_dir, free_port())
+    runs.append(again)
     assert "password:" not in "".join(again.lines), "the admin is created once"
     client.base_url = f"http://127.0.0.1:{again.port}"
     status, jobs = client.api("GET", f"/api/v1/projects/{project['slug']}/jobs", token)
     assert status == 200 and [j["id"] for j in jobs["results"]] == [job["id"]], "the data is kept"
     assert again.stop() == 0
+
+
+def test_nothing_outlives_a_killed_launcher(tmp_path, runs):
+    run = Run(tmp_path / "var", free_port())
+    runs.append(run)
+    redis_url = (tmp_path / "var" / "run" / "redis.url").read_text()
+    redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    run.proc.kill()
+    run.proc.wait()
+    wait_until(
+        lambda: not listening(run.port) and not listening(redis_port),
+        30,
+        interval=0.2,
+        what="daphne and redis to stop after the launcher was killed",
+    )
