@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 
 from studio.api_utils import api, json_body
+from studio.audit import client_ip
 from studio.pagination import keyset_page
 from studio.permissions import projects_visible_to
 from studio.shortcuts import get_visible_or_404
@@ -35,7 +36,7 @@ def models(request: HttpRequest) -> tuple[int, Any]:
 def project_jobs(request: HttpRequest, slug: str) -> tuple[int, Any]:
     project = get_object_or_404(projects_visible_to(request.user), slug=slug)
     if request.method == "POST":
-        job = services.do_create_job(request.user, project, json_body(request))
+        job = services.do_create_job(request.user, project, json_body(request), ip=client_ip(request))
         return 201, job_to_dict(job)
     queryset = project.jobs.select_related("project", "created_by")
     page, next_cursor = keyset_page(queryset, request.GET.get("cursor"), PAGE_SIZE)
@@ -49,5 +50,5 @@ def job_detail(request: HttpRequest, job_id: str) -> tuple[int, Any]:
 
 @api(["POST"])
 def job_cancel(request: HttpRequest, job_id: str) -> tuple[int, Any]:
-    job = services.do_cancel_job(request.user, _job_or_404(request, job_id))
+    job = services.do_cancel_job(request.user, _job_or_404(request, job_id), ip=client_ip(request))
     return 202, job_to_dict(job, with_assets=True)

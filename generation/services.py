@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from gallery.serializers import asset_to_dict
 from gallery.services import do_create_job_assets
+from studio import audit
 from studio import permissions as studio_permissions
 from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
@@ -176,7 +177,7 @@ def enqueue(job_id: Any, queue: str) -> None:
         logger.exception("Could not enqueue job %s; the sweeper will retry", job_id)
 
 
-def do_create_job(user: Any, project: Project, data: dict[str, Any]) -> Job:
+def do_create_job(user: Any, project: Project, data: dict[str, Any], *, ip: str | None = None) -> Job:
     """Validate, store a queued job, and enqueue it once the row is committed."""
     if not studio_permissions.can_generate(user, project):
         raise NotAllowed("Viewers cannot generate in this project.")
@@ -190,6 +191,14 @@ def do_create_job(user: Any, project: Project, data: dict[str, Any]) -> Job:
             queue=settings.STUDIO_GPU_QUEUE,
             progress_total=params["steps"],
         )
+        audit.record(
+            user,
+            audit.JOB_CREATE,
+            target=f"job:{job.id}",
+            project=project,
+            ip=ip,
+            details={"model": model.id, "num_images": params["num_images"], "steps": params["steps"]},
+        )
         transaction.on_commit(lambda: enqueue(job.id, job.queue))
         transaction.on_commit(
             lambda: realtime.send_project_event(
@@ -199,7 +208,7 @@ def do_create_job(user: Any, project: Project, data: dict[str, Any]) -> Job:
     return job
 
 
-def do_cancel_job(user: Any, job: Job) -> Job:
+def do_cancel_job(user: Any, job: Job, *, ip: str | None = None) -> Job:
     """Cancel a queued job at once, or ask a running one to stop at its next step."""
     if not can_cancel(user, job):
         raise NotAllowed("Only the job's author, the project's leads and admins may cancel it.")
@@ -215,6 +224,7 @@ def do_cancel_job(user: Any, job: Job) -> Job:
             job.refresh_from_db()
             if job.status in TERMINAL_STATES:
                 raise Conflict(f"The job has already {job.status}.")
+        audit.record(user, audit.JOB_CANCEL, target=f"job:{job.id}", project=job.project, ip=ip)
     job.refresh_from_db()
     return job
 

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404
 
 from . import permissions, services
 from .api_utils import api, error_response, json_body
+from .audit import client_ip
 from .errors import Unavailable
 from .openapi import schema
 
@@ -38,7 +39,9 @@ def me(request: HttpRequest) -> tuple[int, Any]:
 @api(["GET", "POST"])
 def projects(request: HttpRequest) -> tuple[int, Any]:
     if request.method == "POST":
-        project = services.do_create_project(request.user, json_body(request).get("name"))
+        project = services.do_create_project(
+            request.user, json_body(request).get("name"), ip=client_ip(request)
+        )
         return 201, project_to_dict(project, "lead")
     roles = permissions.roles_of(request.user)
     visible = permissions.projects_visible_to(request.user).order_by("name")
@@ -49,7 +52,9 @@ def projects(request: HttpRequest) -> tuple[int, Any]:
 def project_members(request: HttpRequest, slug: str) -> tuple[int, Any]:
     project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
     body = json_body(request)
-    membership = services.do_add_member(request.user, project, body.get("username"), body.get("role"))
+    membership = services.do_add_member(
+        request.user, project, body.get("username"), body.get("role"), ip=client_ip(request)
+    )
     return 201, {"username": membership.user.username, "role": membership.role, "project": project.slug}
 
 

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import permissions
+from . import audit, permissions
 from .auth import digest_token, new_token
 from .errors import InvalidInput, NotAllowed, NotFound
 from .models import ApiToken, Membership, Project, Role
@@ -35,7 +35,7 @@ def _free_slug(name: str) -> str:
     return slug
 
 
-def do_create_project(user: Any, name: Any) -> Project:
+def do_create_project(user: Any, name: Any, *, ip: str | None = None) -> Project:
     """Create a project with ``user`` as its first lead."""
     if not permissions.can_create_project(user):
         raise NotAllowed("You may not create projects.")
@@ -45,13 +45,18 @@ def do_create_project(user: Any, name: Any) -> Project:
             with transaction.atomic():
                 project = Project.objects.create(slug=_free_slug(name), name=name, created_by=user)
                 Membership.objects.create(project=project, user=user, role=Role.LEAD)
+                audit.record(
+                    user, audit.PROJECT_CREATE, target=f"project:{project.slug}", project=project, ip=ip
+                )
                 return project
         except IntegrityError:
             continue  # a concurrent create took the slug; pick the next one
     raise InvalidInput("Could not find a free address for this project name; try another name.")
 
 
-def do_add_member(actor: Any, project: Project, username: Any, role: Any) -> Membership:
+def do_add_member(
+    actor: Any, project: Project, username: Any, role: Any, *, ip: str | None = None
+) -> Membership:
     """Add a user to the project, or change their role if they are already in it."""
     if not permissions.can_manage_members(actor, project):
         raise NotAllowed("Only the project's leads may add members.")
@@ -68,28 +73,38 @@ def do_add_member(actor: Any, project: Project, username: Any, role: Any) -> Mem
     )
     if user is None:
         raise InvalidInput("No active user has that name.", {"username": ["No active user has that name."]})
-    membership, created = Membership.objects.get_or_create(
-        project=project, user=user, defaults={"role": role}
-    )
-    if not created and membership.role != role:
-        membership.role = role
-        membership.save(update_fields=["role"])
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(
+            project=project, user=user, defaults={"role": role}
+        )
+        target = f"user:{user.get_username()}"
+        if created:
+            audit.record(
+                actor, audit.MEMBER_ADD, target=target, project=project, ip=ip, details={"role": role}
+            )
+        elif membership.role != role:
+            details = {"from": membership.role, "to": role}
+            membership.role = role
+            membership.save(update_fields=["role"])
+            audit.record(actor, audit.MEMBER_ROLE, target=target, project=project, ip=ip, details=details)
     return membership
 
 
-def do_create_token(user: Any, name: str = "") -> tuple[ApiToken, str]:
+def do_create_token(user: Any, name: str = "", *, ip: str | None = None) -> tuple[ApiToken, str]:
     """Create an API token; the plain token is returned once and never stored."""
     token = new_token()
     row = ApiToken.objects.create(user=user, name=name[:100], prefix=token[:12], digest=digest_token(token))
+    audit.record(user, audit.TOKEN_CREATE, target=f"token:{row.prefix}", ip=ip, details={"name": row.name})
     return row, token
 
 
-def do_revoke_token(user: Any, token_id: int) -> None:
-    updated = ApiToken.objects.filter(pk=token_id, user=user, revoked_at__isnull=True).update(
+def do_revoke_token(user: Any, token_id: int, *, ip: str | None = None) -> None:
+    row = ApiToken.objects.filter(pk=token_id, user=user, revoked_at__isnull=True).first()
+    if row is None or not ApiToken.objects.filter(pk=row.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
-    )
-    if not updated:
+    ):
         raise NotFound("No such token.")
+    audit.record(user, audit.TOKEN_REVOKE, target=f"token:{row.prefix}", ip=ip)
 
 
 def do_ensure_admin(username: str, password: str | None) -> tuple[Any, str | None]:

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import permissions, services
+from .audit import client_ip
 from .errors import ServiceError
 
 
@@ -18,7 +19,9 @@ def home(request: HttpRequest) -> HttpResponse:
     error = None
     if request.method == "POST":
         try:
-            project = services.do_create_project(request.user, request.POST.get("name", ""))
+            project = services.do_create_project(
+                request.user, request.POST.get("name", ""), ip=client_ip(request)
+            )
         except ServiceError as exc:
             error = exc.message
         else:
