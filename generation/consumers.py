@@ -58,22 +58,29 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
             return
         self.job_id = job.id
         self.queue_group = realtime.queue_group(job.queue)
-        await self.channel_layer.group_add(realtime.job_group(job.id), self.channel_name)
-        await self.channel_layer.group_add(self.queue_group, self.channel_name)
+        self.groups_joined = [
+            realtime.job_group(job.id),
+            self.queue_group,
+            realtime.user_group(self.scope["user"].id),
+        ]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         for message in await _job_snapshot(job.id):
             await self.send_json(message)
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "job_id"):
-            await self.channel_layer.group_discard(realtime.job_group(self.job_id), self.channel_name)
-            await self.channel_layer.group_discard(self.queue_group, self.channel_name)
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients only listen; anything they send is ignored."""
 
     async def studio_event(self, event: dict[str, Any]) -> None:
         payload = event["payload"]
+        if payload["type"] == realtime.SESSION_END:
+            await self.close(code=realtime.CLOSE_ACCESS_ENDED)
+            return
         if payload["type"] == realtime.QUEUE_MOVED:
             snapshot = await _job_snapshot(self.job_id)
             status = snapshot[0]
@@ -105,17 +112,21 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
         if snapshot is None:
             await self.close()
             return
-        self.group = realtime.project_group(slug)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.groups_joined = [realtime.project_group(slug), realtime.user_group(self.scope["user"].id)]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self.send_json(snapshot)
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients only listen."""
 
     async def studio_event(self, event: dict[str, Any]) -> None:
+        if event["payload"]["type"] == realtime.SESSION_END:
+            await self.close(code=realtime.CLOSE_ACCESS_ENDED)
+            return
         await self.send_json(event["payload"])

@@ -39,6 +39,10 @@ JOB_UPDATED = "job.updated"
 ASSET_CREATED = "asset.created"
 # Fan-out to queued jobs' sockets: their queue position may have changed.
 QUEUE_MOVED = "queue.moved"
+# To every socket of one user: their session ended (deactivated); the socket closes.
+SESSION_END = "session.end"
+# Websocket close code sent when a user's access ends.
+CLOSE_ACCESS_ENDED = 4403
 
 # Consumers receive every group message through this handler name.
 HANDLER = "studio.event"
@@ -50,6 +54,10 @@ def job_group(job_id: Any) -> str:
 
 def project_group(slug: str) -> str:
     return f"project.{slug}"
+
+
+def user_group(user_id: Any) -> str:
+    return f"user.{user_id}"
 
 
 def queue_group(queue_name: str) -> str:

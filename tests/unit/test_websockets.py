@@ -163,3 +163,25 @@ def test_queued_sockets_hear_their_new_position(team, job):
         await ws.disconnect()
 
     run(scenario())
+
+
+def test_a_session_end_closes_every_socket_of_that_user(team, job):
+    token = factories.token(team["bob"])
+
+    async def scenario():
+        job_ws = connect(f"/ws/jobs/{job.id}/", token=token)
+        project_ws = connect(f"/ws/projects/{team['project'].slug}/", token=token)
+        for ws in (job_ws, project_ws):
+            assert (await ws.connect())[0]
+            await ws.receive_json_from()
+        from channels.layers import get_channel_layer
+
+        await get_channel_layer().group_send(
+            realtime.user_group(team["bob"].id),
+            {"type": realtime.HANDLER, "payload": {"type": realtime.SESSION_END}},
+        )
+        for ws in (job_ws, project_ws):
+            closed = await ws.receive_output()
+            assert closed == {"type": "websocket.close", "code": realtime.CLOSE_ACCESS_ENDED}
+
+    run(scenario())
