@@ -43,6 +43,9 @@ class Job(models.Model):
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     gpu_seconds = models.FloatField(default=0)
+    # What the job holds against its author's and its project's quotas until it settles.
+    quota_period_start = models.DateTimeField(null=True, blank=True)
+    reserved_images = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     enqueued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from gallery.serializers import asset_to_dict
 from gallery.services import do_create_job_assets
-from studio import audit
+from studio import audit, quotas
 from studio import permissions as studio_permissions
 from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
@@ -183,6 +183,7 @@ def do_create_job(user: Any, project: Project, data: dict[str, Any], *, ip: str 
         raise NotAllowed("Viewers cannot generate in this project.")
     model, params = check_job_params(data)
     with transaction.atomic():
+        period_start = quotas.reserve(user, project, params["num_images"])
         job = Job.objects.create(
             project=project,
             created_by=user,
@@ -190,6 +191,8 @@ def do_create_job(user: Any, project: Project, data: dict[str, Any], *, ip: str 
             params=params,
             queue=settings.STUDIO_GPU_QUEUE,
             progress_total=params["steps"],
+            quota_period_start=period_start,
+            reserved_images=params["num_images"],
         )
         audit.record(
             user,
@@ -216,6 +219,7 @@ def do_cancel_job(user: Any, job: Job, *, ip: str | None = None) -> Job:
         raise Conflict(f"The job has already {job.status}.")
     with transaction.atomic():
         if Job.cancel_queued(job.id):
+            quotas.settle(job, 0, 0)
             transaction.on_commit(lambda: _announce_finished(job.id))
             transaction.on_commit(lambda: _announce_queue_moved(job.queue))
         elif Job.request_cancel(job.id):
@@ -293,6 +297,7 @@ def do_complete_job(
             return False
         job.refresh_from_db()
         assets = do_create_job_assets(job, images, seeds, model_name=model_name, model_sha256=model_sha256)
+        quotas.settle(job, len(assets), gpu_seconds)
         transaction.on_commit(lambda: _announce_finished(job.id))
         transaction.on_commit(lambda: _announce_assets(job.project.slug, assets))
     return True
@@ -303,6 +308,7 @@ def do_finish_job(job_id: Any, attempt: int, status: str, *, error: str = "", gp
     with transaction.atomic():
         done = Job.finish(job_id, attempt, status, error=error[:2000], gpu_seconds=gpu_seconds)
         if done:
+            quotas.settle(Job.objects.get(id=job_id), 0, gpu_seconds)  # releases the held images
             transaction.on_commit(lambda: _announce_finished(job_id))
     return done
 

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET
 
 from gallery.permissions import assets_visible_to
 from studio import permissions as studio_permissions
+from studio import quotas
 from studio.shortcuts import get_visible_or_404
 
 from .engine import registry
@@ -47,6 +48,7 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
             "default_model": default.id if default else "",
             "initial_json": json.dumps(initial),
             "recent_jobs": recent,
+            "quota_text": quotas.remaining_text(request.user, project),
         },
     )
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 
-from . import permissions, services
+from . import permissions, quotas, services
 from .api_utils import api, error_response, json_body
 from .audit import client_ip
-from .errors import Unavailable
+from .errors import NotAllowed, Unavailable
+from .models import QuotaScope
 from .openapi import schema
 
 
@@ -111,3 +113,30 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     return error_response(404, "No such API endpoint.")
+
+
+@api(["GET"])
+def me_quota(request: HttpRequest) -> tuple[int, Any]:
+    return 200, quotas.summary(request.user)
+
+
+@api(["PUT"])
+def admin_user_quota(request: HttpRequest, username: str) -> tuple[int, Any]:
+    if not permissions.is_admin(request.user):
+        raise Http404
+    user = get_object_or_404(get_user_model(), username=username)
+    limit = quotas.do_set_limits(
+        request.user, QuotaScope.USER, json_body(request), user=user, ip=client_ip(request)
+    )
+    return 200, {"username": user.get_username(), **quotas.limits_to_dict(limit)}
+
+
+@api(["PUT"])
+def project_quota(request: HttpRequest, slug: str) -> tuple[int, Any]:
+    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
+    if not permissions.is_admin(request.user):
+        raise NotAllowed("Only site admins may set quotas.")
+    limit = quotas.do_set_limits(
+        request.user, QuotaScope.PROJECT, json_body(request), project=project, ip=client_ip(request)
+    )
+    return 200, {"project": project.slug, **quotas.limits_to_dict(limit)}

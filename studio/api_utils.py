@@ -18,8 +18,10 @@ logger = logging.getLogger(__name__)
 Handler = Callable[..., Any]
 
 
-def error_response(status: int, message: str, errors: dict[str, list[str]] | None = None) -> JsonResponse:
-    body: dict[str, Any] = {"error": message}
+def error_response(
+    status: int, message: str, errors: dict[str, list[str]] | None = None, extra: dict | None = None
+) -> JsonResponse:
+    body: dict[str, Any] = {**(extra or {}), "error": message}
     if errors:
         body["errors"] = errors
     return JsonResponse(body, status=status)
@@ -57,7 +59,7 @@ def api(methods: list[str], *, login: bool = True) -> Callable[[Handler], Handle
             try:
                 result = handler(request, *args, **kwargs)
             except ServiceError as exc:
-                return error_response(exc.status, exc.message, exc.errors)
+                return error_response(exc.status, exc.message, exc.errors, exc.extra)
             except Http404:
                 return error_response(404, "Not found.")
             except PermissionDenied:

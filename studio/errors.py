@@ -6,10 +6,13 @@ from __future__ import annotations
 class ServiceError(Exception):
     status = 400
 
-    def __init__(self, message: str, errors: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self, message: str, errors: dict[str, list[str]] | None = None, extra: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.errors = errors or {}
+        self.extra = extra or {}  # more members of the JSON error body
 
 
 class InvalidInput(ServiceError):
@@ -28,6 +31,12 @@ class NotFound(ServiceError):
 
 class Conflict(ServiceError):
     status = 409
+
+
+class QuotaExceeded(ServiceError):
+    """The sentence says what was used, the limit and when it resets; ``extra["quota"]`` has the numbers."""
+
+    status = 429
 
 
 class Unavailable(ServiceError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
@@ -62,8 +64,34 @@ class ApiToken(models.Model):
         return f"{self.prefix}… ({self.user})"
 
 
+class UserSession(models.Model):
+    """Which session belongs to whom, recorded at sign-in, so deactivating a user can end their sessions.
+
+    Only the key is kept (no foreign key to ``django_session``), so it works with any session engine.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    session_key = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"session of {self.user_id}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Bulk writes bypass ``save()``/``delete()``; refuse them too (PostgreSQL also refuses them in a trigger)."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("Audit events are append-only.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("Audit events are append-only.")
+
+
 class AuditEvent(models.Model):
     """An append-only record of who did what. Never updated or deleted by the application."""
+
+    objects = AppendOnlyQuerySet.as_manager()
 
     time = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
@@ -90,3 +118,53 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise PermissionError("Audit events are append-only.")
+
+
+class QuotaScope(models.TextChoices):
+    USER_DEFAULT = "user_default", "Default for every user"
+    PROJECT_DEFAULT = "project_default", "Default for every project"
+    USER = "user", "One user"
+    PROJECT = "project", "One project"
+
+
+class QuotaLimit(models.Model):
+    """A limit per period; ``None`` means unlimited. Overrides (user, project) win over the site defaults."""
+
+    scope = models.CharField(max_length=20, choices=QuotaScope.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+                             related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    images = models.PositiveIntegerField(null=True, blank=True)
+    gpu_seconds = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope"], condition=models.Q(user__isnull=True, project__isnull=True),
+                                    name="one_default_per_scope"),
+            models.UniqueConstraint(fields=["user"], condition=models.Q(scope="user"), name="one_limit_per_user"),
+            models.UniqueConstraint(fields=["project"], condition=models.Q(scope="project"),
+                                    name="one_limit_per_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.images} images, {self.gpu_seconds} GPU-s"
+
+
+class QuotaUsage(models.Model):
+    """What a user or a project used (and holds reserved) in one period. Rows are locked while changed."""
+
+    subject = models.CharField(max_length=10)  # "user" or "project"
+    subject_id = models.BigIntegerField()
+    period_start = models.DateTimeField()
+    images_used = models.PositiveIntegerField(default=0)
+    images_reserved = models.PositiveIntegerField(default=0)
+    gpu_seconds_used = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subject", "subject_id", "period_start"], name="one_usage_per_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.subject_id} from {self.period_start:%Y-%m-%d}"

@@ -252,6 +252,12 @@ STUDIO_DEFAULT_MODEL = env_str("STUDIO_DEFAULT_MODEL", "demo")
 # Models shipped in the repository (id → folder); a folder of the same name in MODELS_DIR takes precedence.
 STUDIO_BUNDLED_MODELS = {"demo": BASE_DIR / "generation" / "demo_model"}
 STUDIO_PIPELINE_CACHE_SIZE = env_int("STUDIO_PIPELINE_CACHE_SIZE", 2)
+# Quotas count per calendar month (or week, or day), in UTC.
+STUDIO_QUOTA_PERIOD = env_str("STUDIO_QUOTA_PERIOD", "month")
+if STUDIO_QUOTA_PERIOD not in {"month", "week", "day"}:
+    raise ImproperlyConfigured("STUDIO_QUOTA_PERIOD must be month, week or day.")
+# Fair share: the next job goes to the user with the least GPU time in this window (seconds).
+STUDIO_FAIR_SHARE_WINDOW = env_float("STUDIO_FAIR_SHARE_WINDOW", 3600.0)
 
 # --- storage --
 # Media are private: there is no MEDIA_URL; images are served by permission-checked views only.

@@ -31,7 +31,7 @@ later = studio_api.not_offered
 api_v1 = [
     path("openapi.json", studio_api.openapi, name="api-openapi"),
     path("me", studio_api.me, name="api-me"),
-    path("me/quota", later("Quotas are not enabled on this studio yet."), name="api-me-quota"),
+    path("me/quota", studio_api.me_quota, name="api-me-quota"),
     path("models", generation_api.models, name="api-models"),
     path("projects", studio_api.projects, name="api-projects"),
     path("projects/<slug:slug>/members", studio_api.project_members, name="api-project-members"),
@@ -47,11 +47,7 @@ api_v1 = [
         later("Uploads are not available on this studio yet."),
         name="api-project-uploads",
     ),
-    path(
-        "projects/<slug:slug>/quota",
-        later("Quotas are not enabled on this studio yet."),
-        name="api-project-quota",
-    ),
+    path("projects/<slug:slug>/quota", studio_api.project_quota, name="api-project-quota"),
     path("jobs/<str:job_id>", generation_api.job_detail, name="api-job"),
     path("jobs/<str:job_id>/cancel", generation_api.job_cancel, name="api-job-cancel"),
     path("assets/<str:asset_id>", gallery_api.asset_detail, name="api-asset"),
@@ -76,11 +72,7 @@ api_v1 = [
         later("User administration through the API is not available yet."),
         name="api-admin-users",
     ),
-    path(
-        "admin/users/<str:username>/quota",
-        later("Quotas are not enabled on this studio yet."),
-        name="api-admin-user-quota",
-    ),
+    path("admin/users/<str:username>/quota", studio_api.admin_user_quota, name="api-admin-user-quota"),
     path(
         "admin/users/<str:username>/deactivate",
         later("User administration through the API is not available yet."),

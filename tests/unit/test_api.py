@@ -89,15 +89,12 @@ def test_unknown_api_paths_and_wrong_methods_answer_json(client, team):
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("get", "/api/v1/me/quota"),
         ("get", "/api/v1/projects/poster/export"),
         ("post", "/api/v1/projects/poster/uploads"),
-        ("put", "/api/v1/projects/poster/quota"),
         ("post", "/api/v1/assets/00000000-0000-0000-0000-000000000000/review"),
         ("post", "/api/v1/assets/00000000-0000-0000-0000-000000000000/submit"),
         ("get", "/api/v1/assets/00000000-0000-0000-0000-000000000000/reviews"),
         ("get", "/api/v1/admin/users"),
-        ("put", "/api/v1/admin/users/bob/quota"),
         ("post", "/api/v1/admin/users/bob/deactivate"),
         ("get", "/api/v1/admin/audit"),
     ],
