@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 
@@ -67,13 +67,10 @@ class Job(models.Model):
         return self.status in TERMINAL_STATES
 
     def queue_position(self) -> int | None:
-        """1 for the next job to start in its queue; None once the job has left the queue."""
-        if self.status != JobStatus.QUEUED:
-            return None
-        ahead = Job.objects.filter(status=JobStatus.QUEUED, queue=self.queue).filter(
-            Q(created_at__lt=self.created_at) | Q(created_at=self.created_at, id__lt=self.id)
-        )
-        return ahead.count() + 1
+        """1 for the next job to start in its queue (in fair-share order); None once it left the queue."""
+        from .scheduling import queue_position
+
+        return queue_position(self)
 
     # --- transitions: each returns whether it happened --
 

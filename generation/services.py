@@ -28,6 +28,7 @@ from . import realtime
 from .engine import registry
 from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import can_cancel
+from .scheduling import fair_share_order
 from .serializers import job_to_dict
 
 logger = logging.getLogger(__name__)
@@ -237,9 +238,17 @@ def do_cancel_job(user: Any, job: Job, *, ip: str | None = None) -> Job:
 
 
 def do_start_job(job_id: Any, worker: str) -> tuple[Job, int] | None:
-    """queued → running for this worker. None when the job is not queued (a duplicate delivery, a cancel)."""
-    attempt = Job.claim(job_id, worker)
-    if attempt is None:
+    """queued → running for this worker: the first job in fair-share order of the named job's queue (usually
+    the named job itself). None when nothing is queued there (a duplicate delivery, a cancel)."""
+    queue = Job.objects.filter(id=job_id).values_list("queue", flat=True).first()
+    if queue is None:
+        return None
+    for candidate in fair_share_order(queue, limit=50):
+        attempt = Job.claim(candidate, worker)
+        if attempt is not None:
+            job_id = candidate
+            break
+    else:
         return None
     job = Job.objects.select_related("project", "created_by").get(id=job_id)
     cache.delete(realtime.preview_cache_key(job_id))

@@ -79,7 +79,7 @@ def execute_job(job_id: str, worker: str) -> str:
     """Run the job if it is queued. Returns what happened (for logs and tests)."""
     started = services.do_start_job(job_id, worker)
     if started is None:
-        logger.info("Job %s is not queued; nothing to do", job_id)
+        logger.info("Nothing queued beside job %s; nothing to do", job_id)
         return "skipped"
     job, attempt = started
     params = job.params

@@ -260,3 +260,34 @@ def test_the_same_seed_reproduces_the_same_image(team, demo_model_dir):
 
     assert pixels(first) == pixels(second)
     assert pixels(first) != pixels(other)
+
+
+def test_fair_share_single_jobs_do_not_wait_behind_a_batch(team, monkeypatch, demo_model_dir):
+    """Three users enqueue 5, 1 and 1 jobs (the five first): the single jobs run second and third."""
+    from generation.engine import runner
+    from tests import factories
+
+    dana = factories.user("dana")
+    factories.member(team["project"], dana, "artist")
+
+    def instant(request, hooks):
+        hooks.on_step(1, 1)
+        return runner.GenerationResult(
+            images=[Image.new("RGB", (8, 8))],
+            seeds=[request.seed],
+            model_sha256="0" * 64,
+            gpu_seconds=2.0,
+            canceled=False,
+            device="cpu",
+        )
+
+    monkeypatch.setattr(runner, "generate", instant)
+    batch = [new_job(team) for _ in range(5)]  # bob's five
+    alice_job = services.do_create_job(team["alice"], team["project"], {"prompt": "one", "seed": 1})
+    dana_job = services.do_create_job(dana, team["project"], {"prompt": "one", "seed": 1})
+    assert Job.objects.get(id=dana_job.id).queue_position() == 3  # bob's first, alice's, then dana's
+
+    for job in [*batch, alice_job, dana_job]:  # one message per job, in submission order
+        run_job(str(job.id))
+    order = list(Job.objects.order_by("started_at").values_list("created_by__username", flat=True))
+    assert order == ["bob", "alice", "dana", "bob", "bob", "bob", "bob"]
