@@ -49,3 +49,42 @@ def can_generate(user: Any, project: Project) -> bool:
 def roles_of(user: Any) -> dict[int, str]:
     """The user's role in each project they belong to, by project id (one query)."""
     return dict(Membership.objects.filter(user_id=user.id).values_list("project_id", "role"))
+
+
+# --- the site admin area --
+#
+# Pages under /manage/ and endpoints under /api/v1/admin/ exist only for site admins. For anyone else they
+# are invisible, like any object one may not see: signed-in non-admins get 404 (not 403, which would advertise
+# that something is there); anonymous visitors are sent to sign in (pages) or get 401 (API). Every admin-area
+# view and handler asks this one predicate.
+
+
+def can_use_admin_area(user: Any) -> bool:
+    """Users, usage and the audit log: site admins only."""
+    return is_admin(user)
+
+
+def can_deactivate(actor: Any, user: Any) -> bool:
+    """Admins deactivate anyone but themselves (so the studio always keeps the admin who is acting)."""
+    return is_admin(actor) and actor.pk != user.pk
+
+
+# The permission matrix, as people read it (the /help/permissions/ page). The predicates above enforce it;
+# tests/unit/test_url_matrix.py checks every URL against it for every role.
+ROLES = ["viewer", "artist", "lead", "admin"]
+PERMISSION_MATRIX: list[tuple[str, set[str]]] = [
+    ("Create projects (and become their lead)", {"viewer", "artist", "lead", "admin"}),
+    ("See a project's jobs, images and live previews", {"viewer", "artist", "lead", "admin"}),
+    ("Generate images", {"artist", "lead", "admin"}),
+    ("Cancel their own jobs", {"artist", "lead", "admin"}),
+    ("Cancel anyone's jobs in the project", {"lead", "admin"}),
+    ("Add and remove members, change roles", {"lead", "admin"}),
+    ("Review assets (approve, reject, request changes)", {"lead", "admin"}),
+    ("Delete assets", {"lead", "admin"}),
+    ("Export approved assets", {"lead", "admin"}),
+    ("Install models", {"admin"}),
+    ("Set quotas", {"admin"}),
+    ("See usage", {"admin"}),
+    ("See the audit log", {"admin"}),
+    ("Create and deactivate users", {"admin"}),
+]

@@ -9,6 +9,7 @@ from gallery import views as gallery_views
 from generation import api as generation_api
 from generation import views as generation_views
 
+from . import account_views, project_views
 from . import api as studio_api
 from . import views as studio_views
 
@@ -17,10 +18,16 @@ handler500 = "studio.errors_views.server_error"
 
 pages = [
     path("", studio_views.home, name="home"),
+    path("help/permissions/", studio_views.permissions_help, name="help-permissions"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("p/<slug:slug>/", generation_views.project_generate, name="project"),
     path("p/<slug:slug>/gallery/", gallery_views.gallery, name="gallery"),
+    path("p/<slug:slug>/settings/", project_views.project_settings, name="project-settings"),
+    path("account/", account_views.account, name="account"),
+    path("account/tokens/", account_views.token_create, name="account-token-create"),
+    path("account/tokens/<int:token_id>/revoke/", account_views.token_revoke, name="account-token-revoke"),
+    path("account/password/", account_views.password_change, name="account-password"),
     path("jobs/<str:job_id>/", generation_views.job_page, name="job"),
     path("assets/<str:asset_id>/", gallery_views.asset_page, name="asset"),
     path("assets/<str:asset_id>/image.png", gallery_views.asset_image, name="asset-image"),
@@ -35,6 +42,7 @@ api_v1 = [
     path("models", generation_api.models, name="api-models"),
     path("projects", studio_api.projects, name="api-projects"),
     path("projects/<slug:slug>/members", studio_api.project_members, name="api-project-members"),
+    path("projects/<slug:slug>/members/<str:username>", studio_api.project_member, name="api-project-member"),
     path("projects/<slug:slug>/jobs", generation_api.project_jobs, name="api-project-jobs"),
     path("projects/<slug:slug>/assets", gallery_api.project_assets, name="api-project-assets"),
     path(

@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from . import permissions, services
 from .audit import client_ip
@@ -43,3 +43,13 @@ def home(request: HttpRequest) -> HttpResponse:
         },
         status=400 if error else 200,
     )
+
+
+@login_required
+@require_GET
+def permissions_help(request: HttpRequest) -> HttpResponse:
+    rows = [
+        (action, [role in allowed for role in permissions.ROLES])
+        for action, allowed in permissions.PERMISSION_MATRIX
+    ]
+    return render(request, "studio/permissions.html", {"roles": permissions.ROLES, "rows": rows})
