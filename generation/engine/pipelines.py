@@ -9,12 +9,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import torch  # noqa: E402
-from diffusers import (  # noqa: E402
+import torch
+from diffusers import (
     DDIMScheduler,
     DiffusionPipeline,
     DPMSolverMultistepScheduler,
@@ -26,7 +22,7 @@ from diffusers import (  # noqa: E402
     UniPCMultistepScheduler,
 )
 
-from .registry import ModelInfo, folder_sha256  # noqa: E402
+from .registry import ModelInfo, folder_sha256
 
 logger = logging.getLogger(__name__)
 
