@@ -85,6 +85,23 @@ def studio_job(base: str, ws_base: str, slug: str, token: str, params: dict) -> 
     }
 
 
+def worker_side(database: Path, runs: int) -> dict[str, float]:
+    """What the worker recorded for the measured jobs: pipeline time and queue pickup latency."""
+    import sqlite3
+    from datetime import datetime
+
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT created_at, started_at, gpu_seconds FROM generation_job ORDER BY created_at DESC LIMIT ?",
+            (runs,),
+        ).fetchall()
+    pickups = [
+        (datetime.fromisoformat(started) - datetime.fromisoformat(created)).total_seconds()
+        for created, started, _ in rows
+    ]
+    return {"pipeline": statistics.median(r[2] for r in rows), "pickup": statistics.median(pickups)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

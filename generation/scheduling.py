@@ -35,7 +35,8 @@ def recent_use(user_ids: set[int]) -> tuple[dict[int, float], float]:
         created_by_id__in=user_ids, status=JobStatus.RUNNING, started_at__isnull=False
     )
     for user_id, started_at in running.values_list("created_by_id", "started_at"):
-        used[user_id] += (now - started_at).total_seconds()
+        if started_at is not None:
+            used[user_id] += (now - started_at).total_seconds()
     return used, max(average, 1e-3)
 
 

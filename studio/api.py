@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 
 from . import permissions, quotas, services
@@ -140,3 +140,17 @@ def project_quota(request: HttpRequest, slug: str) -> tuple[int, Any]:
         request.user, QuotaScope.PROJECT, json_body(request), project=project, ip=client_ip(request)
     )
     return 200, {"project": project.slug, **quotas.limits_to_dict(limit)}
+
+
+@api(["PATCH", "DELETE"])
+def project_member(request: HttpRequest, slug: str, username: str) -> Any:
+    """PATCH ``{"role"}`` changes a member's role (200); DELETE removes them (204). 409 for the last lead."""
+    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
+    if request.method == "DELETE":
+        services.do_remove_member(request.user, project, username, ip=client_ip(request))
+        return HttpResponse(status=204)
+    body = json_body(request)
+    membership = services.do_change_role(
+        request.user, project, username, body.get("role"), ip=client_ip(request)
+    )
+    return 200, {"username": membership.user.username, "role": membership.role, "project": project.slug}

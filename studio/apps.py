@@ -6,4 +6,5 @@ class StudioConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import audit  # noqa: F401 - connects the sign-in/sign-out receivers
+        # Connect the signal receivers: audit of sign-in/sign-out, and each user's session keys.
+        from . import audit, user_sessions  # noqa: F401

@@ -79,7 +79,7 @@ class UserSession(models.Model):
 
 
 class AppendOnlyQuerySet(models.QuerySet):
-    """Bulk writes bypass ``save()``/``delete()``; refuse them too (PostgreSQL also refuses them in a trigger)."""
+    """Bulk writes bypass ``save()``/``delete()``: refuse them too. (PostgreSQL refuses them in a trigger.)"""
 
     def update(self, **kwargs: Any) -> int:
         raise PermissionError("Audit events are append-only.")
@@ -90,8 +90,6 @@ class AppendOnlyQuerySet(models.QuerySet):
 
 class AuditEvent(models.Model):
     """An append-only record of who did what. Never updated or deleted by the application."""
-
-    objects = AppendOnlyQuerySet.as_manager()
 
     time = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
@@ -105,6 +103,8 @@ class AuditEvent(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True)
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         ordering = ["-time", "-id"]
 
@@ -114,7 +114,7 @@ class AuditEvent(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None:
             raise PermissionError("Audit events are append-only.")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise PermissionError("Audit events are append-only.")
@@ -131,8 +131,9 @@ class QuotaLimit(models.Model):
     """A limit per period; ``None`` means unlimited. Overrides (user, project) win over the site defaults."""
 
     scope = models.CharField(max_length=20, choices=QuotaScope.choices)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
-                             related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     images = models.PositiveIntegerField(null=True, blank=True)
     gpu_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -140,11 +141,17 @@ class QuotaLimit(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["scope"], condition=models.Q(user__isnull=True, project__isnull=True),
-                                    name="one_default_per_scope"),
-            models.UniqueConstraint(fields=["user"], condition=models.Q(scope="user"), name="one_limit_per_user"),
-            models.UniqueConstraint(fields=["project"], condition=models.Q(scope="project"),
-                                    name="one_limit_per_project"),
+            models.UniqueConstraint(
+                fields=["scope"],
+                condition=models.Q(user__isnull=True, project__isnull=True),
+                name="one_default_per_scope",
+            ),
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(scope="user"), name="one_limit_per_user"
+            ),
+            models.UniqueConstraint(
+                fields=["project"], condition=models.Q(scope="project"), name="one_limit_per_project"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -163,7 +170,9 @@ class QuotaUsage(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["subject", "subject_id", "period_start"], name="one_usage_per_period")
+            models.UniqueConstraint(
+                fields=["subject", "subject_id", "period_start"], name="one_usage_per_period"
+            )
         ]
 
     def __str__(self) -> str:

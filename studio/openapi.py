@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .audit import ACTIONS
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -234,6 +236,7 @@ def schema() -> dict[str, Any]:
                     400,
                     403,
                     404,
+                    409,
                     params=[slug],
                     body={
                         "type": "object",
@@ -244,6 +247,42 @@ def schema() -> dict[str, Any]:
                         },
                     },
                 )
+            },
+            "/projects/{slug}/members/{username}": {
+                "patch": _op(
+                    "Change a member's role (409 when it would leave the project without a lead)",
+                    {
+                        "200": _response(
+                            "Member",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "username": {"type": "string"},
+                                    "role": {"type": "string", "enum": ["lead", "artist", "viewer"]},
+                                    "project": {"type": "string"},
+                                },
+                            },
+                        )
+                    },
+                    400,
+                    403,
+                    404,
+                    409,
+                    params=[slug, _path_param("username")],
+                    body={
+                        "type": "object",
+                        "required": ["role"],
+                        "properties": {"role": {"type": "string", "enum": ["lead", "artist", "viewer"]}},
+                    },
+                ),
+                "delete": _op(
+                    "Remove a member (409 for the project's last lead)",
+                    {"204": _response("Removed")},
+                    403,
+                    404,
+                    409,
+                    params=[slug, _path_param("username")],
+                ),
             },
             "/projects/{slug}/jobs": {
                 "get": _op(
@@ -298,9 +337,103 @@ def schema() -> dict[str, Any]:
             "/assets/{id}/review": {"post": later},
             "/assets/{id}/submit": {"post": later},
             "/assets/{id}/reviews": {"get": later},
-            "/admin/users": {"get": later},
+            "/admin/users": {
+                "get": _op(
+                    "Every account with its use this calendar month (UTC). Site admins only: 404 for others",
+                    {
+                        "200": _response(
+                            "Users",
+                            {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "username": {"type": "string"},
+                                        "is_active": {"type": "boolean"},
+                                        "is_admin": {"type": "boolean"},
+                                        "usage": {
+                                            "type": "object",
+                                            "properties": {
+                                                "images": {"type": "integer"},
+                                                "gpu_seconds": {"type": "number"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        )
+                    },
+                    404,
+                )
+            },
             "/admin/users/{username}/quota": {"put": later},
-            "/admin/users/{username}/deactivate": {"post": later},
-            "/admin/audit": {"get": later},
+            "/admin/users/{username}/deactivate": {
+                "post": _op(
+                    "Deactivate a user: their sessions, API tokens and open websockets end. Site admins only "
+                    "(404 for others); 403 for the caller's own account",
+                    {
+                        "200": _response(
+                            "The deactivated user",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "username": {"type": "string"},
+                                    "is_active": {"type": "boolean", "enum": [False]},
+                                },
+                            },
+                        )
+                    },
+                    403,
+                    404,
+                    params=[_path_param("username")],
+                )
+            },
+            "/admin/audit": {
+                "get": _op(
+                    "Audit events, newest first. Site admins only: 404 for others. since/until take a date "
+                    "(YYYY-MM-DD, whole days in the studio's time zone) or an ISO 8601 time",
+                    {
+                        "200": _response(
+                            "Events",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "results": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "time": {"type": "string", "format": "date-time"},
+                                                "actor": {"type": "string", "nullable": True},
+                                                "action": {"type": "string"},
+                                                "target": {"type": "string"},
+                                                "project": {"type": "string", "nullable": True},
+                                                "ip": {"type": "string", "nullable": True},
+                                                "details": {"type": "object"},
+                                            },
+                                        },
+                                    },
+                                    "next": {"type": "string", "nullable": True},
+                                },
+                            },
+                        )
+                    },
+                    400,
+                    404,
+                    params=[
+                        _query("actor"),
+                        {
+                            "name": "action",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": list(ACTIONS)},
+                        },
+                        _query("project"),
+                        _query("since"),
+                        _query("until"),
+                        _query("cursor"),
+                    ],
+                )
+            },
         },
     }

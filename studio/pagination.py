@@ -1,4 +1,7 @@
-"""Keyset pagination over ``(-created_at, -id)``: stable under inserts, constant cost per page."""
+"""Keyset pagination over ``(-<time field>, -id)``: stable under inserts, constant cost per page.
+
+The time field is ``created_at`` unless a caller names another (audit events order on ``time``).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,17 @@ import json
 from datetime import datetime
 from typing import Any, TypeVar
 
+from django.core.exceptions import ValidationError
 from django.db.models import Model, Q, QuerySet
+from django.utils import timezone
 
 from .errors import InvalidInput
 
 M = TypeVar("M", bound=Model)
 
 
-def encode_cursor(obj: Any) -> str:
-    raw = json.dumps([obj.created_at.isoformat(), str(obj.pk)])
+def encode_cursor(obj: Any, field: str = "created_at") -> str:
+    raw = json.dumps([getattr(obj, field).isoformat(), str(obj.pk)])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -24,17 +29,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, pk = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-        return datetime.fromisoformat(created), str(pk)
+        when = datetime.fromisoformat(created)
+        if timezone.is_naive(when):
+            raise ValueError("a cursor's time carries its offset")
+        return when, str(pk)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("The cursor is not valid.", {"cursor": ["Not a cursor from this API."]}) from exc
+        raise _bad_cursor() from exc
 
 
-def keyset_page(queryset: QuerySet[M], cursor: str | None, size: int) -> tuple[list[M], str | None]:
-    """Newest first. Returns the page and the cursor of the next one (None on the last page)."""
-    queryset = queryset.order_by("-created_at", "-pk")
+def _bad_cursor() -> InvalidInput:
+    return InvalidInput("The cursor is not valid.", {"cursor": ["Not a cursor from this API."]})
+
+
+def keyset_page(
+    queryset: QuerySet[M], cursor: str | None, size: int, *, field: str = "created_at"
+) -> tuple[list[M], str | None]:
+    """Newest first by ``field``, then pk. Returns the page and the next page's cursor (None on the last)."""
+    queryset = queryset.order_by(f"-{field}", "-pk")
     if cursor:
-        created, pk = decode_cursor(cursor)
-        queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, pk__lt=pk))
+        when, pk = decode_cursor(cursor)
+        try:
+            queryset = queryset.filter(Q(**{f"{field}__lt": when}) | Q(**{field: when, "pk__lt": pk}))
+        except (ValidationError, ValueError, TypeError) as exc:  # a pk of the wrong shape for this model
+            raise _bad_cursor() from exc
     rows = list(queryset[: size + 1])
-    next_cursor = encode_cursor(rows[size - 1]) if len(rows) > size else None
+    next_cursor = encode_cursor(rows[size - 1], field) if len(rows) > size else None
     return rows[:size], next_cursor

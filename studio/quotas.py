@@ -238,3 +238,39 @@ def remaining_text(user: Any, project: Project) -> str:
     if not parts:
         return ""
     return "; ".join(parts) + f" until {end:%Y-%m-%d}."
+
+
+def do_clear_limit(actor: Any, limit_id: int, *, ip: str | None = None) -> None:
+    """Remove a user's or project's override, so the site default applies again."""
+    with transaction.atomic():
+        limit = (
+            QuotaLimit.objects.select_for_update(of=("self",))
+            .select_related("user", "project")
+            .filter(pk=limit_id, scope__in=[QuotaScope.USER, QuotaScope.PROJECT])
+            .first()
+        )
+        if limit is None:
+            raise InvalidInput("No such override.")
+        target = (
+            f"user:{limit.user.get_username()}"
+            if limit.user
+            else f"project:{getattr(limit.project, 'slug', '')}"
+        )
+        audit.record(
+            actor,
+            audit.QUOTA_CHANGE,
+            target=target,
+            project=limit.project,
+            ip=ip,
+            details={"scope": limit.scope, "from": limits_to_dict(limit), "to": "site default"},
+        )
+        limit.delete()
+
+
+def parse_limit_form(data: Any) -> dict[str, int | None]:
+    """Form fields (blank = unlimited) to the API's body shape; bad numbers become field errors later."""
+    body: dict[str, Any] = {}
+    for name in ("images", "gpu_seconds"):
+        raw = (data.get(name) or "").strip()
+        body[name] = None if raw == "" else int(raw) if raw.isdigit() else raw
+    return body

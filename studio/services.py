@@ -5,14 +5,20 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import SetPasswordForm
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import audit, permissions
+from generation import realtime
+
+from . import audit, permissions, user_sessions
 from .auth import digest_token, new_token
-from .errors import InvalidInput, NotAllowed, NotFound
+from .errors import Conflict, InvalidInput, NotAllowed, NotFound
 from .models import ApiToken, Membership, Project, Role
 
 User = get_user_model()
@@ -83,10 +89,11 @@ def do_add_member(
                 actor, audit.MEMBER_ADD, target=target, project=project, ip=ip, details={"role": role}
             )
         elif membership.role != role:
-            details = {"from": membership.role, "to": role}
-            membership.role = role
-            membership.save(update_fields=["role"])
-            audit.record(actor, audit.MEMBER_ROLE, target=target, project=project, ip=ip, details=details)
+            # The same locked path as do_change_role, so this cannot demote a project's last lead either.
+            membership = _lock_membership(
+                actor, project, user.get_username(), "Only the project's leads may add members."
+            )
+            _set_role(actor, project, membership, role, ip=ip)
     return membership
 
 
@@ -117,3 +124,245 @@ def do_ensure_admin(username: str, password: str | None) -> tuple[Any, str | Non
         generated = password = secrets.token_urlsafe(12)
     user = User.objects.create_superuser(username=username, email="", password=password)
     return user, generated
+
+
+def check_token_name(name: Any) -> str:
+    """A token's name is required, so that its owner can tell tokens apart when revoking one."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(
+            "Give the token a name.", {"name": ["Enter a name, for example the script that will use it."]}
+        )
+    name = name.strip()
+    if len(name) > 100:
+        raise InvalidInput("The token name is too long.", {"name": ["At most 100 characters."]})
+    return name
+
+
+def do_change_password(user: Any, form_or_password: SetPasswordForm | str, *, ip: str | None = None) -> None:
+    """Set the user's password and record it.
+
+    Takes a bound ``PasswordChangeForm``/``SetPasswordForm`` for ``user`` (its checks, the old password
+    included, must pass) or the new password as a string, checked against AUTH_PASSWORD_VALIDATORS here.
+    Every session of the user ends, because the session auth hash changes; a view that wants to keep its
+    own session calls ``update_session_auth_hash`` afterwards. API tokens are not affected.
+    """
+    if isinstance(form_or_password, str):
+        password = form_or_password
+        try:
+            password_validation.validate_password(password, user)
+        except ValidationError as exc:
+            raise InvalidInput("Choose another password.", {"new_password1": list(exc.messages)}) from exc
+    else:
+        form = form_or_password
+        if form.user.pk != user.pk:
+            raise NotAllowed("That form changes another user's password.")
+        if not form.is_valid():
+            errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
+            raise InvalidInput("The password was not changed.", errors)
+        password = form.cleaned_data["new_password1"]
+    with transaction.atomic():
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        audit.record(user, audit.PASSWORD_CHANGE, target=f"user:{user.get_username()}", ip=ip)
+    password_validation.password_changed(password, user)
+
+
+LAST_LEAD = "A project needs at least one lead."
+
+
+def _lock_membership(actor: Any, project: Project, username: Any, refusal: str) -> Membership:
+    """The member's row for a role change or removal, locked, with the project's lead rows locked first.
+
+    Every change that may take a lead away locks the same rows in the same order (leads by id, then the
+    target), so two of them in one project queue up instead of deadlocking, and the second one counts the
+    leads the first one left. Call inside ``transaction.atomic()``.
+    """
+    list(
+        Membership.objects.select_for_update(of=("self",))
+        .filter(project=project, role=Role.LEAD)
+        .order_by("pk")
+    )
+    # Asked again under the lock: a lead demoted by a change that committed meanwhile no longer may act.
+    if not permissions.can_manage_members(actor, project):
+        raise NotAllowed(refusal)
+    membership = None
+    if isinstance(username, str) and username:
+        membership = (
+            Membership.objects.select_for_update(of=("self",))
+            .select_related("user")
+            .filter(project=project, user__username=username)
+            .first()
+        )
+    if membership is None:
+        raise NotFound(
+            f"“{username}” is not a member of this project.", {"username": ["Not a member of this project."]}
+        )
+    return membership
+
+
+def _check_keeps_a_lead(project: Project, membership: Membership) -> None:
+    """Refuse to take the lead role from ``membership`` when no other lead who can sign in would remain.
+
+    Deactivated leads do not count: a project whose only leads cannot sign in has nobody to run it.
+    The lead rows must already be locked (``_lock_membership``).
+    """
+    if membership.role != Role.LEAD:
+        return
+    others = Membership.objects.filter(project=project, role=Role.LEAD, user__is_active=True).exclude(
+        pk=membership.pk
+    )
+    if not others.exists():
+        raise Conflict(LAST_LEAD)
+
+
+def _set_role(actor: Any, project: Project, membership: Membership, role: str, *, ip: str | None) -> None:
+    """Write a role change found valid and permitted; the caller holds the locks (``_lock_membership``)."""
+    if membership.role == role:
+        return
+    if role != Role.LEAD:
+        _check_keeps_a_lead(project, membership)
+    details = {"from": membership.role, "to": role}
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit.record(
+        actor,
+        audit.MEMBER_ROLE,
+        target=f"user:{membership.user.get_username()}",
+        project=project,
+        ip=ip,
+        details=details,
+    )
+
+
+def do_change_role(
+    actor: Any, project: Project, username: Any, role: Any, *, ip: str | None = None
+) -> Membership:
+    """Give a member another role. 403 for non-leads, 400 for an unknown role, 404 for a non-member, 409 when
+    it would leave the project without a lead."""
+    refusal = "Only the project's leads may change roles."
+    if not permissions.can_manage_members(actor, project):
+        raise NotAllowed(refusal)
+    if role not in Role.values:
+        raise InvalidInput("Some fields are invalid.", {"role": [f"Choose one of {', '.join(Role.values)}."]})
+    with transaction.atomic():
+        membership = _lock_membership(actor, project, username, refusal)
+        _set_role(actor, project, membership, role, ip=ip)
+    return membership
+
+
+def do_remove_member(actor: Any, project: Project, username: Any, *, ip: str | None = None) -> None:
+    """Take a member out of the project. 403 for non-leads, 404 for a non-member, 409 for the last lead."""
+    refusal = "Only the project's leads may remove members."
+    if not permissions.can_manage_members(actor, project):
+        raise NotAllowed(refusal)
+    with transaction.atomic():
+        membership = _lock_membership(actor, project, username, refusal)
+        _check_keeps_a_lead(project, membership)
+        role = membership.role
+        membership.delete()
+        audit.record(
+            actor,
+            audit.MEMBER_REMOVE,
+            target=f"user:{membership.user.get_username()}",
+            project=project,
+            ip=ip,
+            details={"role": role},
+        )
+
+
+# --- users: the site admin area --
+
+USERNAME_HELP = "Letters, digits and @ . + - _ only, at most 150 characters."
+
+
+def check_new_user(username: Any, email: Any, password: Any, is_admin: Any) -> tuple[str, str, str, bool]:
+    """Validate a new account; raises InvalidInput listing every bad field."""
+    errors: dict[str, list[str]] = {}
+    username = username.strip() if isinstance(username, str) else ""
+    if not username:
+        errors["username"] = ["Enter a username."]
+    else:
+        try:
+            UnicodeUsernameValidator()(username)
+            if len(username) > 150:
+                raise ValidationError(USERNAME_HELP)
+        except ValidationError:
+            errors["username"] = [USERNAME_HELP]
+        else:
+            # Case-insensitively: "Bob" and "bob" would be two accounts nobody can tell apart.
+            if User.objects.filter(username__iexact=username).exists():
+                errors["username"] = ["That username is taken."]
+    email = email.strip() if isinstance(email, str) else ""
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            errors["email"] = ["Enter a valid email address."]
+        else:
+            # Members are added by username or email, so an email must name one user.
+            if User.objects.filter(email__iexact=email).exists():
+                errors["email"] = ["Another user has that email address."]
+    if not isinstance(password, str) or not password:
+        errors["password"] = ["Enter a password."]
+    elif "username" not in errors:
+        try:
+            password_validation.validate_password(password, User(username=username, email=email))
+        except ValidationError as exc:
+            errors["password"] = list(exc.messages)
+    if not isinstance(is_admin, bool):
+        errors["is_admin"] = ["Must be true or false."]
+    if errors:
+        raise InvalidInput("Some fields are invalid: " + ", ".join(sorted(errors)) + ".", errors)
+    return username, email, password, is_admin
+
+
+def do_create_user(
+    actor: Any, username: Any, email: Any, password: Any, *, is_admin: Any = False, ip: str | None = None
+) -> Any:
+    """Create an account (a site admin when ``is_admin``). Only site admins may; audited as USER_CREATE."""
+    if not permissions.can_use_admin_area(actor):
+        raise NotAllowed("Only site admins may create users.")
+    username, email, password, is_admin = check_new_user(username, email, password, is_admin)
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                username=username, email=email, password=password, is_superuser=is_admin, is_staff=is_admin
+            )
+            audit.record(
+                actor, audit.USER_CREATE, target=f"user:{username}", ip=ip, details={"is_admin": is_admin}
+            )
+    except IntegrityError as exc:  # created concurrently under the same name
+        raise InvalidInput("That username is taken.", {"username": ["That username is taken."]}) from exc
+    return user
+
+
+def do_deactivate_user(actor: Any, user: Any, *, ip: str | None = None) -> Any:
+    """Deactivate ``user`` and end every way they are connected.
+
+    Sets ``is_active=False``, deletes their recorded sessions, revokes their API tokens, and once committed
+    tells their open websockets to close (``SESSION_END`` to their user group). Idempotent: a second call on
+    an inactive user ends anything left over but records no second audit event. An admin cannot deactivate
+    themselves (NotAllowed), so the studio always keeps the admin who acts.
+    """
+    if not permissions.can_use_admin_area(actor):
+        raise NotAllowed("Only site admins may deactivate users.")
+    if not permissions.can_deactivate(actor, user):
+        raise NotAllowed("You cannot deactivate your own account; another admin can.")
+    with transaction.atomic():
+        was_active = bool(User.objects.filter(pk=user.pk, is_active=True).update(is_active=False))
+        sessions = user_sessions.end_sessions(user)
+        tokens = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if was_active:
+            audit.record(
+                actor,
+                audit.USER_DEACTIVATE,
+                target=f"user:{user.get_username()}",
+                ip=ip,
+                details={"sessions_ended": sessions, "tokens_revoked": tokens},
+            )
+        user_id = user.pk
+        transaction.on_commit(
+            lambda: realtime.send(realtime.user_group(user_id), {"type": realtime.SESSION_END})
+        )
+    user.is_active = False
+    return user

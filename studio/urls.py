@@ -9,7 +9,7 @@ from gallery import views as gallery_views
 from generation import api as generation_api
 from generation import views as generation_views
 
-from . import account_views, project_views
+from . import account_views, admin_api, manage_views, project_views, quota_views
 from . import api as studio_api
 from . import views as studio_views
 
@@ -19,6 +19,18 @@ handler500 = "studio.errors_views.server_error"
 pages = [
     path("", studio_views.home, name="home"),
     path("help/permissions/", studio_views.permissions_help, name="help-permissions"),
+    path("manage/", manage_views.index, name="manage"),
+    path("manage/users/", manage_views.users, name="manage-users"),
+    path("manage/users/new/", manage_views.user_new, name="manage-user-new"),
+    path(
+        "manage/users/<str:username>/deactivate/",
+        manage_views.user_deactivate,
+        name="manage-user-deactivate",
+    ),
+    path("manage/usage/", manage_views.usage_dashboard, name="manage-usage"),
+    path("manage/audit/", manage_views.audit_page, name="manage-audit"),
+    path("manage/audit/export.csv", manage_views.audit_export, name="manage-audit-export"),
+    path("manage/quotas/", quota_views.quotas_page, name="manage-quotas"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("p/<slug:slug>/", generation_views.project_generate, name="project"),
@@ -75,18 +87,14 @@ api_v1 = [
         later("Reviews are not available on this studio yet."),
         name="api-asset-reviews",
     ),
-    path(
-        "admin/users",
-        later("User administration through the API is not available yet."),
-        name="api-admin-users",
-    ),
+    path("admin/users", admin_api.users, name="api-admin-users"),
     path("admin/users/<str:username>/quota", studio_api.admin_user_quota, name="api-admin-user-quota"),
     path(
         "admin/users/<str:username>/deactivate",
-        later("User administration through the API is not available yet."),
+        admin_api.user_deactivate,
         name="api-admin-user-deactivate",
     ),
-    path("admin/audit", later("The audit log is not available yet."), name="api-admin-audit"),
+    path("admin/audit", admin_api.audit, name="api-admin-audit"),
 ]
 
 urlpatterns = [
