@@ -56,8 +56,18 @@ def quotas_page(request: HttpRequest) -> HttpResponse:
             "period_start": start,
             "period_end": end,
             "period": settings.STUDIO_QUOTA_PERIOD,
-            "user_default": defaults.get(QuotaScope.USER_DEFAULT),
-            "project_default": defaults.get(QuotaScope.PROJECT_DEFAULT),
+            "default_forms": [
+                (
+                    QuotaScope.USER_DEFAULT.value,
+                    defaults.get(QuotaScope.USER_DEFAULT),
+                    "Default for every user",
+                ),
+                (
+                    QuotaScope.PROJECT_DEFAULT.value,
+                    defaults.get(QuotaScope.PROJECT_DEFAULT),
+                    "Default for every project",
+                ),
+            ],
             "overrides": overrides,
             "errors": errors,
             "post": request.POST if errors else {},

@@ -48,3 +48,12 @@ def test_bad_input_is_shown_on_the_page_and_nothing_changes(client, team):
     response = client.post("/manage/quotas/", {"form": "clear", "limit_id": "abc"})
     assert response.status_code == 400
     assert not QuotaLimit.objects.exists()
+
+
+def test_a_bad_default_is_shown_under_its_own_form(client, team):
+    client.force_login(team["root"])
+    response = client.post("/manage/quotas/", {"form": "project_default", "images": "lots"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    form = page.split('id="form-project_default"')[1].split("</form>")[0]
+    assert "Enter a whole number of at least 0, or null for unlimited." in form
