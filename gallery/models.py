@@ -21,12 +21,22 @@ def asset_upload_to(asset: Asset, filename: str) -> str:
     return f"assets/{asset.project_id}/{asset.created_at:%Y/%m}/{asset.id}.png"
 
 
+def thumbnail_upload_to(asset: Asset, filename: str) -> str:
+    # Beside the PNG, so a prefix listing or a backup holds an asset's files together.
+    return f"assets/{asset.project_id}/{asset.created_at:%Y/%m}/{asset.id}.thumb.jpg"
+
+
 class Asset(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="assets")
     job = models.ForeignKey("generation.Job", on_delete=models.SET_NULL, null=True, related_name="assets")
     index = models.PositiveSmallIntegerField(default=0)
     file = models.FileField(upload_to=asset_upload_to, max_length=300)
+    # A JPEG of at most 256 px for grids; empty for assets made before thumbnails existed (they fall back
+    # to the full image).
+    thumbnail = models.FileField(upload_to=thumbnail_upload_to, max_length=300, blank=True)
+    # The PNG's size in bytes, so an export can announce its size before streaming; null for older assets.
+    file_size = models.PositiveBigIntegerField(null=True, blank=True)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     seed = models.BigIntegerField()
@@ -50,3 +60,77 @@ class Asset(models.Model):
 
     def __str__(self) -> str:
         return f"asset {self.id}"
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve", "Approved"
+    REJECT = "reject", "Rejected"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+
+
+# The status an asset takes on each decision.
+DECISION_STATUS = {
+    Decision.APPROVE: AssetStatus.APPROVED,
+    Decision.REJECT: AssetStatus.REJECTED,
+    Decision.CHANGES_REQUESTED: AssetStatus.CHANGES_REQUESTED,
+}
+
+
+class Review(models.Model):
+    """One decision on a submitted asset. Kept as history: an asset resubmitted after "changes requested"
+    gathers several."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="reviews")
+    decision = models.CharField(max_length=20, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} on {self.asset_id}"
+
+    @property
+    def resulting_status(self) -> str:
+        """The status this decision gave the asset."""
+        return str(DECISION_STATUS[Decision(self.decision)])
+
+
+class Comment(models.Model):
+    """A member's remark on an asset (any member who sees the asset may comment)."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="comments")
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"comment {self.pk} on {self.asset_id}"
+
+
+class NotificationKind(models.TextChoices):
+    ASSET_REVIEWED = "asset.reviewed", "Image reviewed"
+
+
+class Notification(models.Model):
+    """Something a user should know about; unread until ``read_at`` is set."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=40, choices=NotificationKind.choices)
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, null=True, related_name="notifications")
+    project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="notifications")
+    text = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "read_at"], name="notification_user_unread")]
+
+    def __str__(self) -> str:
+        return f"notification {self.pk} for {self.user_id}"

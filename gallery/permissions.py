@@ -6,10 +6,44 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from studio.permissions import projects_visible_to
+from studio.models import Project, Role
+from studio.permissions import projects_visible_to, role_in
 
 from .models import Asset
 
 
 def assets_visible_to(user: Any) -> QuerySet[Asset]:
     return Asset.objects.filter(project__in=projects_visible_to(user))
+
+
+def can_delete(user: Any, asset: Asset) -> bool:
+    """Leads of the asset's project and site admins (the permission matrix's "Delete assets")."""
+    return role_in(user, asset.project) == Role.LEAD
+
+
+def can_export(user: Any, project: Project) -> bool:
+    """Leads of the project and site admins (the permission matrix's "Export approved assets")."""
+    return role_in(user, project) == Role.LEAD
+
+
+def can_review(user: Any, asset: Asset) -> bool:
+    """Leads of the asset's project and site admins decide (the matrix's "Review assets")."""
+    return role_in(user, asset.project) == Role.LEAD
+
+
+def can_submit(user: Any, asset: Asset) -> bool:
+    """The asset's author while they may still generate in the project, and the project's leads and admins."""
+    role = role_in(user, asset.project)
+    if role == Role.LEAD:
+        return True
+    return role == Role.ARTIST and asset.created_by_id == user.pk
+
+
+def can_comment(user: Any, asset: Asset) -> bool:
+    """Everyone who sees the asset (viewers included) may comment on it."""
+    return role_in(user, asset.project) is not None
+
+
+def can_submit_any(user: Any, project: Project) -> bool:
+    """Whether the gallery offers a "Submit for review" selection at all (artists, leads, admins)."""
+    return role_in(user, project) in (Role.LEAD, Role.ARTIST)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from .models import Asset
+from .models import Asset, Comment, Notification, Review
 
 
 def asset_to_dict(asset: Asset) -> dict[str, Any]:
@@ -15,6 +15,7 @@ def asset_to_dict(asset: Asset) -> dict[str, Any]:
         "project": asset.project.slug,
         "job": str(asset.job_id) if asset.job_id else None,
         "image_url": reverse("api-asset-image", args=[asset.id]),
+        "thumbnail_url": reverse("api-asset-thumbnail", args=[asset.id]),
         "page_url": reverse("asset", args=[asset.id]),
         "width": asset.width,
         "height": asset.height,
@@ -28,4 +29,34 @@ def asset_to_dict(asset: Asset) -> dict[str, Any]:
         "status": asset.status,
         "created_by": asset.created_by.username,
         "created_at": asset.created_at.isoformat(),
+    }
+
+
+def review_to_dict(review: Review) -> dict[str, Any]:
+    return {
+        "decision": review.decision,
+        "comment": review.comment,
+        "by": review.by.username,
+        "at": review.at.isoformat(),
+    }
+
+
+def comment_to_dict(comment: Comment) -> dict[str, Any]:
+    return {
+        "id": comment.pk,
+        "text": comment.text,
+        "by": comment.author.username,
+        "at": comment.created_at.isoformat(),
+    }
+
+
+def notification_to_dict(notification: Notification) -> dict[str, Any]:
+    return {
+        "id": notification.pk,
+        "kind": notification.kind,
+        "text": notification.text,
+        "asset": str(notification.asset_id) if notification.asset_id else None,
+        "project": notification.project.slug,
+        "created_at": notification.created_at.isoformat(),
+        "read": notification.read_at is not None,
     }

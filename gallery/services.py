@@ -2,14 +2,66 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.db import transaction
 from django.utils import timezone
 from PIL import Image
 
-from .models import Asset
+from generation import realtime
+from studio import audit
+from studio.errors import Conflict, InvalidInput, NotAllowed
+from studio.models import Project
+
+from .models import (
+    DECISION_STATUS,
+    Asset,
+    AssetStatus,
+    Comment,
+    Decision,
+    Notification,
+    NotificationKind,
+    Review,
+)
+from .permissions import can_comment, can_delete, can_export, can_review, can_submit
 from .pngmeta import png_with_provenance
+from .serializers import asset_to_dict, review_to_dict
+
+logger = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = 256
+
+
+def make_thumbnail(image: Image.Image) -> bytes:
+    """A JPEG of at most THUMBNAIL_SIZE px on its longer side (never upscaled) for gallery grids."""
+    thumb = image.convert("RGB")
+    thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=85, optimize=True)
+    return buffer.getvalue()
+
+
+def asset_storage() -> Storage:
+    """Where assets' files live (the default storage: filesystem, or S3/MinIO)."""
+    return Asset._meta.get_field("file").storage
+
+
+def delete_stored_files(names: list[str]) -> None:
+    """Remove files from the default storage, best effort: a file that is already gone, or a storage that
+    fails, is logged and never undoes the database change that made the file an orphan."""
+    for name in names:
+        if not name:
+            continue
+        try:
+            asset_storage().delete(name)
+        except Exception:
+            logger.exception("could not delete %s from storage", name)
 
 
 def do_create_job_assets(
@@ -53,12 +105,261 @@ def do_create_job_assets(
             )
             asset.file.save(f"{asset.id}.png", ContentFile(data), save=False)
             saved_files.append(str(asset.file.name))
+            asset.file_size = len(data)
+            asset.thumbnail.save(f"{asset.id}.thumb.jpg", ContentFile(make_thumbnail(image)), save=False)
+            saved_files.append(str(asset.thumbnail.name))
             asset.save()
             assets.append(asset)
     except Exception:
         # The transaction rolls the rows back; take the files with it.
-        storage = Asset._meta.get_field("file").storage
-        for name in saved_files:
-            storage.delete(name)
+        delete_stored_files(saved_files)
         raise
     return assets
+
+
+# --- deletion --
+
+
+def check_delete_asset(user: Any, asset: Asset) -> None:
+    """NotAllowed (403) unless the user may delete this (visible) asset."""
+    if not can_delete(user, asset):
+        raise NotAllowed("Only the project's leads and site admins may delete images.")
+
+
+def do_delete_asset(actor: Any, asset: Asset, *, ip: str | None = None) -> None:
+    """Delete the asset's row and audit it; its PNG and thumbnail leave storage once the deletion commits
+    (so a rolled-back deletion never loses the files)."""
+    check_delete_asset(actor, asset)
+    names = [str(asset.file.name or ""), str(asset.thumbnail.name or "")]
+    asset_id, project = str(asset.id), asset.project
+    with transaction.atomic():
+        asset.delete()
+        audit.record(
+            actor,
+            audit.ASSET_DELETE,
+            target=f"asset:{asset_id}",
+            project=project,
+            ip=ip,
+            details={"job": str(asset.job_id) if asset.job_id else None, "status": asset.status},
+        )
+        transaction.on_commit(lambda: delete_stored_files(names))
+
+
+# --- export --
+
+EXPORT_ALL = "all"
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What one export holds, fixed when it starts: the asset ids in order and the announced sizes."""
+
+    project: Project
+    status: str  # an asset status, "all", or "selected"
+    asset_ids: list[uuid.UUID]
+    png_bytes: int
+
+
+def check_export(user: Any, project: Project, status: str | None, ids: str | None) -> ExportPlan:
+    """Authorize and validate an export of a (visible) project's assets.
+
+    ``status`` is an asset status or ``all`` (default: ``approved``, or ``all`` when ``ids`` is given);
+    ``ids`` is an optional comma-separated list of asset ids of this project. NotAllowed (403) for
+    non-leads; InvalidInput (400) for an unknown status, a malformed id or an id not in the project.
+    """
+    if not can_export(user, project):
+        raise NotAllowed("Only the project's leads and site admins may export images.")
+    status = (status or "").strip() or (EXPORT_ALL if ids else AssetStatus.APPROVED.value)
+    if status != EXPORT_ALL and status not in AssetStatus.values:
+        choices = ", ".join([*AssetStatus.values, EXPORT_ALL])
+        raise InvalidInput("Unknown status.", {"status": [f"Choose one of {choices}."]})
+    queryset = Asset.objects.filter(project=project)
+    if status != EXPORT_ALL:
+        queryset = queryset.filter(status=status)
+    label = status
+    if ids is not None:
+        try:
+            wanted = {uuid.UUID(part.strip()) for part in ids.split(",") if part.strip()}
+        except ValueError as exc:
+            raise InvalidInput("Bad ids.", {"ids": ["Give asset ids separated by commas."]}) from exc
+        if not wanted:
+            raise InvalidInput("Bad ids.", {"ids": ["Give at least one asset id."]})
+        known = set(Asset.objects.filter(project=project, id__in=wanted).values_list("id", flat=True))
+        if wanted - known:
+            raise InvalidInput(
+                "Some ids are not images of this project.",
+                {"ids": [f"Not in this project: {', '.join(sorted(str(i) for i in wanted - known))}."]},
+            )
+        queryset = queryset.filter(id__in=wanted)
+        label = "selected" if status == EXPORT_ALL else f"selected-{status}"
+    rows = list(queryset.order_by("created_at", "id").values_list("id", "file_size", "file"))
+    png_bytes = 0
+    for _, size, name in rows:
+        if size is None:
+            # Assets from before sizes were recorded: ask the storage (one HEAD per object on S3).
+            try:
+                size = asset_storage().size(name)
+            except Exception:
+                size = 0
+        png_bytes += size
+    return ExportPlan(project=project, status=label, asset_ids=[r[0] for r in rows], png_bytes=png_bytes)
+
+
+def do_record_export(actor: Any, plan: ExportPlan, *, ip: str | None = None) -> None:
+    """Audit an export as it starts (a download the client abandons half-way was still handed out)."""
+    audit.record(
+        actor,
+        audit.ASSET_EXPORT,
+        target=f"project:{plan.project.slug}",
+        project=plan.project,
+        ip=ip,
+        details={"count": len(plan.asset_ids), "status": plan.status},
+    )
+
+
+# --- reviews, comments, notifications --
+
+SUBMITTABLE = (AssetStatus.DRAFT, AssetStatus.CHANGES_REQUESTED)
+COMMENT_MAX = 5000
+# Project-stream message types (shared/API.md: "review decisions"); the gallery's and asset page's JS
+# repaint a card's badge on either.
+ASSET_REVIEWED = "asset.reviewed"
+ASSET_SUBMITTED = "asset.submitted"
+
+
+def _locked(asset: Asset) -> Asset:
+    """The asset's row, locked until the transaction ends (PostgreSQL), with what serializing it needs."""
+    return (
+        Asset.objects.select_for_update(of=("self",)).select_related("project", "created_by").get(pk=asset.pk)
+    )
+
+
+def _transition(asset: Asset, allowed: tuple[str, ...], new: str) -> bool:
+    """A conditional UPDATE: of two concurrent transitions from the same state exactly one wins, even on a
+    database without row locks."""
+    changed = Asset.objects.filter(pk=asset.pk, status__in=allowed).update(status=new)
+    if changed:
+        asset.status = new
+    return bool(changed)
+
+
+def _send_after_commit(slug: str, payload: dict[str, Any]) -> None:
+    transaction.on_commit(lambda: realtime.send_project_event(slug, payload))
+
+
+def check_submit(user: Any, asset: Asset) -> None:
+    if not can_submit(user, asset):
+        raise NotAllowed("Only the image's author and the project's leads may submit it for review.")
+
+
+def do_submit(actor: Any, asset: Asset) -> Asset:
+    """Submit a draft (or an asset with changes requested) for review: 403 for those who may not, 409 when
+    the asset is in any other state. Returns the fresh asset; the project stream hears of it on commit."""
+    check_submit(actor, asset)
+    with transaction.atomic():
+        asset = _locked(asset)
+        if not _transition(asset, SUBMITTABLE, AssetStatus.SUBMITTED):
+            raise Conflict(
+                f"Only drafts and images with changes requested can be submitted; this one is "
+                f"{asset.get_status_display().lower()}."
+            )
+        _send_after_commit(asset.project.slug, {"type": ASSET_SUBMITTED, "asset": asset_to_dict(asset)})
+    return asset
+
+
+def do_submit_many(actor: Any, project: Project, ids: list[str]) -> tuple[int, int]:
+    """Submit several of the project's assets (the gallery's selection). Each is submitted on its own, so one
+    the actor may not submit, or one already submitted, is skipped without undoing the others. Returns
+    (submitted, skipped)."""
+    submitted = skipped = 0
+    wanted: set[uuid.UUID] = set()
+    for raw in ids:
+        try:
+            wanted.add(uuid.UUID(raw))
+        except ValueError:
+            skipped += 1
+    found = Asset.objects.filter(project=project, id__in=wanted).select_related("project", "created_by")
+    skipped += len(wanted) - len(found)
+    for asset in found:
+        try:
+            do_submit(actor, asset)
+        except (NotAllowed, Conflict):
+            skipped += 1
+        else:
+            submitted += 1
+    return submitted, skipped
+
+
+def check_review(user: Any, asset: Asset, decision: Any, comment: Any) -> tuple[str, str]:
+    """Authorize (403) and validate (400) a decision; returns the clean (decision, comment)."""
+    if not can_review(user, asset):
+        raise NotAllowed("Only the project's leads and site admins may review images.")
+    if decision not in Decision.values:
+        raise InvalidInput(
+            "Unknown decision.", {"decision": [f"Choose one of {', '.join(Decision.values)}."]}
+        )
+    if comment is None:
+        comment = ""
+    if not isinstance(comment, str):
+        raise InvalidInput("The comment must be text.", {"comment": ["Must be a string."]})
+    comment = comment.strip()
+    if len(comment) > COMMENT_MAX:
+        raise InvalidInput("The comment is too long.", {"comment": [f"At most {COMMENT_MAX} characters."]})
+    return str(decision), comment
+
+
+def do_review(
+    actor: Any, asset: Asset, decision: Any, comment: Any = "", *, ip: str | None = None
+) -> tuple[Asset, Review]:
+    """Decide on a submitted asset: 403 / 400 as ``check_review``; 409 unless the asset is submitted (so of
+    two leads deciding at once, one decision stands and the other is told). Records the decision in the
+    history, audits it (the decision, never the comment), notifies the author, and tells the project stream
+    on commit."""
+    decision, comment = check_review(actor, asset, decision, comment)
+    with transaction.atomic():
+        asset = _locked(asset)
+        new_status = DECISION_STATUS[Decision(decision)]
+        if not _transition(asset, (AssetStatus.SUBMITTED,), new_status):
+            raise Conflict(
+                f"Only submitted images can be reviewed; this one is {asset.get_status_display().lower()}."
+            )
+        review = Review.objects.create(asset=asset, decision=decision, comment=comment, by=actor)
+        audit.record(
+            actor,
+            audit.ASSET_REVIEW,
+            target=f"asset:{asset.id}",
+            project=asset.project,
+            ip=ip,
+            details={"asset": str(asset.id), "decision": decision},
+        )
+        if asset.created_by_id != actor.pk:  # nobody needs telling what they just did themselves
+            Notification.objects.create(
+                user_id=asset.created_by_id,
+                kind=NotificationKind.ASSET_REVIEWED,
+                asset=asset,
+                project=asset.project,
+                text=f"{actor.get_username()}: {Decision(decision).label.lower()} — your image in "
+                f"{asset.project.name}"[:300],
+            )
+        _send_after_commit(
+            asset.project.slug,
+            {"type": ASSET_REVIEWED, "asset": asset_to_dict(asset), "review": review_to_dict(review)},
+        )
+    return asset, review
+
+
+def do_comment(actor: Any, asset: Asset, text: Any) -> Comment:
+    """Add a comment (1..COMMENT_MAX characters) to an asset the actor sees."""
+    if not can_comment(actor, asset):
+        raise NotAllowed("You may not comment on this image.")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput("Write a comment.", {"text": ["This field is required."]})
+    text = text.strip()
+    if len(text) > COMMENT_MAX:
+        raise InvalidInput("The comment is too long.", {"text": [f"At most {COMMENT_MAX} characters."]})
+    return Comment.objects.create(asset=asset, author=actor, text=text)
+
+
+def do_mark_notifications_read(user: Any) -> int:
+    """Mark all the user's unread notifications read; returns how many were."""
+    return Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
 from studio import permissions as studio_permissions
-from studio.errors import InvalidInput
+from studio.audit import client_ip
+from studio.errors import InvalidInput, NotAllowed, ServiceError
 from studio.pagination import keyset_page
 from studio.shortcuts import get_visible_or_404
 
-from .models import Asset
-from .permissions import assets_visible_to
+from . import exports, services
+from .models import Asset, Notification
+from .permissions import (
+    assets_visible_to,
+    can_comment,
+    can_delete,
+    can_export,
+    can_review,
+    can_submit,
+    can_submit_any,
+)
 
 GALLERY_PAGE = 24
 
@@ -34,6 +49,32 @@ def image_response(asset: Asset) -> FileResponse:
     return response
 
 
+def thumbnail_response(asset: Asset) -> FileResponse:
+    """The grid-sized JPEG; the full PNG for assets made before thumbnails existed."""
+    if not asset.thumbnail:
+        return image_response(asset)
+    response = FileResponse(asset.thumbnail.open("rb"), content_type="image/jpeg")
+    response["Content-Disposition"] = f'inline; filename="{asset.id}.thumb.jpg"'
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def export_response(request: HttpRequest, plan: services.ExportPlan) -> StreamingHttpResponse:
+    """The export as a streamed zip download. Streams have no Content-Length, so the headers announce the
+    file count and an estimate of the size for progress bars."""
+    name = exports.archive_name(plan)
+    chunks = exports.zip_chunks(plan, name)
+    # Under ASGI (daphne) a synchronous body would be collected whole before sending; hand it an async one.
+    body = exports.as_async(chunks) if isinstance(request, ASGIRequest) else chunks
+    response = StreamingHttpResponse(body, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "private, no-store"
+    response["X-Studio-Export-Files"] = str(len(plan.asset_ids))
+    response["X-Studio-Export-Bytes"] = str(exports.estimated_size(plan))
+    response["Access-Control-Expose-Headers"] = "X-Studio-Export-Files, X-Studio-Export-Bytes"
+    return response
+
+
 @login_required
 @require_GET
 def gallery(request: HttpRequest, slug: str) -> HttpResponse:
@@ -46,6 +87,8 @@ def gallery(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "project": project,
         "role": studio_permissions.role_in(request.user, project),
+        "can_export": can_export(request.user, project),
+        "can_submit": can_submit_any(request.user, project),
         "assets": assets,
         "next_cursor": next_cursor,
         "is_first_page": not request.GET.get("cursor"),
@@ -57,21 +100,144 @@ def gallery(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def asset_page(request: HttpRequest, asset_id: str) -> HttpResponse:
     asset = asset_or_404(request.user, asset_id)
-    role = studio_permissions.role_in(request.user, asset.project)
-    return render(
-        request,
-        "gallery/asset.html",
-        {
-            "asset": asset,
-            "project": asset.project,
-            "role": role,
-            "can_generate": studio_permissions.can_generate(request.user, asset.project),
-            "params": sorted(asset.params.items()),
-        },
-    )
+    return render(request, "gallery/asset.html", _asset_context(request, asset))
 
 
 @login_required
 @require_GET
 def asset_image(request: HttpRequest, asset_id: str) -> FileResponse:
     return image_response(asset_or_404(request.user, asset_id))
+
+
+@login_required
+@require_GET
+def asset_thumb(request: HttpRequest, asset_id: str) -> FileResponse:
+    return thumbnail_response(asset_or_404(request.user, asset_id))
+
+
+@login_required
+@require_POST
+def asset_delete(request: HttpRequest, asset_id: str) -> HttpResponse:
+    """The asset page's Delete button (confirmed on the page). Leads and admins; 404 for non-members."""
+    asset = asset_or_404(request.user, asset_id)
+    slug = asset.project.slug
+    try:
+        services.do_delete_asset(request.user, asset, ip=client_ip(request))
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from exc
+    messages.success(request, "The image was deleted.")
+    return redirect("gallery", slug=slug)
+
+
+# --- reviews, comments, notifications --
+
+
+def _asset_context(request: HttpRequest, asset: Asset, **extra: Any) -> dict[str, Any]:
+    user = request.user
+    return {
+        "asset": asset,
+        "project": asset.project,
+        "role": studio_permissions.role_in(user, asset.project),
+        "can_generate": studio_permissions.can_generate(user, asset.project),
+        "can_delete": can_delete(user, asset),
+        "can_review": can_review(user, asset),
+        "can_submit": can_submit(user, asset) and asset.status in services.SUBMITTABLE,
+        "can_comment": can_comment(user, asset),
+        "reviews": asset.reviews.select_related("by"),
+        "comments": asset.comments.select_related("author"),
+        "params": sorted(asset.params.items()),
+        **extra,
+    }
+
+
+def _asset_page_error(request: HttpRequest, asset: Asset, exc: ServiceError, **extra: Any) -> HttpResponse:
+    """The asset page again with the refusal, answered with the error's status (403, 400, 409)."""
+    return render(
+        request,
+        "gallery/asset.html",
+        _asset_context(request, asset, review_error=exc.message, **extra),
+        status=exc.status,
+    )
+
+
+@login_required
+@require_POST
+def asset_submit(request: HttpRequest, asset_id: str) -> HttpResponse:
+    """The asset page's "Submit for review" button (the author, leads and admins)."""
+    asset = asset_or_404(request.user, asset_id)
+    try:
+        services.do_submit(request.user, asset)
+    except ServiceError as exc:
+        return _asset_page_error(request, asset, exc)
+    messages.success(request, "Submitted for review.")
+    return redirect("asset", asset_id=asset.id)
+
+
+@login_required
+@require_POST
+def asset_review(request: HttpRequest, asset_id: str) -> HttpResponse:
+    """The asset page's Approve / Reject / Request changes buttons (leads and admins)."""
+    asset = asset_or_404(request.user, asset_id)
+    comment = request.POST.get("comment", "")
+    try:
+        asset, review = services.do_review(
+            request.user, asset, request.POST.get("decision"), comment, ip=client_ip(request)
+        )
+    except ServiceError as exc:
+        return _asset_page_error(request, asset, exc, review_comment=comment)
+    messages.success(request, f"Decision recorded: {review.get_decision_display().lower()}.")
+    return redirect("asset", asset_id=asset.id)
+
+
+@login_required
+@require_POST
+def asset_comment(request: HttpRequest, asset_id: str) -> HttpResponse:
+    """Add a comment from the asset page (every member who sees the asset)."""
+    asset = asset_or_404(request.user, asset_id)
+    text = request.POST.get("text", "")
+    try:
+        services.do_comment(request.user, asset, text)
+    except ServiceError as exc:
+        return render(
+            request,
+            "gallery/asset.html",
+            _asset_context(request, asset, comment_error=exc.message, comment_text=text),
+            status=exc.status,
+        )
+    return redirect(reverse("asset", args=[asset.id]) + "#comments")
+
+
+@login_required
+@require_POST
+def gallery_submit(request: HttpRequest, slug: str) -> HttpResponse:
+    """The gallery's "Submit for review" on the checked images. Images the user may not submit, or that are
+    not drafts (or waiting for changes), are skipped and counted."""
+    project = get_object_or_404(studio_permissions.projects_visible_to(request.user), slug=slug)
+    if not can_submit_any(request.user, project):
+        raise PermissionDenied("Viewers cannot submit images for review.")
+    ids = request.POST.getlist("assets")
+    if not ids:
+        messages.error(request, "Select the images to submit first.")
+        return redirect("gallery", slug=project.slug)
+    submitted, skipped = services.do_submit_many(request.user, project, ids)
+    text = f"{submitted} image{pluralize(submitted)} submitted for review."
+    if skipped:
+        text += f" {skipped} skipped (already submitted or decided, or not yours)."
+    (messages.success if submitted else messages.warning)(request, text)
+    return redirect("gallery", slug=project.slug)
+
+
+@login_required
+@require_GET
+def notifications(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's notifications, newest first; unread ones stand out until marked read."""
+    signed_in: Any = request.user  # signed in: the decorator checked
+    rows = Notification.objects.filter(user=signed_in).select_related("project", "asset")[:100]
+    return render(request, "gallery/notifications.html", {"notifications": rows})
+
+
+@login_required
+@require_POST
+def notifications_read(request: HttpRequest) -> HttpResponse:
+    services.do_mark_notifications_read(request.user)
+    return redirect("notifications")

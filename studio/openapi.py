@@ -64,6 +64,25 @@ def schema() -> dict[str, Any]:
     job = {"$ref": "#/components/schemas/Job"}
     asset = {"$ref": "#/components/schemas/Asset"}
     project = {"$ref": "#/components/schemas/Project"}
+    decision = {"type": "string", "enum": ["approve", "reject", "changes_requested"]}
+    review = {
+        "type": "object",
+        "properties": {
+            "decision": decision,
+            "comment": {"type": "string"},
+            "by": {"type": "string"},
+            "at": {"type": "string", "format": "date-time"},
+        },
+    }
+    comment = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "text": {"type": "string"},
+            "by": {"type": "string"},
+            "at": {"type": "string", "format": "date-time"},
+        },
+    }
     slug, job_id, asset_id = _path_param("slug"), _path_param("id", "uuid"), _path_param("id", "uuid")
     later = {"summary": "Not offered by this installation yet", "responses": _errors(401, 501)}
     return {
@@ -162,6 +181,7 @@ def schema() -> dict[str, Any]:
                         "project": {"type": "string"},
                         "job": {"type": "string", "format": "uuid", "nullable": True},
                         "image_url": {"type": "string"},
+                        "thumbnail_url": {"type": "string"},
                         "page_url": {"type": "string"},
                         "width": {"type": "integer"},
                         "height": {"type": "integer"},
@@ -311,7 +331,41 @@ def schema() -> dict[str, Any]:
                     params=[slug, _query("status"), _query("q"), _query("cursor")],
                 )
             },
-            "/projects/{slug}/export": {"get": later},
+            "/projects/{slug}/export": {
+                "get": _op(
+                    "A streamed zip of the project's assets, each PNG with a JSON sidecar (provenance, file "
+                    "sha256, review history). Leads and admins. No Content-Length: X-Studio-Export-Files and "
+                    "X-Studio-Export-Bytes (an estimate) announce the size",
+                    {
+                        "200": {
+                            "description": "The zip (attachment <slug>-<status>-<date>.zip)",
+                            "content": {
+                                "application/zip": {"schema": {"type": "string", "format": "binary"}}
+                            },
+                        }
+                    },
+                    400,
+                    403,
+                    404,
+                    params=[
+                        slug,
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "required": False,
+                            "description": "An asset status or all (default approved; all when ids is given)",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "ids",
+                            "in": "query",
+                            "required": False,
+                            "description": "Comma-separated asset ids of this project: export only these",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                )
+            },
             "/projects/{slug}/uploads": {"post": later},
             "/projects/{slug}/quota": {"put": later},
             "/jobs/{id}": {"get": _op("A job", {"200": _response("Job", job)}, 404, params=[job_id])},
@@ -319,7 +373,30 @@ def schema() -> dict[str, Any]:
                 "post": _op("Cancel a job", {"202": _response("Job", job)}, 403, 404, 409, params=[job_id])
             },
             "/assets/{id}": {
-                "get": _op("An asset", {"200": _response("Asset", asset)}, 404, params=[asset_id])
+                "get": _op("An asset", {"200": _response("Asset", asset)}, 404, params=[asset_id]),
+                "delete": _op(
+                    "Delete an asset with its image and thumbnail files. Leads and admins",
+                    {"204": _response("Deleted")},
+                    403,
+                    404,
+                    params=[asset_id],
+                ),
+            },
+            "/assets/{id}/thumbnail": {
+                "get": _op(
+                    "The asset's thumbnail: a JPEG of at most 256 px (the full PNG for older assets)",
+                    {
+                        "200": {
+                            "description": "JPEG (or PNG) bytes",
+                            "content": {
+                                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                            },
+                        }
+                    },
+                    404,
+                    params=[asset_id],
+                )
             },
             "/assets/{id}/image": {
                 "get": _op(
@@ -334,9 +411,97 @@ def schema() -> dict[str, Any]:
                     params=[asset_id],
                 )
             },
-            "/assets/{id}/review": {"post": later},
-            "/assets/{id}/submit": {"post": later},
-            "/assets/{id}/reviews": {"get": later},
+            "/assets/{id}/review": {
+                "post": _op(
+                    "Decide on a submitted asset (leads and admins; 403 for other members). The decision is "
+                    "kept in the history, the author is notified and project websockets get asset.reviewed. "
+                    "409 unless the asset is submitted: of two leads deciding at once, one decision stands",
+                    {"200": _response("The asset with its new status", asset)},
+                    400,
+                    403,
+                    404,
+                    409,
+                    params=[asset_id],
+                    body={
+                        "type": "object",
+                        "required": ["decision"],
+                        "properties": {
+                            "decision": decision,
+                            "comment": {"type": "string", "maxLength": 5000},
+                        },
+                    },
+                )
+            },
+            "/assets/{id}/submit": {
+                "post": _op(
+                    "Submit a draft (or an asset with changes requested) for review: its author while an "
+                    "artist or lead, the project's leads and admins. 409 from any other status",
+                    {"200": _response("The asset, now submitted", asset)},
+                    403,
+                    404,
+                    409,
+                    params=[asset_id],
+                )
+            },
+            "/assets/{id}/reviews": {
+                "get": _op(
+                    "The decision history, oldest first",
+                    {"200": _response("Decisions", {"type": "array", "items": review})},
+                    404,
+                    params=[asset_id],
+                )
+            },
+            "/assets/{id}/comments": {
+                "get": _op(
+                    "Comments, oldest first",
+                    {"200": _response("Comments", {"type": "array", "items": comment})},
+                    404,
+                    params=[asset_id],
+                ),
+                "post": _op(
+                    "Comment on an asset (every member who sees it, viewers included)",
+                    {"201": _response("The comment", comment)},
+                    400,
+                    404,
+                    params=[asset_id],
+                    body={
+                        "type": "object",
+                        "required": ["text"],
+                        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 5000}},
+                    },
+                ),
+            },
+            "/me/notifications": {
+                "get": _op(
+                    "The caller's latest 50 notifications, newest first, and the unread count",
+                    {
+                        "200": _response(
+                            "Notifications",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "unread": {"type": "integer"},
+                                    "results": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "id": {"type": "integer"},
+                                                "kind": {"type": "string", "enum": ["asset.reviewed"]},
+                                                "text": {"type": "string"},
+                                                "asset": {"type": "string", "nullable": True},
+                                                "project": {"type": "string"},
+                                                "created_at": {"type": "string", "format": "date-time"},
+                                                "read": {"type": "boolean"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        )
+                    },
+                )
+            },
             "/admin/users": {
                 "get": _op(
                     "Every account with its use this calendar month (UTC). Site admins only: 404 for others",

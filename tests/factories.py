@@ -36,3 +36,31 @@ def team() -> dict[str, Any]:
     member(poster, bob, Role.ARTIST)
     member(poster, vera, Role.VIEWER)
     return {"alice": alice, "bob": bob, "vera": vera, "charlie": charlie, "root": root, "project": poster}
+
+
+def asset(p: Project, author: User, *, status: str = "draft", prompt: str = "a red circle", size: int = 64):
+    """An asset with a real (plain) PNG in storage, made directly: no job, no generation."""
+    import io
+
+    from django.core.files.base import ContentFile
+    from PIL import Image
+
+    from gallery.models import Asset
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 40, 40)).save(buffer, format="PNG")
+    a = Asset(
+        project=p,
+        width=size,
+        height=size,
+        seed=1,
+        prompt=prompt,
+        params={"prompt": prompt, "seed": 1, "steps": 20},
+        model_id="demo",
+        model_name="Demo",
+        model_sha256="0" * 64,
+        status=status,
+        created_by=author,
+    )
+    a.file.save(f"{a.id}.png", ContentFile(buffer.getvalue()), save=True)
+    return a

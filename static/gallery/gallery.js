@@ -3,7 +3,10 @@
   "use strict";
 
   const page = document.getElementById("gallery-page");
-  if (!page || page.dataset.firstPage !== "true") return;
+  if (!page) return;
+  // New images appear on the first page only; status changes repaint cards on any page.
+  const firstPage = page.dataset.firstPage === "true";
+  const canSubmit = page.dataset.canSubmit === "true";
   const grid = document.getElementById("asset-grid");
   const empty = document.getElementById("gallery-empty");
 
@@ -24,7 +27,7 @@
     const link = el("a", "asset-thumb");
     link.href = asset.page_url;
     const img = el("img", asset.width < 256 ? "tiny" : "");
-    img.src = asset.image_url;
+    img.src = asset.thumbnail_url || asset.image_url;
     img.loading = "lazy";
     img.alt = truncate(asset.prompt || "", 120);
     img.width = asset.width;
@@ -37,7 +40,7 @@
     const facts = el("p", "asset-facts");
     const status = asset.status || "draft";
     facts.append(
-      el("span", "badge status-" + status, status.charAt(0).toUpperCase() + status.slice(1).replace(/_/g, " ")),
+      el("span", "badge status-" + status, statusLabel(status)),
       el("span", "asset-model", asset.model_name || ""),
       el("span", "asset-seed", "seed " + asset.seed)
     );
@@ -46,12 +49,43 @@
     time.dateTime = asset.created_at || "";
     byline.append(el("span", "asset-author", asset.created_by || ""), " · ", time);
     meta.append(prompt, facts, byline);
+    if (canSubmit) meta.append(selectBox(asset.id));
     root.append(link, meta);
     return root;
   }
 
+  function statusLabel(status) {
+    return status.charAt(0).toUpperCase() + status.slice(1).replace(/_/g, " ");
+  }
+
+  // The checkbox the "Submit for review" form collects (the form lives in the page head).
+  function selectBox(id) {
+    const label = el("label", "asset-select");
+    const box = el("input");
+    box.type = "checkbox";
+    box.name = "assets";
+    box.value = id;
+    box.setAttribute("form", "submit-selection");
+    label.append(box, " Select");
+    return label;
+  }
+
+  // A review decision or a submit elsewhere: repaint that card's badge.
+  function repaintStatus(asset) {
+    const found = grid.querySelector('[data-asset-id="' + CSS.escape(asset.id) + '"] .badge');
+    if (!found) return;
+    found.className = "badge status-" + asset.status;
+    found.textContent = statusLabel(asset.status);
+  }
+
   Studio.openSocket("/ws/projects/" + encodeURIComponent(page.dataset.projectSlug) + "/", function (message) {
-    if (message.type !== "asset.created" || !message.asset) return;
+    if (message.type === "snapshot") page.dataset.live = "true";  // connected: updates flow from here
+    if (!message.asset) return;
+    if (message.type === "asset.reviewed" || message.type === "asset.submitted") {
+      repaintStatus(message.asset);
+      return;
+    }
+    if (message.type !== "asset.created" || !firstPage) return;
     const asset = message.asset;
     if (grid.querySelector('[data-asset-id="' + CSS.escape(asset.id) + '"]')) return;
     grid.prepend(card(asset));

@@ -89,11 +89,7 @@ def test_unknown_api_paths_and_wrong_methods_answer_json(client, team):
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("get", "/api/v1/projects/poster/export"),
         ("post", "/api/v1/projects/poster/uploads"),
-        ("post", "/api/v1/assets/00000000-0000-0000-0000-000000000000/review"),
-        ("post", "/api/v1/assets/00000000-0000-0000-0000-000000000000/submit"),
-        ("get", "/api/v1/assets/00000000-0000-0000-0000-000000000000/reviews"),
     ],
 )
 def test_parts_of_the_contract_not_offered_yet_answer_a_clear_json_error(client, team, method, path):

@@ -64,6 +64,14 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "job": ("GET", {"job_id": "{job}"}, None, PROJECT_PAGE),
     "asset": ("GET", {"asset_id": "{asset}"}, None, PROJECT_PAGE),
     "asset-image": ("GET", {"asset_id": "{asset}"}, None, PROJECT_PAGE),
+    "asset-submit": ("POST", {"asset_id": "{asset}"}, {}, expect(302, 404, 403, 302, 302, 302)),
+    "asset-review": ("POST", {"asset_id": "{asset}"}, {}, expect(302, 404, 403, 403, 400, 400)),
+    "asset-comment": ("POST", {"asset_id": "{asset}"}, {"text": ""}, expect(302, 404, 400, 400, 400, 400)),
+    "gallery-submit": ("POST", {"slug": "poster"}, {}, expect(302, 404, 403, 302, 302, 302)),
+    "notifications": ("GET", {}, None, PAGE),
+    "notifications-read": ("POST", {}, {}, expect(302, 302, 302, 302, 302, 302)),
+    "asset-thumb": ("GET", {"asset_id": "{asset}"}, None, PROJECT_PAGE),
+    "asset-delete": ("POST", {"asset_id": "{asset}"}, {}, expect(302, 404, 403, 403, 302, 302)),
     "api-openapi": ("GET", {}, None, API_USER),
     "api-me": ("GET", {}, None, API_USER),
     "api-me-quota": ("GET", {}, None, API_USER),
@@ -78,16 +86,26 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     ),
     "api-project-jobs": ("POST", {"slug": "poster"}, {}, expect(401, 404, 403, 400, 400, 400)),
     "api-project-assets": ("GET", {"slug": "poster"}, None, API_MEMBER),
-    "api-project-export": ("GET", {"slug": "poster"}, None, NOT_OFFERED),
+    "api-project-export": ("GET", {"slug": "poster"}, None, expect(401, 404, 403, 403, 200, 200)),
     "api-project-uploads": ("POST", {"slug": "poster"}, {}, NOT_OFFERED),
     "api-project-quota": ("PUT", {"slug": "poster"}, {"images": -1}, expect(401, 404, 403, 403, 403, 400)),
     "api-job": ("GET", {"job_id": "{job}"}, None, API_MEMBER),
     "api-job-cancel": ("POST", {"job_id": "{job}"}, {}, expect(401, 404, 403, 202, 202, 202)),
     "api-asset": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
     "api-asset-image": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
-    "api-asset-review": ("POST", {"asset_id": "{asset}"}, {}, NOT_OFFERED),
-    "api-asset-submit": ("POST", {"asset_id": "{asset}"}, {}, NOT_OFFERED),
-    "api-asset-reviews": ("GET", {"asset_id": "{asset}"}, None, NOT_OFFERED),
+    "api-asset-thumbnail": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
+    # The asset is Bob's draft: Bob (its author), leads and admins may submit it; a decision needs a
+    # submitted asset and a decision, so leads get 400 for the empty body.
+    "api-asset-review": ("POST", {"asset_id": "{asset}"}, {}, expect(401, 404, 403, 403, 400, 400)),
+    "api-asset-submit": ("POST", {"asset_id": "{asset}"}, {}, expect(401, 404, 403, 200, 200, 200)),
+    "api-asset-reviews": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
+    "api-asset-comments": (
+        "POST",
+        {"asset_id": "{asset}"},
+        {"text": ""},
+        expect(401, 404, 400, 400, 400, 400),
+    ),
+    "api-me-notifications": ("GET", {}, None, API_USER),
     "api-admin-users": ("GET", {}, None, API_ADMIN),
     "api-admin-user-quota": (
         "PUT",
@@ -206,6 +224,28 @@ def test_url(client, world, name, role):
     assert response.status_code == expected[role], f"{method} {path} as {role}"
     if expected[role] == 302 and role == "anonymous" and name not in ("logout", "manage"):
         assert response["Location"].startswith("/accounts/login/")
+
+
+# URLs that answer more than one method: the other methods, checked the same way.
+# (name, method) → (URL kwargs, body, expected status per role)
+MORE_METHODS: dict[tuple[str, str], tuple[dict[str, str], Any, dict[str, int]]] = {
+    ("api-asset", "DELETE"): ({"asset_id": "{asset}"}, None, expect(401, 404, 403, 403, 204, 204)),
+    ("api-asset-comments", "GET"): ({"asset_id": "{asset}"}, None, API_MEMBER),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "method"), sorted(MORE_METHODS))
+def test_url_other_methods(client, world, name, method, role):
+    team, values = world
+    kwargs, body, expected = MORE_METHODS[(name, method)]
+    if role != "anonymous":
+        client.force_login(team[WHO[role]])
+    path = build_path(http_patterns()[name], kwargs, values)
+    send = getattr(client, method.lower())
+    data = json.dumps(body) if body is not None else None
+    response = send(path, data=data, content_type="application/json")
+    assert response.status_code == expected[role], f"{method} {path} as {role}"
 
 
 @pytest.mark.django_db(transaction=True)
