@@ -221,10 +221,6 @@ def do_record_export(actor: Any, plan: ExportPlan, *, ip: str | None = None) -> 
 
 SUBMITTABLE = (AssetStatus.DRAFT, AssetStatus.CHANGES_REQUESTED)
 COMMENT_MAX = 5000
-# Project-stream message types (shared/API.md: "review decisions"); the gallery's and asset page's JS
-# repaint a card's badge on either.
-ASSET_REVIEWED = "asset.reviewed"
-ASSET_SUBMITTED = "asset.submitted"
 
 
 def _locked(asset: Asset) -> Asset:
@@ -263,7 +259,8 @@ def do_submit(actor: Any, asset: Asset) -> Asset:
                 f"Only drafts and images with changes requested can be submitted; this one is "
                 f"{asset.get_status_display().lower()}."
             )
-        _send_after_commit(asset.project.slug, {"type": ASSET_SUBMITTED, "asset": asset_to_dict(asset)})
+        payload = {"type": realtime.ASSET_SUBMITTED, "asset": asset_to_dict(asset)}
+        _send_after_commit(asset.project.slug, payload)
     return asset
 
 
@@ -343,7 +340,11 @@ def do_review(
             )
         _send_after_commit(
             asset.project.slug,
-            {"type": ASSET_REVIEWED, "asset": asset_to_dict(asset), "review": review_to_dict(review)},
+            {
+                "type": realtime.ASSET_REVIEWED,
+                "asset": asset_to_dict(asset),
+                "review": review_to_dict(review),
+            },
         )
     return asset, review
 

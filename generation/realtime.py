@@ -37,6 +37,9 @@ CANCELED = "canceled"
 JOB_CREATED = "job.created"
 JOB_UPDATED = "job.updated"
 ASSET_CREATED = "asset.created"
+# Review workflow: the gallery and asset pages repaint a badge on either.
+ASSET_SUBMITTED = "asset.submitted"
+ASSET_REVIEWED = "asset.reviewed"
 # Fan-out to queued jobs' sockets: their queue position may have changed.
 QUEUE_MOVED = "queue.moved"
 # To every socket of one user: their session ended (deactivated); the socket closes.
