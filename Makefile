@@ -50,8 +50,12 @@ lint: install-test
 	DATABASE_URL=postgresql://studio@db/studio REDIS_URL=redis://redis:6379/0 STUDIO_ALLOWED_HOSTS=studio.example \
 	$(BIN)/python manage.py check --deploy --fail-level WARNING
 
+# The gallery half seeds 100,000 assets into a throwaway PostgreSQL database, created and dropped by the script.
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/studio_bench
+
 bench: install-test
 	$(BIN)/python bench/run.py
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/gallery.py
 
 clean:
 	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache

@@ -52,7 +52,20 @@ class Asset(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["project", "-created_at", "-id"], name="asset_project_recent")]
+        # The gallery's keyset pages, unfiltered and per filter (gallery/queries.py); PostgreSQL scans them
+        # backwards for the oldest-first order. The prompt's full-text GIN index is in migration 0006.
+        indexes = [
+            models.Index(fields=["project", "-created_at", "-id"], name="asset_project_recent"),
+            models.Index(
+                fields=["project", "status", "-created_at", "-id"], name="asset_project_status_recent"
+            ),
+            models.Index(
+                fields=["project", "created_by", "-created_at", "-id"], name="asset_project_author_recent"
+            ),
+            models.Index(
+                fields=["project", "model_id", "-created_at", "-id"], name="asset_project_model_recent"
+            ),
+        ]
         constraints = [
             # One set of assets per job, however often its task runs.
             models.UniqueConstraint(fields=["job", "index"], name="unique_asset_per_job_index"),
@@ -134,3 +147,87 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"notification {self.pk} for {self.user_id}"
+
+
+# --- boards, tags, favourites --
+
+BOARD_NAME_MAX = 100
+TAG_NAME_MAX = 50
+
+
+class Board(models.Model):
+    """A named collection of a project's assets (a mood board, a shortlist) shared by its members."""
+
+    project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="boards")
+    name = models.CharField(max_length=BOARD_NAME_MAX)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="boards")
+    created_at = models.DateTimeField(default=timezone.now)
+    assets = models.ManyToManyField(Asset, through="BoardItem", related_name="boards")
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="unique_board_name_per_project")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BoardItem(models.Model):
+    board = models.ForeignKey(Board, on_delete=models.CASCADE, related_name="items")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="board_items")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-added_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["board", "asset"], name="unique_board_item")]
+
+    def __str__(self) -> str:
+        return f"{self.asset_id} on board {self.board_id}"
+
+
+class Tag(models.Model):
+    """A project's label for assets. Names are stored lowercased, so "Hero" and "hero" are one tag."""
+
+    project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=TAG_NAME_MAX)
+    assets = models.ManyToManyField(Asset, through="AssetTag", related_name="tags")
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="unique_tag_name_per_project")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AssetTag(models.Model):
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="asset_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="asset_tags")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["asset", "tag"], name="unique_asset_tag")]
+
+    def __str__(self) -> str:
+        return f"{self.tag_id} on {self.asset_id}"
+
+
+class Favourite(models.Model):
+    """One user's star on an asset: personal, seen by nobody else."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="favourites")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="favourites")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["user", "asset"], name="unique_favourite")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ★ {self.asset_id}"

@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from studio.models import Project, Role
 from studio.permissions import projects_visible_to, role_in
 
-from .models import Asset
+from .models import Asset, Board
 
 
 def assets_visible_to(user: Any) -> QuerySet[Asset]:
@@ -47,3 +47,26 @@ def can_comment(user: Any, asset: Asset) -> bool:
 def can_submit_any(user: Any, project: Project) -> bool:
     """Whether the gallery offers a "Submit for review" selection at all (artists, leads, admins)."""
     return role_in(user, project) in (Role.LEAD, Role.ARTIST)
+
+
+# --- boards, tags, favourites --
+
+
+def boards_visible_to(user: Any) -> QuerySet[Board]:
+    return Board.objects.filter(project__in=projects_visible_to(user))
+
+
+def can_curate(user: Any, project: Project) -> bool:
+    """Create boards, add and remove their images, tag and untag: members who may generate (artists, leads,
+    admins). Viewers look but do not rearrange."""
+    return role_in(user, project) in (Role.LEAD, Role.ARTIST)
+
+
+def can_delete_board(user: Any, board: Board) -> bool:
+    """Leads of the board's project and site admins."""
+    return role_in(user, board.project) == Role.LEAD
+
+
+def can_favourite(user: Any, asset: Asset) -> bool:
+    """Everyone who sees the asset, viewers included: a favourite is personal."""
+    return role_in(user, asset.project) is not None

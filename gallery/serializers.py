@@ -6,7 +6,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from .models import Asset, Comment, Notification, Review
+from .models import Asset, Board, Comment, Notification, Review
 
 
 def asset_to_dict(asset: Asset) -> dict[str, Any]:
@@ -60,3 +60,18 @@ def notification_to_dict(notification: Notification) -> dict[str, Any]:
         "created_at": notification.created_at.isoformat(),
         "read": notification.read_at is not None,
     }
+
+
+def board_to_dict(board: Board, *, items: int | None = None) -> dict[str, Any]:
+    """A board; ``items`` (its image count) when the caller annotated or counted it."""
+    data: dict[str, Any] = {
+        "id": board.pk,
+        "project": board.project.slug,
+        "name": board.name,
+        "created_by": board.created_by.username,
+        "created_at": board.created_at.isoformat(),
+        "page_url": reverse("board", args=[board.pk]),
+    }
+    if items is not None:
+        data["items"] = items
+    return data

@@ -20,16 +20,32 @@ from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
 
 from .models import (
+    BOARD_NAME_MAX,
     DECISION_STATUS,
+    TAG_NAME_MAX,
     Asset,
     AssetStatus,
+    AssetTag,
+    Board,
+    BoardItem,
     Comment,
     Decision,
+    Favourite,
     Notification,
     NotificationKind,
     Review,
+    Tag,
 )
-from .permissions import can_comment, can_delete, can_export, can_review, can_submit
+from .permissions import (
+    can_comment,
+    can_curate,
+    can_delete,
+    can_delete_board,
+    can_export,
+    can_favourite,
+    can_review,
+    can_submit,
+)
 from .pngmeta import png_with_provenance
 from .serializers import asset_to_dict, review_to_dict
 
@@ -364,3 +380,112 @@ def do_comment(actor: Any, asset: Asset, text: Any) -> Comment:
 def do_mark_notifications_read(user: Any) -> int:
     """Mark all the user's unread notifications read; returns how many were."""
     return Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())
+
+
+# --- boards, tags, favourites --
+
+
+def check_curate(user: Any, project: Project) -> None:
+    """NotAllowed (403) unless the user may change the project's boards and tags (artists, leads, admins)."""
+    if not can_curate(user, project):
+        raise NotAllowed("Only the project's artists, leads and site admins may change boards and tags.")
+
+
+def _clean_name(value: Any, field: str, what: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"Give the {what} a name.", {field: ["This field is required."]})
+    value = " ".join(value.split())  # no stray or doubled whitespace in names people pick from lists
+    if len(value) > limit:
+        raise InvalidInput(f"The {what} name is too long.", {field: [f"At most {limit} characters."]})
+    return value
+
+
+def _project_asset(project: Project, asset: Any, field: str = "asset") -> Asset:
+    """The asset (an Asset or an id) if it belongs to the project; InvalidInput (400) otherwise, with the same
+    answer for a malformed id, another project's image and one that does not exist (so nothing leaks)."""
+    raw = asset.pk if isinstance(asset, Asset) else asset
+    found = None
+    if raw:
+        try:
+            found = Asset.objects.filter(project=project, pk=uuid.UUID(str(raw))).first()
+        except ValueError:
+            found = None
+    if found is None:
+        raise InvalidInput(
+            "That image is not in this project.", {field: ["Give the id of an image of this project."]}
+        )
+    return found
+
+
+def do_create_board(actor: Any, project: Project, name: Any) -> Board:
+    """Create a board in the project: 403 for viewers, 400 for an empty, too long or taken name."""
+    check_curate(actor, project)
+    name = _clean_name(name, "name", "board", BOARD_NAME_MAX)
+    with transaction.atomic():
+        if Board.objects.filter(project=project, name__iexact=name).exists():
+            raise InvalidInput(
+                f"There is already a board called “{name}” in this project.",
+                {"name": ["Choose another name."]},
+            )
+        return Board.objects.create(project=project, name=name, created_by=actor)
+
+
+def do_add_to_board(actor: Any, board: Board, asset: Any) -> BoardItem:
+    """Put one of the board's project's images (an Asset or an id) on the board; adding it twice is harmless.
+    403 for viewers, 400 for an image of another project."""
+    check_curate(actor, board.project)
+    found = _project_asset(board.project, asset)
+    item, _ = BoardItem.objects.get_or_create(board=board, asset=found, defaults={"added_by": actor})
+    return item
+
+
+def do_remove_from_board(actor: Any, board: Board, asset: Any) -> bool:
+    """Take an image off the board; returns whether it was on it."""
+    check_curate(actor, board.project)
+    found = _project_asset(board.project, asset)
+    deleted, _ = BoardItem.objects.filter(board=board, asset=found).delete()
+    return bool(deleted)
+
+
+def do_delete_board(actor: Any, board: Board) -> None:
+    """Delete a board (never its images): the project's leads and site admins."""
+    if not can_delete_board(actor, board):
+        raise NotAllowed("Only the project's leads and site admins may delete boards.")
+    board.delete()
+
+
+def clean_tag(name: Any) -> str:
+    """A tag name as stored: trimmed, single-spaced, lowercased, 1..TAG_NAME_MAX characters."""
+    return _clean_name(name, "tag", "tag", TAG_NAME_MAX).lower()
+
+
+def do_tag(actor: Any, asset: Asset, name: Any) -> Tag:
+    """Tag an asset, creating the project's tag on first use; tagging twice is harmless."""
+    check_curate(actor, asset.project)
+    name = clean_tag(name)
+    with transaction.atomic():
+        tag, _ = Tag.objects.get_or_create(project_id=asset.project_id, name=name)
+        AssetTag.objects.get_or_create(asset=asset, tag=tag, defaults={"added_by": actor})
+    return tag
+
+
+def do_untag(actor: Any, asset: Asset, name: Any) -> bool:
+    """Remove a tag from an asset (the tag stays in the project's vocabulary); returns whether it had it."""
+    check_curate(actor, asset.project)
+    name = clean_tag(name)
+    deleted, _ = AssetTag.objects.filter(asset=asset, tag__name=name).delete()
+    return bool(deleted)
+
+
+def do_favourite(actor: Any, asset: Asset) -> Favourite:
+    """Star an asset for the actor alone (viewers too); starring twice is harmless."""
+    if not can_favourite(actor, asset):
+        raise NotAllowed("You may not star this image.")
+    favourite, _ = Favourite.objects.get_or_create(user=actor, asset=asset)
+    return favourite
+
+
+def do_unfavourite(actor: Any, asset: Asset) -> bool:
+    """Remove the actor's star; returns whether there was one."""
+    deleted, _ = Favourite.objects.filter(user=actor, asset=asset).delete()
+    return bool(deleted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -21,6 +22,7 @@ from studio.pagination import keyset_page
 from studio.shortcuts import get_visible_or_404
 
 from . import exports, services
+from .curation import asset_page_context, favourite_ids
 from .models import Asset, Notification
 from .permissions import (
     assets_visible_to,
@@ -31,6 +33,7 @@ from .permissions import (
     can_submit,
     can_submit_any,
 )
+from .queries import filter_options, filtered_assets
 
 GALLERY_PAGE = 24
 
@@ -78,12 +81,19 @@ def export_response(request: HttpRequest, plan: services.ExportPlan) -> Streamin
 @login_required
 @require_GET
 def gallery(request: HttpRequest, slug: str) -> HttpResponse:
+    """The project's images with the filter bar. ``?partial=1`` answers only the cards of that page (the
+    infinite scroll's fetch), with the next page's URL in ``X-Next-Page``. Bad filters are shown beside the
+    form and left out; a bad cursor shows the first page."""
     project = get_object_or_404(studio_permissions.projects_visible_to(request.user), slug=slug)
-    queryset = Asset.objects.filter(project=project).select_related("created_by")
+    queryset, filters = filtered_assets(request.user, project, request.GET)
     try:
-        assets, next_cursor = keyset_page(queryset, request.GET.get("cursor"), GALLERY_PAGE)
+        assets, next_cursor = keyset_page(
+            queryset, request.GET.get("cursor"), GALLERY_PAGE, descending=filters.descending
+        )
     except InvalidInput:
-        assets, next_cursor = keyset_page(queryset, None, GALLERY_PAGE)
+        assets, next_cursor = keyset_page(queryset, None, GALLERY_PAGE, descending=filters.descending)
+    query = filters.query()
+    next_url = "?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else ""
     context = {
         "project": project,
         "role": studio_permissions.role_in(request.user, project),
@@ -91,8 +101,17 @@ def gallery(request: HttpRequest, slug: str) -> HttpResponse:
         "can_submit": can_submit_any(request.user, project),
         "assets": assets,
         "next_cursor": next_cursor,
+        "next_url": next_url,
+        "first_url": "?" + urlencode(query),
         "is_first_page": not request.GET.get("cursor"),
+        "filters": filters,
+        "favourite_ids": favourite_ids(request.user, assets),
     }
+    if request.GET.get("partial"):
+        response = render(request, "gallery/_cards.html", context)
+        response["X-Next-Page"] = next_url
+        return response
+    context.update(filter_options(project, request.GET))
     return render(request, "gallery/gallery.html", context)
 
 
@@ -146,6 +165,7 @@ def _asset_context(request: HttpRequest, asset: Asset, **extra: Any) -> dict[str
         "reviews": asset.reviews.select_related("by"),
         "comments": asset.comments.select_related("author"),
         "params": sorted(asset.params.items()),
+        **asset_page_context(user, asset),
         **extra,
     }
 

@@ -36,6 +36,9 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
         if source is not None:
             initial = {k: source.params[k] for k in REPRODUCIBLE if k in source.params}
             initial["num_images"] = 1
+            if request.GET.get("remix"):
+                # Remix: the same prompt and parameters with a fresh random seed (Reproduce keeps it).
+                initial.pop("seed", None)
     recent = project.jobs.select_related("project", "created_by")[:10]
     return render(
         request,

@@ -373,7 +373,27 @@ def schema() -> dict[str, Any]:
                 "post": _op("Cancel a job", {"202": _response("Job", job)}, 403, 404, 409, params=[job_id])
             },
             "/assets/{id}": {
-                "get": _op("An asset", {"200": _response("Asset", asset)}, 404, params=[asset_id]),
+                "get": _op(
+                    "An asset, with its tags and whether the caller starred it",
+                    {
+                        "200": _response(
+                            "Asset",
+                            {
+                                "allOf": [
+                                    asset,
+                                    {
+                                        "properties": {
+                                            "tags": {"type": "array", "items": {"type": "string"}},
+                                            "favourite": {"type": "boolean"},
+                                        }
+                                    },
+                                ]
+                            },
+                        )
+                    },
+                    404,
+                    params=[asset_id],
+                ),
                 "delete": _op(
                     "Delete an asset with its image and thumbnail files. Leads and admins",
                     {"204": _response("Deleted")},
@@ -471,6 +491,7 @@ def schema() -> dict[str, Any]:
                     },
                 ),
             },
+            **_collection_paths(slug, asset_id, asset),
             "/me/notifications": {
                 "get": _op(
                     "The caller's latest 50 notifications, newest first, and the unread count",
@@ -600,5 +621,112 @@ def schema() -> dict[str, Any]:
                     ],
                 )
             },
+        },
+    }
+
+
+def _collection_paths(
+    slug: dict[str, Any], asset_id: dict[str, Any], asset: dict[str, Any]
+) -> dict[str, Any]:
+    """Boards, tags and favourites (gallery/api.py)."""
+    board = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "project": {"type": "string"},
+            "name": {"type": "string"},
+            "created_by": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "page_url": {"type": "string"},
+            "items": {"type": "integer"},
+        },
+    }
+    board_id = _path_param("id", "int64")
+    board_id["schema"] = {"type": "integer"}
+
+    def single(field: str, max_length: int) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": [field],
+            "properties": {field: {"type": "string", "minLength": 1, "maxLength": max_length}},
+        }
+
+    asset_body = {"type": "object", "required": ["asset"], "properties": {"asset": {"type": "string"}}}
+    tags = {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}
+    favourite = {"type": "object", "properties": {"favourite": {"type": "boolean"}}}
+    return {
+        "/projects/{slug}/boards": {
+            "get": _op(
+                "The project's boards with their image counts (members)",
+                {"200": _response("Boards", {"type": "array", "items": board})},
+                404,
+                params=[slug],
+            ),
+            "post": _op(
+                "Create a board (artists, leads, admins); names are unique per project, case-insensitively",
+                {"201": _response("The board", board)},
+                400,
+                403,
+                404,
+                params=[slug],
+                body=single("name", 100),
+            ),
+        },
+        "/boards/{id}": {
+            "get": _op(
+                "A board with its assets, most recently added first (members)",
+                {
+                    "200": _response(
+                        "The board",
+                        {"allOf": [board, {"properties": {"assets": {"type": "array", "items": asset}}}]},
+                    )
+                },
+                404,
+                params=[board_id],
+            ),
+            "delete": _op(
+                "Delete a board, never its images (leads, admins)",
+                {"204": _response("Deleted")},
+                403,
+                404,
+                params=[board_id],
+            ),
+        },
+        "/boards/{id}/items": {
+            method: _op(
+                summary,
+                {"200": _response("The board", board)},
+                400,
+                403,
+                404,
+                params=[board_id],
+                body=asset_body,
+            )
+            for method, summary in (
+                ("post", "Put an image of the board's project on it (artists, leads, admins); idempotent"),
+                ("delete", "Take an image off the board (artists, leads, admins)"),
+            )
+        },
+        "/assets/{id}/tags": {
+            method: _op(
+                summary,
+                {"200": _response("The asset's tags", tags)},
+                400,
+                403,
+                404,
+                params=[asset_id],
+                body=single("tag", 50),
+            )
+            for method, summary in (
+                ("post", "Tag an asset (artists, leads, admins); tags are lowercased and shared per project"),
+                ("delete", "Remove a tag from an asset (artists, leads, admins)"),
+            )
+        },
+        "/assets/{id}/favourite": {
+            method: _op(summary, {"200": _response("The caller's star", favourite)}, 404, params=[asset_id])
+            for method, summary in (
+                ("post", "Star an asset for the caller alone (every member, viewers included)"),
+                ("delete", "Remove the caller's star"),
+            )
         },
     }

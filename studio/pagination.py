@@ -1,4 +1,4 @@
-"""Keyset pagination over ``(-<time field>, -id)``: stable under inserts, constant cost per page.
+"""Keyset pagination over ``(-<time field>, -id)`` or ascending: stable under inserts, constant cost per page.
 
 The time field is ``created_at`` unless a caller names another (audit events order on ``time``).
 """
@@ -42,14 +42,29 @@ def _bad_cursor() -> InvalidInput:
 
 
 def keyset_page(
-    queryset: QuerySet[M], cursor: str | None, size: int, *, field: str = "created_at"
+    queryset: QuerySet[M],
+    cursor: str | None,
+    size: int,
+    *,
+    field: str = "created_at",
+    descending: bool = True,
 ) -> tuple[list[M], str | None]:
-    """Newest first by ``field``, then pk. Returns the page and the next page's cursor (None on the last)."""
-    queryset = queryset.order_by(f"-{field}", "-pk")
+    """Newest first by ``field``, then pk (oldest first with ``descending=False``). Returns the page and the
+    next page's cursor (None on the last). A cursor only names a position, so it means "after this row" in
+    whichever direction the caller asks for."""
+    if descending:
+        queryset = queryset.order_by(f"-{field}", "-pk")
+    else:
+        queryset = queryset.order_by(field, "pk")
     if cursor:
         when, pk = decode_cursor(cursor)
+        past = "lt" if descending else "gt"
         try:
-            queryset = queryset.filter(Q(**{f"{field}__lt": when}) | Q(**{field: when, "pk__lt": pk}))
+            # The redundant bound on the time alone lets the database start its index scan at the cursor;
+            # the OR on its own makes PostgreSQL walk (and filter) every row before it.
+            queryset = queryset.filter(**{f"{field}__{past}e": when}).filter(
+                Q(**{f"{field}__{past}": when}) | Q(**{field: when, f"pk__{past}": pk})
+            )
         except (ValidationError, ValueError, TypeError) as exc:  # a pk of the wrong shape for this model
             raise _bad_cursor() from exc
     rows = list(queryset[: size + 1])

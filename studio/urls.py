@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from gallery import api as gallery_api
+from gallery import board_views
 from gallery import views as gallery_views
 from generation import api as generation_api
 from generation import views as generation_views
@@ -51,6 +52,16 @@ pages = [
     path("notifications/read/", gallery_views.notifications_read, name="notifications-read"),
     path("assets/<str:asset_id>/thumb.jpg", gallery_views.asset_thumb, name="asset-thumb"),
     path("assets/<str:asset_id>/delete/", gallery_views.asset_delete, name="asset-delete"),
+    path("p/<slug:slug>/boards/", board_views.boards, name="boards"),
+    path("p/<slug:slug>/boards/new/", board_views.board_create, name="board-create"),
+    path("p/<slug:slug>/compare/", board_views.compare, name="compare"),
+    path("boards/<int:board_id>/", board_views.board, name="board"),
+    path("boards/<int:board_id>/remove/", board_views.board_remove, name="board-remove"),
+    path("boards/<int:board_id>/delete/", board_views.board_delete, name="board-delete"),
+    path("assets/<str:asset_id>/boards/", board_views.asset_board, name="asset-board"),
+    path("assets/<str:asset_id>/tags/", board_views.asset_tag, name="asset-tag"),
+    path("assets/<str:asset_id>/tags/remove/", board_views.asset_untag, name="asset-untag"),
+    path("assets/<str:asset_id>/favourite/", board_views.asset_favourite, name="asset-favourite"),
     path("admin/", admin.site.urls),
 ]
 
@@ -82,6 +93,11 @@ api_v1 = [
     path("assets/<str:asset_id>/submit", gallery_api.asset_submit, name="api-asset-submit"),
     path("assets/<str:asset_id>/reviews", gallery_api.asset_reviews, name="api-asset-reviews"),
     path("assets/<str:asset_id>/comments", gallery_api.asset_comments, name="api-asset-comments"),
+    path("assets/<str:asset_id>/tags", gallery_api.asset_tags, name="api-asset-tags"),
+    path("assets/<str:asset_id>/favourite", gallery_api.asset_favourite, name="api-asset-favourite"),
+    path("projects/<slug:slug>/boards", gallery_api.project_boards, name="api-project-boards"),
+    path("boards/<int:board_id>", gallery_api.board_detail, name="api-board"),
+    path("boards/<int:board_id>/items", gallery_api.board_items, name="api-board-items"),
     path("admin/users", admin_api.users, name="api-admin-users"),
     path("admin/users/<str:username>/quota", studio_api.admin_user_quota, name="api-admin-user-quota"),
     path(

@@ -91,4 +91,49 @@
     grid.prepend(card(asset));
     empty.hidden = true;
   });
+
+  // Infinite scroll: when the sentinel under the grid comes into view, fetch the next page's cards (the
+  // server renders them for ?partial=1, filters kept in the "Older images" link) and append them. The link
+  // stays the fallback without JavaScript or IntersectionObserver.
+  const sentinel = document.getElementById("scroll-sentinel");
+  const nextLink = document.getElementById("next-page");
+  if (!sentinel || !nextLink || !("IntersectionObserver" in window)) return;
+  let loading = false;
+
+  async function loadMore(observer) {
+    if (loading || !nextLink.isConnected) return;
+    loading = true;
+    const url = new URL(nextLink.href, window.location.href);
+    url.searchParams.set("partial", "1");
+    try {
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      const html = await response.text();
+      const template = document.createElement("template");
+      template.innerHTML = html;
+      template.content.querySelectorAll(".asset-card").forEach(function (node) {
+        if (!grid.querySelector('[data-asset-id="' + CSS.escape(node.dataset.assetId) + '"]')) grid.append(node);
+      });
+      const next = response.headers.get("X-Next-Page");
+      if (next) {
+        nextLink.href = next;
+        // A short page may leave the sentinel in view, and the observer only reports changes.
+        if (sentinel.getBoundingClientRect().top < window.innerHeight + 600) {
+          window.setTimeout(function () { loadMore(observer); }, 0);
+        }
+      } else {
+        observer.disconnect();
+        nextLink.remove();
+      }
+    } catch (error) {
+      observer.disconnect();  // leave the link for the reader to follow by hand
+    } finally {
+      loading = false;
+    }
+  }
+
+  const observer = new IntersectionObserver(function (entries) {
+    if (entries.some(function (entry) { return entry.isIntersecting; })) loadMore(observer);
+  }, { rootMargin: "600px 0px" });
+  observer.observe(sentinel);
 })();

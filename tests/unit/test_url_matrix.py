@@ -17,7 +17,7 @@ from django.core.files.base import ContentFile
 from django.urls import URLResolver, get_resolver
 from PIL import Image
 
-from gallery.models import Asset
+from gallery.models import Asset, Board
 from gallery.pngmeta import png_with_provenance
 from generation.models import Job
 from generation.routing import websocket_urlpatterns
@@ -72,6 +72,18 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "notifications-read": ("POST", {}, {}, expect(302, 302, 302, 302, 302, 302)),
     "asset-thumb": ("GET", {"asset_id": "{asset}"}, None, PROJECT_PAGE),
     "asset-delete": ("POST", {"asset_id": "{asset}"}, {}, expect(302, 404, 403, 403, 302, 302)),
+    # Boards and tags: artists, leads and admins change them (400 for the empty bodies), viewers may not;
+    # favourites are personal, so viewers may star. Only leads and admins delete boards.
+    "boards": ("GET", {"slug": "poster"}, None, PROJECT_PAGE),
+    "board-create": ("POST", {"slug": "poster"}, {"name": ""}, expect(302, 404, 403, 400, 400, 400)),
+    "board": ("GET", {"board_id": "{board}"}, None, PROJECT_PAGE),
+    "board-remove": ("POST", {"board_id": "{board}"}, {}, expect(302, 404, 403, 400, 400, 400)),
+    "board-delete": ("POST", {"board_id": "{board}"}, {}, expect(302, 404, 403, 403, 302, 302)),
+    "asset-board": ("POST", {"asset_id": "{asset}"}, {}, expect(302, 404, 403, 400, 400, 400)),
+    "asset-tag": ("POST", {"asset_id": "{asset}"}, {"tag": ""}, expect(302, 404, 403, 400, 400, 400)),
+    "asset-untag": ("POST", {"asset_id": "{asset}"}, {"tag": ""}, expect(302, 404, 403, 400, 400, 400)),
+    "asset-favourite": ("POST", {"asset_id": "{asset}"}, {}, expect(302, 404, 400, 400, 400, 400)),
+    "compare": ("GET", {"slug": "poster"}, None, expect(302, 404, 400, 400, 400, 400)),  # no ?ids
     "api-openapi": ("GET", {}, None, API_USER),
     "api-me": ("GET", {}, None, API_USER),
     "api-me-quota": ("GET", {}, None, API_USER),
@@ -99,6 +111,11 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "api-asset-review": ("POST", {"asset_id": "{asset}"}, {}, expect(401, 404, 403, 403, 400, 400)),
     "api-asset-submit": ("POST", {"asset_id": "{asset}"}, {}, expect(401, 404, 403, 200, 200, 200)),
     "api-asset-reviews": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
+    "api-project-boards": ("POST", {"slug": "poster"}, {"name": ""}, expect(401, 404, 403, 400, 400, 400)),
+    "api-board": ("GET", {"board_id": "{board}"}, None, API_MEMBER),
+    "api-board-items": ("POST", {"board_id": "{board}"}, {}, expect(401, 404, 403, 400, 400, 400)),
+    "api-asset-tags": ("POST", {"asset_id": "{asset}"}, {"tag": ""}, expect(401, 404, 403, 400, 400, 400)),
+    "api-asset-favourite": ("POST", {"asset_id": "{asset}"}, None, API_MEMBER),
     "api-asset-comments": (
         "POST",
         {"asset_id": "{asset}"},
@@ -192,6 +209,9 @@ def world(db, demo_model_dir):
         "job": str(job.id),
         "asset": str(asset.id),
         "alice_token": str(ApiToken.objects.get(user=team["alice"]).id),
+        "board": str(
+            Board.objects.create(project=team["project"], name="Picks", created_by=team["alice"]).id
+        ),
     }
     return team, values
 
@@ -231,6 +251,15 @@ def test_url(client, world, name, role):
 MORE_METHODS: dict[tuple[str, str], tuple[dict[str, str], Any, dict[str, int]]] = {
     ("api-asset", "DELETE"): ({"asset_id": "{asset}"}, None, expect(401, 404, 403, 403, 204, 204)),
     ("api-asset-comments", "GET"): ({"asset_id": "{asset}"}, None, API_MEMBER),
+    ("api-project-boards", "GET"): ({"slug": "poster"}, None, API_MEMBER),
+    ("api-board", "DELETE"): ({"board_id": "{board}"}, None, expect(401, 404, 403, 403, 204, 204)),
+    ("api-board-items", "DELETE"): ({"board_id": "{board}"}, {}, expect(401, 404, 403, 400, 400, 400)),
+    ("api-asset-tags", "DELETE"): (
+        {"asset_id": "{asset}"},
+        {"tag": ""},
+        expect(401, 404, 403, 400, 400, 400),
+    ),
+    ("api-asset-favourite", "DELETE"): ({"asset_id": "{asset}"}, None, API_MEMBER),
 }
 
 
