@@ -15,7 +15,6 @@ from django.utils import timezone
 from studio.errors import InvalidInput
 from studio.models import Project
 
-from . import models as gallery_models
 from .models import Asset, AssetStatus
 
 ORDERS = {"newest": "Newest first", "oldest": "Oldest first"}
@@ -35,7 +34,6 @@ class AssetFilterForm(forms.Form):
     until = forms.DateField(input_formats=["%Y-%m-%d"], required=False)
     q = forms.CharField(max_length=200, required=False, strip=True)
     order = forms.ChoiceField(choices=list(ORDERS.items()), required=False)
-    # Filled by the boards/tags/favourites work; validated here so the URL contract is settled.
     favourites = forms.BooleanField(required=False)
     board = forms.IntegerField(min_value=1, required=False)
     tag = forms.CharField(max_length=100, required=False)
@@ -180,16 +178,14 @@ def filtered_assets(user: Any, project: Project, params: Any) -> tuple[QuerySet[
     return queryset, cleaned
 
 
-# --- favourites, boards, tags: hook for the boards/tags work (issue 4, other half) -----------------------
-# The keys are cleaned above; each filter applies only once its model exists in gallery.models. Fill in
-# the relation names when the models land; keep this block the only place that knows them.
+# --- favourites, boards, tags: the only place that knows their relation names -----------------------
 def _apply_collections(user: Any, queryset: QuerySet[Asset], cleaned: AssetFilters) -> QuerySet[Asset]:
-    if cleaned.favourites and hasattr(gallery_models, "Favourite"):
+    if cleaned.favourites:
         queryset = queryset.filter(favourites__user_id=user.pk)
-    if cleaned.board is not None and hasattr(gallery_models, "Board"):
+    if cleaned.board is not None:
         queryset = queryset.filter(boards__id=cleaned.board)
-    if cleaned.tag and hasattr(gallery_models, "Tag"):
-        queryset = queryset.filter(tags__name=cleaned.tag)
+    if cleaned.tag:
+        queryset = queryset.filter(tags__name=cleaned.tag.strip().lower())  # tags are stored lowercased
     return queryset
 
 

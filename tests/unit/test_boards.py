@@ -349,3 +349,11 @@ def test_the_gallery_filters_by_board_tag_and_favourites(client, team, images, b
         text = client.get(f"/p/poster/gallery/?{query}").content.decode()
         shown = [i for i in images if f'data-asset-id="{i.id}"' in text]
         assert shown == [expected], query
+
+
+def test_the_tag_filter_ignores_letter_case(client, team):
+    asset = factories.asset(team["project"], team["bob"])
+    services.do_tag(team["bob"], asset, "Night")
+    client.force_login(team["vera"])
+    found = client.get("/api/v1/projects/poster/assets?tag=NIGHT").json()["results"]
+    assert [a["id"] for a in found] == [str(asset.id)]
