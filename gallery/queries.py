@@ -190,8 +190,8 @@ def _apply_collections(user: Any, queryset: QuerySet[Asset], cleaned: AssetFilte
 
 
 def filter_options(project: Project, params: Any) -> dict[str, Any]:
-    """What the filter bar offers (one query: the project's members) and the values as typed, so a bad
-    value stays in its box beside its error."""
+    """What the filter bar offers (two queries: the project's members and boards) and the values as typed,
+    so a bad value stays in its box beside its error."""
     from generation.engine import registry
 
     members = list(
@@ -210,4 +210,5 @@ def filter_options(project: Project, params: Any) -> dict[str, Any]:
         "order_choices": list(ORDERS.items()),
         "member_names": members,
         "model_choices": models,
+        "board_choices": list(project.boards.order_by("name").values_list("id", "name")),
     }

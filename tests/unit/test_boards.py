@@ -357,3 +357,12 @@ def test_the_tag_filter_ignores_letter_case(client, team):
     client.force_login(team["vera"])
     found = client.get("/api/v1/projects/poster/assets?tag=NIGHT").json()["results"]
     assert [a["id"] for a in found] == [str(asset.id)]
+
+
+def test_the_filter_bar_offers_boards_tags_and_favourites(client, team):
+    board = services.do_create_board(team["bob"], team["project"], "Keepers")
+    client.force_login(team["bob"])
+    page = client.get(f"/p/poster/gallery/?board={board.id}&tag=night&favourites=1").content.decode()
+    assert f'<option value="{board.id}" selected>Keepers</option>' in page
+    assert 'id="f-tag" name="tag" value="night"' in page
+    assert 'name="favourites" value="1" checked' in page

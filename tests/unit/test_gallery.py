@@ -54,13 +54,13 @@ def make_assets(team, n: int) -> list[Asset]:
 def test_gallery_pages_are_newest_first_with_constant_queries(client, team, django_assert_max_num_queries):
     assets = make_assets(team, 30)
     client.force_login(team["vera"])
-    # session, user, project, 3 role checks, assets, favourites, the filter bar's members, unread count
-    with django_assert_max_num_queries(10):
+    # session, user, project, 3 role checks, assets, favourites, the filter bar's members and boards, unread
+    with django_assert_max_num_queries(11):
         first = client.get("/p/poster/gallery/")
     shown = [str(a.id) for a in first.context["assets"]]
     assert shown == [str(a.id) for a in reversed(assets)][:24]
     cursor = first.context["next_cursor"]
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(11):
         second = client.get(f"/p/poster/gallery/?cursor={cursor}")
     assert [str(a.id) for a in second.context["assets"]] == [str(a.id) for a in reversed(assets)][24:]
     assert second.context["next_cursor"] is None
