@@ -211,6 +211,16 @@ def main() -> None:
             f"previews received per job    median {statistics.median(r['previews'] for r in runs):8.1f}"
             f" (min {min(r['previews'] for r in runs)})"
         )
+        worker = worker_side(data_dir / "studio.sqlite3", args.runs)
+        print(
+            f"worker: pipeline call        median {worker['pipeline'] * 1000:8.1f} ms "
+            f"({worker['pipeline'] / raw_median:.3f}x raw; live updates share the CPU)"
+        )
+        print(f"worker: queued → running     median {worker['pickup'] * 1000:8.1f} ms")
+        print(
+            f"studio outside the pipeline  median {(studio_median - worker['pipeline']) * 1000:8.1f} ms "
+            "(HTTP, broker, database, PNG, websocket)"
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)

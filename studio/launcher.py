@@ -163,6 +163,8 @@ class Launcher:
             PYTHONUNBUFFERED="1",
             HF_HUB_OFFLINE="1",
         )
+        # The worker shares this machine with the web server, Redis and a browser: leave them a core.
+        env.setdefault("STUDIO_TORCH_THREADS", str(max(1, (os.cpu_count() or 1) - 1)))
         redis = Child("redis", [redis_server_binary(), str(conf)], env)
         redis.start()
         self.children.append(redis)

@@ -50,6 +50,17 @@ def choose_device() -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+def cpu_threads() -> int:
+    """Threads for CPU inference: ``STUDIO_TORCH_THREADS``, else every core.
+
+    The embedded launcher sets it to one core fewer than the machine has: there the worker shares the CPU with
+    daphne, Redis and the browser, and OpenMP threads that wait (spinning) for a sibling the OS has
+    descheduled can slow a job several-fold; one free core avoids that at little cost.
+    """
+    configured = os.environ.get("STUDIO_TORCH_THREADS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else max(1, os.cpu_count() or 1)
+
+
 @dataclass
 class LoadedModel:
     info: ModelInfo
@@ -63,8 +74,7 @@ class LoadedModel:
 def load(info: ModelInfo) -> LoadedModel:
     device, dtype = choose_device()
     if device.type == "cpu":
-        # Two cores or two hundred: use them all, but leave the web server and the OS a breath.
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(cpu_threads())
     pipe = DiffusionPipeline.from_pretrained(
         str(info.path),
         dtype=dtype,
