@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
+def no_broker(monkeypatch, demo_model_dir):
     """Record what would be sent to Celery instead of sending it."""
     sent: list[str] = []
     monkeypatch.setattr(services, "enqueue", lambda job_id, queue: sent.append(str(job_id)))
