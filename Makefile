@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraint
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/studio
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test test-unit test-integration lint worker bench install install-test clean
+.PHONY: run test test-unit test-integration lint worker bench eval-demo train-demo install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/studio_bench
 bench: install-test
 	$(BIN)/python bench/run.py
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/gallery.py
+
+# The demo model: train it (about 75 minutes on 2 CPU cores) and check what it draws.
+train-demo: install
+	$(BIN)/python manage.py train_demo_model
+
+eval-demo: install
+	$(BIN)/python manage.py eval_demo_model
 
 clean:
 	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache

@@ -32,17 +32,27 @@ def latents_to_rgb(latents: torch.Tensor, factors: torch.Tensor, bias: torch.Ten
 
 
 def fit_latent_rgb_factors(
-    vae: Any, scaling_factor: float, samples: int = 16, size: int = 64, seed: int = 0
+    vae: Any,
+    scaling_factor: float,
+    samples: int = 16,
+    size: int = 64,
+    seed: int = 0,
+    images: torch.Tensor | None = None,
 ) -> tuple[list[list[float]], list[float]]:
     """Least-squares fit of latent→RGB factors against the model's own VAE decoder.
 
-    Smooth random images are encoded to latents (in the pipeline's scaled latent space) and decoded back;
-    the decoded image, pooled to latent resolution, is regressed on the latent channels plus a bias.
+    Images (by default smooth random ones; a trained model is better fitted on pictures like the ones it
+    makes, passed as ``images``: N×3×H×W in [-1, 1]) are encoded to latents (in the pipeline's scaled
+    latent space) and decoded back; the decoded image, pooled to latent resolution, is regressed on the
+    latent channels plus a bias.
     """
     gen = torch.Generator().manual_seed(seed)
     vae = vae.to(torch.float32).eval()
-    coarse = torch.rand(samples, 3, 4, 4, generator=gen) * 2 - 1
-    images = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    if images is None:
+        coarse = torch.rand(samples, 3, 4, 4, generator=gen) * 2 - 1
+        images = torch.nn.functional.interpolate(
+            coarse, size=(size, size), mode="bilinear", align_corners=False
+        )
     with torch.no_grad():
         latents = vae.encode(images).latent_dist.mean * scaling_factor
         decoded = vae.decode(latents / scaling_factor).sample.clamp(-1, 1)

@@ -72,9 +72,7 @@ HELD_OUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
         ("black", "star"),
     }
 )
-TRAIN_PAIRS: list[tuple[str, str]] = [
-    (c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT_PAIRS
-]
+TRAIN_PAIRS: list[tuple[str, str]] = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT_PAIRS]
 
 # Object half-extent in pixels (at 64×64), by size word; two-object scenes use the middle size.
 RADIUS = {"small": (6.0, 7.5), "large": (9.5, 11.0), "medium": (7.5, 8.5)}
@@ -182,7 +180,9 @@ def _shape_polygons(shape: str, cx: float, cy: float, r: float) -> list[list[tup
     raise ValueError(f"no polygon for {shape!r}")
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill: int | tuple) -> None:
+def draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill: int | tuple
+) -> None:
     """Draw one shape on a supersampled canvas (coordinates already scaled)."""
     if shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
@@ -337,11 +337,13 @@ def training_scene(rng: random.Random) -> Scene:
     )
 
 
-def training_batch(seed: int, step: int, batch: int) -> tuple[np.ndarray, list[str]]:
-    """Batch ``step`` of the training stream from ``seed``: images (B×64×64×3 uint8) and captions.
+def training_batch(seed: int, step: int, batch: int, stream: str = "") -> tuple[np.ndarray, list[str]]:
+    """Batch ``step`` of the training stream ``stream`` from ``seed``: images (B×64×64×3 uint8) and
+    captions.
 
-    Each batch has its own generator, so any batch can be regenerated alone (resuming, tests)."""
-    rng = random.Random(f"{seed}:{step}")  # noqa: S311 - data synthesis, not security
+    Each batch has its own generator (seeded from a string, which Python hashes with SHA-512, so it does
+    not depend on PYTHONHASHSEED), so any batch can be regenerated alone."""
+    rng = random.Random(f"{stream}:{seed}:{step}")  # noqa: S311 - data synthesis, not security
     scenes = [training_scene(rng) for _ in range(batch)]
     return np.stack([render(s) for s in scenes]), [s.caption for s in scenes]
 

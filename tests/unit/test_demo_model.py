@@ -1,0 +1,79 @@
+"""The demo model's data and evaluation: the training data is a pure function of its seed, never shows a
+held-out colour–shape pair, the picture reader is right on true scenes, and a random-weight model of the
+demo architecture fails the small evaluation."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import numpy as np
+import pytest
+
+from generation.engine import evaluation, scenes
+
+# The small run's thresholds (8 prompts × 2 seeds = 16 pictures; `make eval-demo` runs 40 × 4 against
+# evaluation.TARGETS). Low enough that the trained model passes with a margin, high enough that chance
+# (1 in 9 colours, 9 positions, 6 shapes) is nowhere near.
+SMALL_TARGETS = {"background": 0.75, "colour": 0.6, "position": 0.5, "shape": 0.4}
+
+
+def test_training_batches_are_a_pure_function_of_seed_and_step():
+    images, captions = scenes.training_batch(7, 3, 8, stream="diffusion")
+    again, again_captions = scenes.training_batch(7, 3, 8, stream="diffusion")
+    assert np.array_equal(images, again)
+    assert captions == again_captions
+    other, other_captions = scenes.training_batch(8, 3, 8, stream="diffusion")
+    assert other_captions != captions
+    assert images.shape == (8, 64, 64, 3)
+    assert images.dtype == np.uint8
+
+
+def test_the_training_sampler_never_draws_a_held_out_pair():
+    seen: set[tuple[str, str]] = set()
+    for scene in islice(scenes.training_scenes(0), 6000):
+        for obj in scene.objects:
+            seen.add((obj.colour, obj.shape))
+    assert not seen & scenes.HELD_OUT_PAIRS
+    assert seen == set(scenes.TRAIN_PAIRS)  # and everything else is drawn
+    assert {(s.objects[0].colour, s.objects[0].shape) for s in scenes.evaluation_scenes(40)} == set(
+        scenes.HELD_OUT_PAIRS
+    )
+
+
+def test_captions_paraphrase_and_parse_back_to_the_scene():
+    single = [s for s in islice(scenes.training_scenes(1), 3000) if len(s.objects) == 1]
+    assert len({s.caption for s in single}) > 0.9 * len(single)
+    for scene in single + scenes.evaluation_scenes(40):
+        expected, obj = scenes.parse(scene.caption), scene.objects[0]
+        assert (expected.background, expected.colour, expected.shape, expected.position) == (
+            scene.background,
+            obj.colour,
+            obj.shape,
+            obj.position,
+        ), scene.caption
+        assert expected.size in (None, obj.size)
+    assert scenes.parse(
+        "a small yellow star in the top left corner on a black background"
+    ) == scenes.Expected("black", "yellow", "star", "top left", "small")
+
+
+def test_the_picture_reader_is_right_on_true_scenes():
+    prompts = scenes.evaluation_scenes(120, seed=3)
+    checks = evaluation.read_checks(
+        [s.caption for s in prompts], [0] * len(prompts), [scenes.render(s) for s in prompts]
+    )
+    scores = evaluation.EvalResult(checks, []).scores()
+    assert scores["background"] == scores["colour"] == scores["position"] == 1.0
+    assert scores["shape"] >= 0.98
+
+
+@pytest.mark.timeout(240)
+def test_a_random_weight_model_of_the_same_architecture_fails_the_small_eval(tmp_path):
+    from generation.engine.demo import build_random_model
+
+    untrained = build_random_model(tmp_path / "random", seed=1)
+    baseline = evaluation.evaluate(untrained, prompts=8, seeds=2)
+    print(evaluation.table(baseline, SMALL_TARGETS))
+    assert set(baseline.failures(SMALL_TARGETS)) == set(SMALL_TARGETS), evaluation.table(
+        baseline, SMALL_TARGETS
+    )
