@@ -6,5 +6,9 @@ import tempfile
 os.environ.setdefault("STUDIO_ENV", "test")
 os.environ.setdefault("STUDIO_DATA_DIR", tempfile.mkdtemp(prefix="studio-test-"))
 os.environ.setdefault("STUDIO_PREVIEW_MIN_INTERVAL", "0")
+# Tests run two at a time (pytest -n 2) on small machines: one torch thread each, so OpenMP threads never
+# outnumber the cores and spin-wait for each other (that made a 13 s test take minutes).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("STUDIO_TORCH_THREADS", "1")
 
 from studio.settings import *  # noqa: E402,F403

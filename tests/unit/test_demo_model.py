@@ -67,7 +67,7 @@ def test_the_picture_reader_is_right_on_true_scenes():
     assert scores["shape"] >= 0.98
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)
 def test_a_random_weight_model_of_the_same_architecture_fails_the_small_eval(tmp_path):
     from generation.engine.demo import build_random_model
 
