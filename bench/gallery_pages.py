@@ -151,7 +151,7 @@ def main() -> None:
 
     url = os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
     if not urlparse(url).scheme.startswith("postgres"):
-        raise SystemExit("bench/gallery.py needs DATABASE_URL to point at PostgreSQL")
+        raise SystemExit("bench/gallery_pages.py needs DATABASE_URL to point at PostgreSQL")
     os.environ.setdefault("STUDIO_ENV", "test")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
     recreate_database(url)
@@ -189,15 +189,11 @@ def main() -> None:
         for name, params in scenarios:
             params = dict(params)
             deep = params.pop("deep", False)
-            if deep:
-                cursors = random_cursors(rng, params, 50)
+            cursors = random_cursors(rng, params, 50) if deep else []
 
-                def url_for(params=params, cursors=cursors) -> str:
-                    return base + "?" + urlencode({**params, "cursor": rng.choice(cursors)})
-            else:
-
-                def url_for(params=params) -> str:
-                    return base + "?" + urlencode(params)
+            def url_for(params: dict = params, cursors: list = cursors) -> str:
+                query = {**params, "cursor": rng.choice(cursors)} if cursors else params
+                return base + "?" + urlencode(query)
 
             times = measure(client, url_for, args.requests)
             p50 = statistics.median(times)
