@@ -133,16 +133,17 @@ class Launcher:
     def ensure_admin(self) -> None:
         from studio.services import do_ensure_admin
 
-        user, generated = do_ensure_admin(self.admin_username, self.admin_password)
-        if generated:
+        user, created, generated = do_ensure_admin(self.admin_username, self.admin_password)
+        if created:
             self.log("")
             self.log("  First run: created the site admin.")
             self.log(f"    username: {user.username}")
-            self.log(f"    password: {generated}")
-            self.log("  This password is shown once. Change it after signing in.")
+            if generated:
+                self.log(f"    password: {generated}")
+                self.log("  This password is shown once. Change it after signing in (Account).")
+            else:
+                self.log("    password: the one in STUDIO_ADMIN_PASSWORD")
             self.log("")
-        elif user.username == self.admin_username and self.admin_password is None:
-            self.log(f"Sign in as '{user.username}' (the password printed on the first run).")
 
     def start(self) -> None:
         run_dir = Path(settings.RUN_DIR)

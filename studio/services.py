@@ -114,16 +114,18 @@ def do_revoke_token(user: Any, token_id: int, *, ip: str | None = None) -> None:
     audit.record(user, audit.TOKEN_REVOKE, target=f"token:{row.prefix}", ip=ip)
 
 
-def do_ensure_admin(username: str, password: str | None) -> tuple[Any, str | None]:
-    """Create the first site admin if no admin exists. Returns (user, generated password or None)."""
+def do_ensure_admin(username: str, password: str | None) -> tuple[Any, bool, str | None]:
+    """Create the first site admin if no admin exists.
+
+    Returns (the admin, whether it was created now, the generated password — None when one was given)."""
     existing = User.objects.filter(is_superuser=True).first()
     if existing is not None:
-        return existing, None
+        return existing, False, None
     generated = None
     if not password:
         generated = password = secrets.token_urlsafe(12)
     user = User.objects.create_superuser(username=username, email="", password=password)
-    return user, generated
+    return user, True, generated
 
 
 def check_token_name(name: Any) -> str:

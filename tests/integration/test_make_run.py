@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 class Run:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, **extra_env: str) -> None:
         self.env = {
             k: v
             for k, v in os.environ.items()
@@ -29,6 +29,7 @@ class Run:
         self.env.update(
             STUDIO_DATA_DIR=str(data_dir), STUDIO_MODELS_DIR=str(settings.MODELS_DIR), PYTHONUNBUFFERED="1"
         )
+        self.env.update(extra_env)
         self.port = port
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
@@ -150,3 +151,13 @@ def test_nothing_outlives_a_killed_launcher(tmp_path, runs):
         interval=0.2,
         what="daphne and redis to stop after the launcher was killed",
     )
+
+
+def test_the_admin_password_can_come_from_the_environment(tmp_path, runs):
+    chosen = {"STUDIO_ADMIN_USERNAME": "boss", "STUDIO_ADMIN_PASSWORD": "a long chosen password"}
+    run = Run(tmp_path / "var", free_port(), **chosen)
+    runs.append(run)
+    output = "".join(run.lines)
+    assert "username: boss" in output
+    assert "password: the one in STUDIO_ADMIN_PASSWORD" in output
+    assert "a long chosen password" not in output
