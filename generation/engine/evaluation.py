@@ -14,7 +14,8 @@ with no knowledge of its prompt (``read_image``) and compared with what the prom
 * shape: template matching. The mask is cropped to its bounding box and resampled to 24×24, and compared
   with each shape drawn by the scene renderer and treated the same way; the shape with the highest
   intersection-over-union wins. Holes are kept, so a ring differs from a disc; the bounding-box crop makes
-  it size- and position-independent. On rendered (true) scenes it is right on every image (see the tests).
+  it size- and position-independent. On rendered (true) scenes it is right on over 99% of pictures (see
+  the tests).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -138,7 +140,7 @@ class Check:
 class EvalResult:
     checks: list[Check]
     images: list[Image.Image]
-    settings: dict[str, object] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     def scores(self) -> dict[str, float]:
@@ -192,33 +194,36 @@ def evaluate(
     steps: int | None = None,
     guidance: float | None = None,
     scheduler: str | None = None,
+    held_out: bool = True,
 ) -> EvalResult:
     """Generate ``prompts`` held-out prompts × ``seeds`` seeds (0…seeds-1) with the model's defaults
-    (unless overridden) through ``runner.generate``, and read every picture back."""
+    (unless overridden) through ``runner.generate``, and read every picture back. ``held_out=False``: the
+    validation prompts (training colour–shape pairs) instead."""
     from .registry import load_model_info
     from .runner import GenerationRequest, generate
 
     info = load_model_info(Path(model_path))
-    settings: dict[str, object] = {
+    settings: dict[str, Any] = {
         "steps": steps or info.default_steps,
         "guidance": guidance if guidance is not None else info.default_guidance,
         "scheduler": scheduler or info.default_scheduler,
         "size": f"{info.default_width}×{info.default_height}",
         "prompts": prompts,
         "seeds": seeds,
+        "set": "held-out" if held_out else "validation",
     }
     checks: list[Check] = []
     images: list[Image.Image] = []
     started = time.perf_counter()
-    for scene in scenes.evaluation_scenes(prompts):
+    for scene in scenes.evaluation_scenes(prompts, held_out=held_out):
         request = GenerationRequest(
             model=info,
             prompt=scene.caption,
             negative_prompt="",
             width=info.default_width,
             height=info.default_height,
-            steps=int(settings["steps"]),  # type: ignore[call-overload]
-            guidance_scale=float(settings["guidance"]),  # type: ignore[arg-type]
+            steps=int(settings["steps"]),
+            guidance_scale=float(settings["guidance"]),
             seed=0,
             scheduler=str(settings["scheduler"]),
             num_images=seeds,
@@ -235,7 +240,8 @@ def table(result: EvalResult, targets: dict[str, float] = TARGETS) -> str:
     s = result.settings
     scores = result.scores()
     lines = [
-        f"{s.get('prompts')} held-out prompts × {s.get('seeds')} seeds = {len(result.checks)} images "
+        f"{s.get('prompts')} {s.get('set', 'held-out')} prompts × {s.get('seeds')} seeds = "
+        f"{len(result.checks)} images "
         f"({s.get('steps')} {s.get('scheduler')} steps, guidance {s.get('guidance')}, {s.get('size')}; "
         f"{result.seconds:.1f} s)",
         "",
@@ -255,7 +261,7 @@ def contact_sheet(result: EvalResult, tile: int = 96) -> Image.Image:
     """One row per prompt: the prompt, then its pictures, each with its four checks (✓/✗)."""
     font = ImageFont.load_default(size=11)
     text_width, pad, label = 260, 6, 14
-    per_row = max(1, int(result.settings.get("seeds", 1)))  # type: ignore[call-overload]
+    per_row = max(1, int(result.settings.get("seeds", 1)))
     rows = [result.checks[i : i + per_row] for i in range(0, len(result.checks), per_row)]
     row_h = tile + label + pad
     sheet = Image.new("RGB", (text_width + per_row * (tile + pad) + pad, len(rows) * row_h + pad), "white")

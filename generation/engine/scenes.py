@@ -355,11 +355,14 @@ def training_scenes(seed: int) -> Iterator[Scene]:
         yield training_scene(rng)
 
 
-def evaluation_scenes(count: int, seed: int = 1234) -> list[Scene]:
+def evaluation_scenes(count: int, seed: int = 1234, *, held_out: bool = True) -> list[Scene]:
     """``count`` single-shape prompts, every one a colour–shape pair the training sampler never draws,
-    cycling through the held-out pairs with a random size, position, background and phrasing."""
+    cycling through the held-out pairs with a random size, position, background and phrasing.
+
+    ``held_out=False`` draws from the training pairs instead: a validation set for choosing settings such
+    as the default guidance without looking at the held-out pairs."""
     rng = random.Random(seed)  # noqa: S311 - data synthesis, not security
-    pairs = sorted(HELD_OUT_PAIRS)
+    pairs = sorted(HELD_OUT_PAIRS if held_out else TRAIN_PAIRS)
     rng.shuffle(pairs)
     scenes = []
     for i in range(count):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+# Before torch loads OpenMP: waiting threads sleep rather than spin. On a CPU shared with other work,
+# spinning threads hold the cores the descheduled one needs, and every parallel region stalls.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class Command(BaseCommand):
@@ -25,6 +30,11 @@ class Command(BaseCommand):
         parser.add_argument("--guidance", type=float, default=None, help="Default: the model's.")
         parser.add_argument("--scheduler", default=None, help="Default: the model's.")
         parser.add_argument(
+            "--validation",
+            action="store_true",
+            help="Prompts from training colour–shape pairs instead (for tuning settings such as guidance).",
+        )
+        parser.add_argument(
             "--sheet", type=Path, default=None, help="Contact sheet PNG (default: in the data dir)."
         )
 
@@ -41,6 +51,7 @@ class Command(BaseCommand):
             steps=options["steps"],
             guidance=options["guidance"],
             scheduler=options["scheduler"],
+            held_out=not options["validation"],
         )
         self.stdout.write(f"Model: {model}")
         self.stdout.write(evaluation.table(result))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+
+# Before torch loads OpenMP: waiting threads sleep rather than spin. On a CPU shared with other work,
+# spinning threads hold the cores the descheduled one needs, and every parallel region stalls.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class Command(BaseCommand):
