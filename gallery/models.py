@@ -53,7 +53,8 @@ class Asset(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         # The gallery's keyset pages, unfiltered and per filter (gallery/queries.py); PostgreSQL scans them
-        # backwards for the oldest-first order. The prompt's full-text GIN index is in migration 0006.
+        # backwards for the oldest-first order. The prompt's stored full-text vector and its GIN index are in
+        # migration 0007 (PostgreSQL only).
         indexes = [
             models.Index(fields=["project", "-created_at", "-id"], name="asset_project_recent"),
             models.Index(

@@ -8,8 +8,9 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.contrib.postgres.search import SearchQuery, SearchVectorField
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Expression, QuerySet
 from django.utils import timezone
 
 from studio.errors import InvalidInput
@@ -20,8 +21,20 @@ from .models import Asset, AssetStatus
 ORDERS = {"newest": "Newest first", "oldest": "Oldest first"}
 # The keys filtered_assets reads; the page keeps them in its links (cursor and partial are added there).
 FILTER_KEYS = ("status", "author", "model", "since", "until", "q", "order", "favourites", "board", "tag")
-# The indexed search configuration: the GIN index in migration 0005 is built on exactly this expression.
+# The search configuration of the stored ``prompt_search`` column (gallery migration 0007, PostgreSQL only).
 SEARCH_CONFIG = "english"
+
+
+class PromptSearchVector(Expression):
+    """The asset table's stored ``prompt_search`` tsvector column, a generated column the ORM does not
+    manage (SQLite has no such type). Compiled against the query's own alias for the asset table, so it
+    also works inside subqueries."""
+
+    output_field = SearchVectorField()
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        alias = compiler.query.get_initial_alias()
+        return f"{compiler.quote_name_unless_alias(alias)}.prompt_search", []
 
 
 class AssetFilterForm(forms.Form):
@@ -144,9 +157,7 @@ def search(queryset: QuerySet[Asset], q: str) -> QuerySet[Asset]:
     a plain substring match elsewhere (SQLite in development and tests)."""
     if connection.vendor != "postgresql":
         return queryset.filter(prompt__icontains=q)
-    from django.contrib.postgres.search import SearchQuery, SearchVector
-
-    return queryset.alias(search=SearchVector("prompt", config=SEARCH_CONFIG)).filter(
+    return queryset.alias(search=PromptSearchVector()).filter(
         search=SearchQuery(q, search_type="websearch", config=SEARCH_CONFIG)
     )
 

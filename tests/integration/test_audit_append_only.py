@@ -29,7 +29,7 @@ def refused(sql: str, params: list) -> bool:
 
 def test_raw_updates_and_deletes_are_refused(event):
     assert refused("UPDATE studio_auditevent SET target = 'user:eve' WHERE id = %s", [event.pk])
-    assert refused("UPDATE studio_auditevent SET details = '{\"role\": \"lead\"}' WHERE id = %s", [event.pk])
+    assert refused('UPDATE studio_auditevent SET details = \'{"role": "lead"}\' WHERE id = %s', [event.pk])
     assert refused("UPDATE studio_auditevent SET actor_id = NULL, target = 'x' WHERE id = %s", [event.pk])
     assert refused("DELETE FROM studio_auditevent WHERE id = %s", [event.pk])
     # Past the application's own guards, too.

@@ -1,5 +1,6 @@
 """On PostgreSQL the gallery searches prompts with full-text search (stemming, web-search syntax), and the
-GIN index of migration 0006 matches the expression the query uses, so the planner can take it."""
+query reads the stored, GIN-indexed vector of migration 0007, so the planner can take the index and never
+re-parses prompts row by row."""
 
 from __future__ import annotations
 
@@ -56,4 +57,12 @@ def test_the_search_index_serves_the_query(team, assets):
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_indexscan = off")
         plan = search(Asset.objects.order_by(), "sofa").explain()
-    assert "asset_prompt_search" in plan
+    assert "asset_prompt_search_stored" in plan
+    assert "to_tsvector" not in plan  # the stored column is read, not recomputed
+
+
+def test_search_works_inside_a_subquery(team, assets):
+    # Subqueries alias the asset table (U0): the stored column must follow the alias.
+    inner = search(Asset.objects.filter(project=team["project"]), "cats").values("id")
+    found = Asset.objects.filter(id__in=inner).order_by("-created_at")
+    assert [a.prompt for a in found] == ["A ginger cat sleeping on a red sofa", "two cats playing"]
