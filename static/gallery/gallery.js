@@ -117,10 +117,11 @@
       const next = response.headers.get("X-Next-Page");
       if (next) {
         nextLink.href = next;
-        // A short page may leave the sentinel in view, and the observer only reports changes.
-        if (sentinel.getBoundingClientRect().top < window.innerHeight + 600) {
-          window.setTimeout(function () { loadMore(observer); }, 0);
-        }
+        // The observer only reports changes: a short page, or a reader already back at the bottom by the
+        // next frame, leaves the sentinel in view with nothing reported. Observing afresh always reports
+        // the sentinel's state once, so the next page comes whenever it is still in reach.
+        observer.unobserve(sentinel);
+        observer.observe(sentinel);
       } else {
         observer.disconnect();
         nextLink.remove();
