@@ -20,7 +20,7 @@ from .models import Asset, Board, Notification
 from .permissions import boards_visible_to
 from .queries import filtered_assets
 from .serializers import asset_to_dict, board_to_dict, comment_to_dict, notification_to_dict, review_to_dict
-from .views import asset_or_404, export_response, image_response, thumbnail_response
+from .views import asset_or_404, export_response, image_response, mask_response, thumbnail_response
 
 PAGE_SIZE = 30
 NOTIFICATIONS_PAGE = 50
@@ -64,6 +64,11 @@ def asset_image(request: HttpRequest, asset_id: str) -> FileResponse:
 @api(["GET"])
 def asset_thumbnail(request: HttpRequest, asset_id: str) -> FileResponse:
     return thumbnail_response(asset_or_404(request.user, asset_id))
+
+
+@api(["GET"])
+def asset_mask(request: HttpRequest, asset_id: str) -> FileResponse:
+    return mask_response(asset_or_404(request.user, asset_id))
 
 
 @api(["GET"])

@@ -17,6 +17,11 @@ class AssetStatus(models.TextChoices):
     CHANGES_REQUESTED = "changes_requested", "Changes requested"
 
 
+class AssetKind(models.TextChoices):
+    GENERATED = "generated", "Generated"
+    UPLOAD = "upload", "Uploaded"
+
+
 def asset_upload_to(asset: Asset, filename: str) -> str:
     return f"assets/{asset.project_id}/{asset.created_at:%Y/%m}/{asset.id}.png"
 
@@ -26,15 +31,26 @@ def thumbnail_upload_to(asset: Asset, filename: str) -> str:
     return f"assets/{asset.project_id}/{asset.created_at:%Y/%m}/{asset.id}.thumb.jpg"
 
 
+def mask_upload_to(asset: Asset, filename: str) -> str:
+    return f"assets/{asset.project_id}/{asset.created_at:%Y/%m}/{asset.id}.mask.png"
+
+
 class Asset(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="assets")
     job = models.ForeignKey("generation.Job", on_delete=models.SET_NULL, null=True, related_name="assets")
     index = models.PositiveSmallIntegerField(default=0)
+    kind = models.CharField(max_length=20, choices=AssetKind.choices, default=AssetKind.GENERATED)
+    # The image this one was made from (img2img, inpainting, variations, upscales); kept when it is deleted.
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
+    )
     file = models.FileField(upload_to=asset_upload_to, max_length=300)
     # A JPEG of at most 256 px for grids; empty for assets made before thumbnails existed (they fall back
     # to the full image).
     thumbnail = models.FileField(upload_to=thumbnail_upload_to, max_length=300, blank=True)
+    # The inpainting mask the image was made with (white = repainted), a greyscale PNG; empty otherwise.
+    mask = models.FileField(upload_to=mask_upload_to, max_length=300, blank=True)
     # The PNG's size in bytes, so an export can announce its size before streaming; null for older assets.
     file_size = models.PositiveBigIntegerField(null=True, blank=True)
     width = models.PositiveIntegerField()

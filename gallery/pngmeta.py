@@ -14,19 +14,23 @@ def a1111_parameters(params: dict[str, Any], model_name: str, model_sha256: str)
     lines = [params.get("prompt", "")]
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {params['negative_prompt']}")
-    lines.append(
-        ", ".join(
-            [
-                f"Steps: {params['steps']}",
-                f"Sampler: {params['scheduler']}",
-                f"CFG scale: {params['guidance_scale']}",
-                f"Seed: {params['seed']}",
-                f"Size: {params['width']}x{params['height']}",
-                f"Model hash: {model_sha256[:10]}",
-                f"Model: {model_name}",
-            ]
-        )
-    )
+    fields = [
+        f"Steps: {params['steps']}",
+        f"Sampler: {params['scheduler']}",
+        f"CFG scale: {params['guidance_scale']}",
+        f"Seed: {params['seed']}",
+        f"Size: {params['width']}x{params['height']}",
+        f"Model hash: {model_sha256[:10]}",
+        f"Model: {model_name}",
+    ]
+    # Images made from another image: the mode, how strongly it was repainted, and which image it was.
+    if params.get("strength") is not None:
+        fields.append(f"Denoising strength: {params['strength']}")
+    if params.get("mode") not in (None, "txt2img"):
+        fields.append(f"Mode: {params['mode']}")
+    if params.get("init_asset"):
+        fields.append(f"Init image: {params['init_asset']}")
+    lines.append(", ".join(fields))
     return "\n".join(lines)
 
 

@@ -29,6 +29,9 @@ def asset_to_dict(asset: Asset) -> dict[str, Any]:
         "status": asset.status,
         "created_by": asset.created_by.username,
         "created_at": asset.created_at.isoformat(),
+        "kind": asset.kind,
+        "parent": str(asset.parent_id) if asset.parent_id else None,
+        "mask_url": reverse("api-asset-mask", args=[asset.id]) if asset.mask else None,
     }
 
 

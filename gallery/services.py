@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.db import transaction
@@ -16,6 +17,7 @@ from PIL import Image
 
 from generation import realtime
 from studio import audit
+from studio import permissions as studio_permissions
 from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
 
@@ -24,6 +26,7 @@ from .models import (
     DECISION_STATUS,
     TAG_NAME_MAX,
     Asset,
+    AssetKind,
     AssetStatus,
     AssetTag,
     Board,
@@ -84,9 +87,14 @@ def do_create_job_assets(
     job: Any, images: list[Image.Image], seeds: list[int], *, model_name: str, model_sha256: str
 ) -> list[Asset]:
     """Store a finished job's images as assets. Call inside the transaction that marks the job succeeded;
-    the (job, index) constraint makes a second call for the same job fail instead of duplicating."""
+    the (job, index) constraint makes a second call for the same job fail instead of duplicating.
+
+    An image made from another (img2img, inpainting, variation, upscale) records it as its parent when it
+    still exists, and an inpainted one keeps a copy of its mask beside its PNG."""
     assets = []
     saved_files = []
+    parent = _job_parent(job)
+    mask_png = _job_mask(job)
     try:
         for index, (image, seed) in enumerate(zip(images, seeds, strict=True)):
             params = dict(job.params, seed=seed, num_images=1)
@@ -94,6 +102,8 @@ def do_create_job_assets(
                 project_id=job.project_id,
                 job=job,
                 index=index,
+                kind=AssetKind.GENERATED,
+                parent=parent,
                 width=image.width,
                 height=image.height,
                 seed=seed,
@@ -106,24 +116,26 @@ def do_create_job_assets(
                 created_by_id=job.created_by_id,
                 created_at=timezone.now(),
             )
-            data = png_with_provenance(
-                image,
-                params,
-                {
-                    "model": job.model_id,
-                    "model_name": model_name,
-                    "model_sha256": model_sha256,
-                    "job": str(job.id),
-                    "asset": str(asset.id),
-                    "project": job.project.slug,
-                    "created_by": job.created_by.username,
-                },
-            )
+            provenance = {
+                "model": job.model_id,
+                "model_name": model_name,
+                "model_sha256": model_sha256,
+                "job": str(job.id),
+                "asset": str(asset.id),
+                "project": job.project.slug,
+                "created_by": job.created_by.username,
+            }
+            if job.params.get("init_asset"):
+                provenance["parent"] = str(job.params["init_asset"])
+            data = png_with_provenance(image, params, provenance)
             asset.file.save(f"{asset.id}.png", ContentFile(data), save=False)
             saved_files.append(str(asset.file.name))
             asset.file_size = len(data)
             asset.thumbnail.save(f"{asset.id}.thumb.jpg", ContentFile(make_thumbnail(image)), save=False)
             saved_files.append(str(asset.thumbnail.name))
+            if mask_png is not None:
+                asset.mask.save(f"{asset.id}.mask.png", ContentFile(mask_png), save=False)
+                saved_files.append(str(asset.mask.name))
             asset.save()
             assets.append(asset)
     except Exception:
@@ -131,6 +143,153 @@ def do_create_job_assets(
         delete_stored_files(saved_files)
         raise
     return assets
+
+
+def _job_parent(job: Any) -> Asset | None:
+    """The job's start image, if it has one and it is still in the job's project."""
+    raw = job.params.get("init_asset")
+    if not raw:
+        return None
+    try:
+        return Asset.objects.filter(project_id=job.project_id, pk=uuid.UUID(str(raw))).first()
+    except ValueError:
+        return None
+
+
+def _job_mask(job: Any) -> bytes | None:
+    """The bytes of the job's stored inpainting mask, if it has one."""
+    name = job.params.get("mask")
+    if not name:
+        return None
+    with asset_storage().open(name, "rb") as f:
+        data: bytes = f.read()
+    return data
+
+
+# --- uploads --
+
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")
+NOT_AN_IMAGE = "That file is not an image we can read (PNG, JPEG or WebP)."
+
+
+def upload_max_bytes() -> int:
+    return int(settings.STUDIO_UPLOAD_MAX_BYTES)
+
+
+def upload_max_pixels() -> int:
+    return int(settings.STUDIO_UPLOAD_MAX_PIXELS)
+
+
+def decode_image(
+    data: bytes, *, field: str, formats: tuple[str, ...], max_pixels: int, not_readable: str
+) -> Image.Image:
+    """Decode untrusted bytes into a fully loaded image, or InvalidInput (400) naming ``field``.
+
+    Only the given formats' decoders are tried; the header's size is checked against ``max_pixels`` before
+    any pixel is decoded; the file is verified, then opened again and loaded (``verify`` leaves the image
+    unusable), so a truncated or corrupt file is refused here rather than later."""
+    try:
+        with Image.open(io.BytesIO(data), formats=list(formats)) as probe:
+            width, height = probe.size
+            if width * height > max_pixels:
+                raise InvalidInput(
+                    f"The image is too large: {width} × {height} pixels (at most "
+                    f"{max_pixels / 1_000_000:.1f} megapixels).",
+                    {field: [f"At most {max_pixels / 1_000_000:.1f} megapixels."]},
+                )
+            probe.verify()
+        image = Image.open(io.BytesIO(data), formats=list(formats))
+        image.load()
+    except InvalidInput:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(not_readable, {field: [not_readable]}) from exc
+    return image
+
+
+def flatten_to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels only: upright as the camera meant (EXIF orientation applied), transparency laid on white."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return image.convert("RGB")
+
+
+def check_upload(user: Any, project: Project) -> None:
+    if not studio_permissions.can_generate(user, project):
+        raise NotAllowed("Only the project's artists, leads and site admins may upload images.")
+
+
+def do_upload_image(actor: Any, project: Project, file: Any, *, ip: str | None = None) -> Asset:
+    """Store an uploaded image as an asset of kind ``upload`` (a start image for the generation modes).
+
+    The file is decoded and written again as a plain PNG, so nothing but its pixels is kept: no EXIF or
+    other metadata, nothing appended after the image. Refused with a clear 400 when missing, too big in
+    bytes or pixels, or not a PNG, JPEG or WebP image. Uploads count against no quota."""
+    check_upload(actor, project)
+    if file is None or not hasattr(file, "read"):
+        raise InvalidInput("Choose an image file to upload.", {"image": ["This field is required."]})
+    limit = upload_max_bytes()
+    size = getattr(file, "size", None)
+    data = file.read(limit + 1) if size is None or size <= limit else b""
+    if (size is not None and size > limit) or len(data) > limit:
+        raise InvalidInput(
+            f"The file is too large (at most {limit // (1024 * 1024)} MB).",
+            {"image": [f"At most {limit // (1024 * 1024)} MB."]},
+        )
+    if not data:
+        raise InvalidInput(NOT_AN_IMAGE, {"image": [NOT_AN_IMAGE]})
+    decoded = decode_image(
+        data, field="image", formats=UPLOAD_FORMATS, max_pixels=upload_max_pixels(), not_readable=NOT_AN_IMAGE
+    )
+    original_format = decoded.format or ""
+    image = flatten_to_rgb(decoded)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=4)
+    png = buffer.getvalue()
+    name = str(getattr(file, "name", "") or "")
+    asset = Asset(
+        project=project,
+        kind=AssetKind.UPLOAD,
+        width=image.width,
+        height=image.height,
+        seed=0,
+        prompt="",
+        params={"kind": AssetKind.UPLOAD.value, "filename": name[-200:], "format": original_format},
+        model_id="",
+        model_name="Uploaded image",
+        model_sha256="",
+        created_by=actor,
+        created_at=timezone.now(),
+    )
+    saved: list[str] = []
+    try:
+        with transaction.atomic():
+            asset.file.save(f"{asset.id}.png", ContentFile(png), save=False)
+            saved.append(str(asset.file.name))
+            asset.file_size = len(png)
+            asset.thumbnail.save(f"{asset.id}.thumb.jpg", ContentFile(make_thumbnail(image)), save=False)
+            saved.append(str(asset.thumbnail.name))
+            asset.save()
+            audit.record(
+                actor,
+                audit.ASSET_UPLOAD,
+                target=f"asset:{asset.id}",
+                project=project,
+                ip=ip,
+                details={"bytes": len(png), "width": image.width, "height": image.height},
+            )
+            _send_after_commit(project.slug, {"type": realtime.ASSET_CREATED, "asset": asset_to_dict(asset)})
+    except Exception:
+        delete_stored_files(saved)
+        raise
+    logger.info("asset %s uploaded to %s by %s (%s bytes)", asset.id, project.slug, actor, len(png))
+    return asset
 
 
 # --- deletion --
@@ -146,7 +305,7 @@ def do_delete_asset(actor: Any, asset: Asset, *, ip: str | None = None) -> None:
     """Delete the asset's row and audit it; its PNG and thumbnail leave storage once the deletion commits
     (so a rolled-back deletion never loses the files)."""
     check_delete_asset(actor, asset)
-    names = [str(asset.file.name or ""), str(asset.thumbnail.name or "")]
+    names = [str(asset.file.name or ""), str(asset.thumbnail.name or ""), str(asset.mask.name or "")]
     asset_id, project = str(asset.id), asset.project
     with transaction.atomic():
         asset.delete()

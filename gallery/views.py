@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -58,6 +58,16 @@ def thumbnail_response(asset: Asset) -> FileResponse:
         return image_response(asset)
     response = FileResponse(asset.thumbnail.open("rb"), content_type="image/jpeg")
     response["Content-Disposition"] = f'inline; filename="{asset.id}.thumb.jpg"'
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def mask_response(asset: Asset) -> FileResponse:
+    """The inpainting mask an image was made with (white = repainted); 404 when it has none."""
+    if not asset.mask:
+        raise Http404("This image was not made with a mask.")
+    response = FileResponse(asset.mask.open("rb"), content_type="image/png")
+    response["Content-Disposition"] = f'inline; filename="{asset.id}.mask.png"'
     response["Cache-Control"] = "private, max-age=3600"
     return response
 
@@ -135,6 +145,12 @@ def asset_thumb(request: HttpRequest, asset_id: str) -> FileResponse:
 
 
 @login_required
+@require_GET
+def asset_mask(request: HttpRequest, asset_id: str) -> FileResponse:
+    return mask_response(asset_or_404(request.user, asset_id))
+
+
+@login_required
 @require_POST
 def asset_delete(request: HttpRequest, asset_id: str) -> HttpResponse:
     """The asset page's Delete button (confirmed on the page). Leads and admins; 404 for non-members."""
@@ -165,9 +181,34 @@ def _asset_context(request: HttpRequest, asset: Asset, **extra: Any) -> dict[str
         "reviews": asset.reviews.select_related("by"),
         "comments": asset.comments.select_related("author"),
         "params": sorted(asset.params.items()),
+        "parent": _visible_parent(user, asset),
+        "start_image_actions": _start_image_actions(asset)
+        if studio_permissions.can_generate(user, asset.project)
+        else [],
         **asset_page_context(user, asset),
         **extra,
     }
+
+
+def _visible_parent(user: Any, asset: Asset) -> Asset | None:
+    """The image this one was made from, when it still exists (and so is visible: same project)."""
+    if not asset.parent_id:
+        return None
+    return assets_visible_to(user).filter(id=asset.parent_id).first()
+
+
+def _start_image_actions(asset: Asset) -> list[tuple[str, str, str]]:
+    """The asset page's links that open the generate page with this image as the start image:
+    (element id, label, URL)."""
+    base = reverse("project", args=[asset.project.slug]) + "?"
+    links = [
+        ("use-as-start", "Use as start image", {"mode": "img2img"}),
+        ("inpaint", "Inpaint", {"mode": "inpaint"}),
+        ("vary-subtle", "Vary (subtle)", {"mode": "variation", "variation": "subtle"}),
+        ("vary-strong", "Vary (strong)", {"mode": "variation", "variation": "strong"}),
+        ("upscale", "Upscale ×2", {"mode": "upscale", "scale": "2"}),
+    ]
+    return [(key, label, base + urlencode({"init": str(asset.id), **query})) for key, label, query in links]
 
 
 def _asset_page_error(request: HttpRequest, asset: Asset, exc: ServiceError, **extra: Any) -> HttpResponse:

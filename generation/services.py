@@ -6,25 +6,32 @@ Every state change is one of ``Job``'s conditional transitions; live events and 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import logging
 import math
 import secrets
+import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
+from PIL import Image
 
 from gallery.serializers import asset_to_dict
-from gallery.services import do_create_job_assets
+from gallery.services import asset_storage, delete_stored_files, do_create_job_assets
 from studio import audit, quotas
 from studio import permissions as studio_permissions
 from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
 
-from . import realtime
+from . import library, realtime
 from .engine import registry
 from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import can_cancel
@@ -47,9 +54,15 @@ JOB_FIELDS = {
     "scheduler",
     "num_images",
     "mode",
+    "init_asset",
+    "mask",
+    "strength",
+    "variation",
+    "scale",
+    "loras",
 }
-# Parts of the job body (shared/API.md) that belong to generation modes this installation does not run yet.
-MODE_FIELDS = {"init_asset", "mask", "strength", "variation", "scale", "loras"}
+# Parts of the job body (shared/API.md) that belong to features this installation does not run yet.
+MODE_FIELDS: set[str] = set()
 
 
 # --- validation --
@@ -100,9 +113,26 @@ def _text(value: Any, name: str, *, required: bool, errors: dict[str, list[str]]
     return value
 
 
-def check_job_params(data: dict[str, Any]) -> tuple[registry.ModelInfo, dict[str, Any]]:
+@dataclass
+class JobInputs:
+    """What a job body brings besides its parameters: the start image and the cleaned inpainting mask (a
+    greyscale PNG of the start image's size, white = repaint), filled in by ``check_job_params``."""
+
+    init_asset: Any = None
+    mask_png: bytes | None = None
+
+
+def check_job_params(
+    data: dict[str, Any],
+    *,
+    user: Any = None,
+    project: Project | None = None,
+    inputs: JobInputs | None = None,
+) -> tuple[registry.ModelInfo, dict[str, Any]]:
     """Validate a job body; return the model and every parameter as it will be used (seed included).
 
+    Every mode but txt2img needs ``user`` and ``project``: the start image must be an image of that project
+    the user sees. ``inputs``, when given, receives the start image and the cleaned mask.
     Raises InvalidInput listing every bad field; nothing is stored.
     """
     errors: dict[str, list[str]] = {}
@@ -112,12 +142,15 @@ def check_job_params(data: dict[str, Any]) -> tuple[registry.ModelInfo, dict[str
                 errors[key] = ["Only text-to-image generation is available on this studio."]
         elif key not in JOB_FIELDS:
             errors[key] = ["Unknown field."]
-    mode = data.get("mode") or "txt2img"
-    if mode != "txt2img":
-        errors["mode"] = ["Only txt2img is available on this studio."]
+    mode, init = _check_mode_and_start_image(data, user, project, errors)
 
-    prompt = _text(data.get("prompt"), "prompt", required=True, errors=errors)
-    negative = _text(data.get("negative_prompt"), "negative_prompt", required=False, errors=errors)
+    prompt_default = negative_default = ""
+    if init is not None and mode in PROMPT_FROM_START_IMAGE:
+        prompt_default, negative_default = init.prompt, init.negative_prompt
+    prompt = _text(data.get("prompt") or prompt_default, "prompt", required=True, errors=errors)
+    negative = _text(
+        data.get("negative_prompt") or negative_default, "negative_prompt", required=False, errors=errors
+    )
 
     model_id = data.get("model")
     model = registry.get_model(model_id) if isinstance(model_id, str) and model_id else None
@@ -128,9 +161,15 @@ def check_job_params(data: dict[str, Any]) -> tuple[registry.ModelInfo, dict[str
     elif model is None:
         errors["model"] = ["No such model."]
 
-    params: dict[str, Any] = {"mode": "txt2img", "prompt": prompt, "negative_prompt": negative}
+    params: dict[str, Any] = {"mode": mode, "prompt": prompt, "negative_prompt": negative}
     if model is not None:
-        for dim, default in (("width", model.default_width), ("height", model.default_height)):
+        if mode not in model.modes:
+            errors["mode"] = [f"{model.name} does not do {MODE_LABELS.get(mode, mode).lower()}."]
+        size_defaults = (model.default_width, model.default_height)
+        if init is not None and mode != "upscale":
+            size_defaults = _fit_size(init.width, init.height, model)
+        # An upscale's size is its start image's times the scale (checked with the scale below).
+        for dim, default in zip(("width", "height"), size_defaults, strict=True) if mode != "upscale" else ():
             value = _int(data.get(dim, default), dim, model.min_size, model.max_size, errors)
             if value is not None and value % 8:
                 errors[dim] = ["Must be a multiple of 8."]
@@ -152,11 +191,218 @@ def check_job_params(data: dict[str, Any]) -> tuple[registry.ModelInfo, dict[str
         secrets.randbelow(MAX_SEED + 1) if seed in (None, "") else _int(seed, "seed", 0, MAX_SEED, errors)
     )
     params["num_images"] = _int(data.get("num_images", 1), "num_images", 1, 8, errors)
+    if mode != "txt2img":
+        mask_png = _check_mode_params(data, mode, init, model, params, errors)
+        if inputs is not None:
+            inputs.init_asset, inputs.mask_png = init, mask_png
+    if model is not None and data.get("loras") not in (None, []):
+        params["loras"] = library.check_loras(data.get("loras"), model, errors)
 
     if errors:
         raise InvalidInput("Some fields are invalid: " + ", ".join(sorted(errors)) + ".", errors)
     assert model is not None
     return model, params
+
+
+# --- generation modes --
+
+MODE_LABELS = {
+    "txt2img": "Text to image",
+    "img2img": "Image to image",
+    "inpaint": "Inpainting",
+    "variation": "Variations",
+    "upscale": "Upscaling",
+}
+# How strongly each mode repaints its start image unless the body says (variations: per kind).
+DEFAULT_STRENGTH = {"img2img": 0.6, "inpaint": 0.85, "upscale": 0.3}
+VARIATION_STRENGTH = {"subtle": 0.3, "strong": 0.6}
+UPSCALE_FACTORS = (2, 4)
+# Modes whose prompt defaults to the start image's (a variation or an upscale of the same picture).
+PROMPT_FROM_START_IMAGE = {"variation", "upscale"}
+# Which body fields belong to which modes (besides init_asset, needed by all of them).
+FIELD_MODES = {
+    "mask": {"inpaint"},
+    "strength": {"img2img", "inpaint", "variation", "upscale"},
+    "variation": {"variation"},
+    "scale": {"upscale"},
+}
+MASK_PREFIX = "data:image/png;base64,"
+MASK_MAX_CHARS = 8 * 1024 * 1024
+EMPTY_MASK = "Paint the area to repaint first."
+NO_SUCH_ASSET = "No such asset."
+
+
+def _check_mode_and_start_image(
+    data: dict[str, Any], user: Any, project: Project | None, errors: dict[str, list[str]]
+) -> tuple[str, Any]:
+    """The mode (txt2img when it is unknown: its error is recorded) and the start image it needs: an image
+    of the job's project that the user sees. Another project's image, a malformed id and a missing one get
+    the same answer, so nothing leaks."""
+    from gallery.permissions import assets_visible_to
+
+    mode = data.get("mode") or "txt2img"
+    if mode not in MODE_LABELS:
+        errors["mode"] = [f"Choose one of: {', '.join(MODE_LABELS)}."]
+        mode = "txt2img"
+    for key, modes in FIELD_MODES.items():
+        if data.get(key) not in (None, "") and mode not in modes:
+            errors[key] = [f"Only used for {', '.join(MODE_LABELS[m].lower() for m in sorted(modes))}."]
+    raw = data.get("init_asset")
+    if mode == "txt2img":
+        if raw not in (None, ""):
+            errors["init_asset"] = ["Text to image starts from no image; choose another mode."]
+        return mode, None
+    if raw in (None, ""):
+        errors["init_asset"] = ["Choose a start image."]
+        return mode, None
+    init = None
+    if isinstance(raw, str) and user is not None and project is not None:
+        try:
+            wanted = uuid.UUID(raw)
+        except ValueError:
+            wanted = None
+        if wanted is not None:
+            init = assets_visible_to(user).filter(project=project, id=wanted).first()
+    if init is None:
+        errors["init_asset"] = [NO_SUCH_ASSET]
+    return mode, init
+
+
+def _round8(value: float) -> int:
+    return max(8, int(round(value / 8)) * 8)
+
+
+def _fit_size(width: int, height: int, model: registry.ModelInfo) -> tuple[int, int]:
+    """A start image's size as the default output size: multiples of 8 within the model's limits, keeping
+    the aspect ratio as far as the limits allow."""
+    largest = model.max_size / max(width, height)  # the most it may grow (or must shrink)
+    scale = min(1.0, largest)
+    if min(width, height) * scale < model.min_size:
+        scale = min(largest, model.min_size / min(width, height))
+    w, h = (min(model.max_size, max(model.min_size, _round8(side * scale))) for side in (width, height))
+    return w, h
+
+
+def _check_mode_params(
+    data: dict[str, Any],
+    mode: str,
+    init: Any,
+    model: registry.ModelInfo | None,
+    params: dict[str, Any],
+    errors: dict[str, list[str]],
+) -> bytes | None:
+    """Strength, variation, scale and mask for the image-based modes; records them in ``params`` and returns
+    the cleaned mask PNG for inpainting."""
+    if init is not None:
+        params["init_asset"] = str(init.id)
+    default = DEFAULT_STRENGTH.get(mode, 0.6)
+    if mode == "variation":
+        kind = data.get("variation") or "subtle"
+        if kind not in VARIATION_STRENGTH:
+            errors["variation"] = [f"Choose one of: {', '.join(VARIATION_STRENGTH)}."]
+            kind = "subtle"
+        params["variation"] = kind
+        default = VARIATION_STRENGTH[kind]
+    raw_strength = data.get("strength")
+    strength = default if raw_strength in (None, "") else _float(raw_strength, "strength", 0, 1, errors)
+    params["strength"] = strength
+    steps = params.get("steps")
+    if strength is not None and isinstance(steps, int) and "strength" not in errors:
+        if int(steps * strength) < 1:
+            errors["strength"] = [
+                f"Too weak to change anything in {steps} steps: raise the strength or the steps."
+            ]
+    if mode == "upscale":
+        _check_upscale(data, init, model, params, errors)
+    mask_png = None
+    if mode == "inpaint":
+        mask_png = _clean_mask(data.get("mask"), init, errors)
+    return mask_png
+
+
+def _check_upscale(
+    data: dict[str, Any],
+    init: Any,
+    model: registry.ModelInfo | None,
+    params: dict[str, Any],
+    errors: dict[str, list[str]],
+) -> None:
+    for dim in ("width", "height"):
+        if data.get(dim) not in (None, ""):
+            errors[dim] = ["An upscale's size is its start image's size times the scale; leave it out."]
+    scale = _int(data.get("scale", 2), "scale", 0, 2**31, errors)
+    if scale is not None and scale not in UPSCALE_FACTORS:
+        errors["scale"] = [f"Choose one of: {', '.join(map(str, UPSCALE_FACTORS))}."]
+        scale = None
+    params["scale"] = scale
+    if scale is None or init is None or model is None:
+        params["width"] = params["height"] = None
+        return
+    width, height = _round8(init.width * scale), _round8(init.height * scale)
+    params["width"], params["height"] = width, height
+    if max(width, height) > model.max_size:
+        errors["scale"] = [
+            f"Upscaling this {init.width} × {init.height} image ×{scale} gives {width} × {height}; "
+            f"{model.name} makes images of at most {model.max_size} × {model.max_size}."
+        ]
+    elif min(width, height) < model.min_size:
+        errors["scale"] = [
+            f"Upscaling this {init.width} × {init.height} image ×{scale} gives {width} × {height}; "
+            f"{model.name} makes images of at least {model.min_size} × {model.min_size}."
+        ]
+
+
+def _clean_mask(value: Any, init: Any, errors: dict[str, list[str]]) -> bytes | None:
+    """The mask as a greyscale PNG of the start image's size, pure black and white (white = repaint).
+    Decoded with Pillow from a PNG data URL only; transparency counts as black (keep)."""
+    from gallery.services import decode_image, upload_max_pixels
+
+    if value in (None, ""):
+        errors["mask"] = [EMPTY_MASK]
+        return None
+    if not isinstance(value, str) or not value.startswith(MASK_PREFIX):
+        errors["mask"] = ["Send the mask as a PNG data URL (data:image/png;base64,…)."]
+        return None
+    if len(value) > MASK_MAX_CHARS:
+        errors["mask"] = ["The mask is too large."]
+        return None
+    try:
+        data = base64.b64decode(value[len(MASK_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        errors["mask"] = ["The mask is not valid base64."]
+        return None
+    not_readable = "The mask is not a PNG image we can read."
+    try:
+        image = decode_image(
+            data, field="mask", formats=("PNG",), max_pixels=upload_max_pixels(), not_readable=not_readable
+        )
+    except InvalidInput as exc:
+        errors.update(exc.errors or {"mask": [not_readable]})
+        return None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (0, 0, 0))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        image = flat
+    mask = image.convert("L").point(lambda v: 255 if v >= 128 else 0)
+    if init is not None and mask.size != (init.width, init.height):
+        mask = mask.resize((init.width, init.height), Image.Resampling.NEAREST)
+    if mask.getbbox() is None:
+        errors["mask"] = [EMPTY_MASK]
+        return None
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def expected_steps(params: dict[str, Any]) -> int:
+    """The denoising steps a job will report: all of them from noise, the last ``strength`` share of them
+    from a start image."""
+    steps = int(params["steps"])
+    strength = params.get("strength")
+    if params.get("mode", "txt2img") == "txt2img" or strength is None:
+        return steps
+    return max(1, min(int(steps * float(strength)), steps))
 
 
 # --- the web side --
@@ -182,33 +428,65 @@ def do_create_job(user: Any, project: Project, data: dict[str, Any], *, ip: str 
     """Validate, store a queued job, and enqueue it once the row is committed."""
     if not studio_permissions.can_generate(user, project):
         raise NotAllowed("Viewers cannot generate in this project.")
-    model, params = check_job_params(data)
-    with transaction.atomic():
-        period_start = quotas.reserve(user, project, params["num_images"])
-        job = Job.objects.create(
-            project=project,
-            created_by=user,
-            model_id=model.id,
-            params=params,
-            queue=settings.STUDIO_GPU_QUEUE,
-            progress_total=params["steps"],
-            quota_period_start=period_start,
-            reserved_images=params["num_images"],
+    inputs = JobInputs()
+    model, params = check_job_params(data, user=user, project=project, inputs=inputs)
+    job_id = uuid.uuid4()
+    mask_name = ""
+    if inputs.mask_png is not None:
+        # The worker reads the mask from storage (the job's params name it), never from the request.
+        mask_name = asset_storage().save(f"masks/{project.id}/{job_id}.png", ContentFile(inputs.mask_png))
+        params["mask"] = mask_name
+    try:
+        with transaction.atomic():
+            job = _create_job_row(user, project, model, params, job_id, ip=ip)
+    except Exception:
+        delete_stored_files([mask_name])
+        raise
+    return job
+
+
+def _create_job_row(
+    user: Any,
+    project: Project,
+    model: registry.ModelInfo,
+    params: dict[str, Any],
+    job_id: Any,
+    *,
+    ip: str | None,
+) -> Job:
+    """Reserve the images against the quotas, store the queued job, audit it, and enqueue it on commit.
+    Call inside a transaction."""
+    period_start = quotas.reserve(user, project, params["num_images"])
+    job = Job.objects.create(
+        id=job_id,
+        project=project,
+        created_by=user,
+        model_id=model.id,
+        params=params,
+        queue=settings.STUDIO_GPU_QUEUE,
+        progress_total=expected_steps(params),
+        quota_period_start=period_start,
+        reserved_images=params["num_images"],
+    )
+    audit.record(
+        user,
+        audit.JOB_CREATE,
+        target=f"job:{job.id}",
+        project=project,
+        ip=ip,
+        details={
+            "model": model.id,
+            "num_images": params["num_images"],
+            "steps": params["steps"],
+            "mode": params["mode"],
+        },
+    )
+    transaction.on_commit(lambda: enqueue(job.id, job.queue))
+    transaction.on_commit(
+        lambda: realtime.send_project_event(
+            project.slug, {"type": realtime.JOB_CREATED, "job": job_to_dict(job)}
         )
-        audit.record(
-            user,
-            audit.JOB_CREATE,
-            target=f"job:{job.id}",
-            project=project,
-            ip=ip,
-            details={"model": model.id, "num_images": params["num_images"], "steps": params["steps"]},
-        )
-        transaction.on_commit(lambda: enqueue(job.id, job.queue))
-        transaction.on_commit(
-            lambda: realtime.send_project_event(
-                project.slug, {"type": realtime.JOB_CREATED, "job": job_to_dict(job)}
-            )
-        )
+    )
     return job
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from gallery.models import Asset
 from gallery.permissions import assets_visible_to
 from studio import permissions as studio_permissions
 from studio import quotas
@@ -17,10 +20,15 @@ from studio.shortcuts import get_visible_or_404
 from .engine import registry
 from .permissions import can_cancel, jobs_visible_to
 from .serializers import job_to_dict
-from .services import JOB_FIELDS
+from .services import JOB_FIELDS, MODE_LABELS, UPSCALE_FACTORS, VARIATION_STRENGTH
 
-# Form fields a reproduced asset fills in: all of a job's parameters but the batch size and mode.
-REPRODUCIBLE = sorted(JOB_FIELDS - {"num_images", "mode"})
+# Form fields a reproduced asset fills in: all of a job's parameters but the batch size and those of the
+# image-based modes (a start image is chosen on the page).
+REPRODUCIBLE = sorted(
+    JOB_FIELDS - {"num_images", "mode", "init_asset", "mask", "strength", "variation", "scale"}
+)
+# Start-image choices the generate page offers: the project's latest images.
+START_IMAGE_CHOICES = 24
 
 
 @login_required
@@ -39,15 +47,28 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
             if request.GET.get("remix"):
                 # Remix: the same prompt and parameters with a fresh random seed (Reproduce keeps it).
                 initial.pop("seed", None)
+            _prefill_mode_of(request, project, source, initial)
+    start_image_note = ""
+    init_id = request.GET.get("init")
+    if init_id:
+        start_image_note = _prefill_start_image(request, project, init_id, initial)
     recent = project.jobs.select_related("project", "created_by")[:10]
+    can_generate = studio_permissions.can_generate(request.user, project)
+    choices = (
+        assets_visible_to(request.user).filter(project=project)[:START_IMAGE_CHOICES] if can_generate else []
+    )
     return render(
         request,
         "generation/generate.html",
         {
             "project": project,
             "role": studio_permissions.role_in(request.user, project),
-            "can_generate": studio_permissions.can_generate(request.user, project),
+            "can_generate": can_generate,
+            "reproducing": bool(source_id and initial.get("prompt") is not None and not init_id),
+            "start_image_note": start_image_note,
+            "start_images_json": json.dumps([start_image_to_dict(a) for a in choices]),
             "models_json": json.dumps([m.public() for m in models]),
+            "mode_labels_json": json.dumps(MODE_LABELS),
             "default_model": default.id if default else "",
             "initial_json": json.dumps(initial),
             "recent_jobs": recent,
@@ -71,6 +92,62 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
             "job_json": json.dumps(job_to_dict(job, with_assets=True)),
         },
     )
+
+
+def start_image_to_dict(asset: Asset) -> dict[str, Any]:
+    """What the generate page's start-image chooser needs of an image."""
+    return {
+        "id": str(asset.id),
+        "kind": asset.kind,
+        "width": asset.width,
+        "height": asset.height,
+        "prompt": asset.prompt,
+        "negative_prompt": asset.negative_prompt,
+        "image_url": reverse("asset-image", args=[asset.id]),
+        "thumbnail_url": reverse("asset-thumb", args=[asset.id]),
+        "page_url": reverse("asset", args=[asset.id]),
+    }
+
+
+def _prefill_mode_of(request: HttpRequest, project: Any, source: Asset, initial: dict[str, Any]) -> None:
+    """Reproducing an image made from another: the same mode and start image, while it still exists (an
+    inpainting's mask is painted again)."""
+    mode = source.params.get("mode", "txt2img")
+    if mode == "txt2img" or mode not in MODE_LABELS or not source.parent_id:
+        return
+    parent = assets_visible_to(request.user).filter(project=project, id=source.parent_id).first()
+    if parent is None:
+        return
+    initial["mode"] = mode
+    initial["init_asset"] = start_image_to_dict(parent)
+    for key in ("strength", "variation", "scale"):
+        if source.params.get(key) is not None:
+            initial[key] = source.params[key]
+    if mode == "upscale":
+        initial.pop("width", None)
+        initial.pop("height", None)
+
+
+def _prefill_start_image(request: HttpRequest, project: Any, init_id: str, initial: dict[str, Any]) -> str:
+    """Fill the form from an asset page's "Use as start image", "Inpaint", "Vary" or "Upscale" link
+    (``?init=<asset>&mode=…&variation=…&scale=…``). Returns a note when the image is not available."""
+    start = None
+    if _is_uuid(init_id):
+        start = assets_visible_to(request.user).filter(project=project, id=init_id).first()
+    if start is None:
+        return "That start image is not available in this project; choose another."
+    mode = request.GET.get("mode", "img2img")
+    initial["mode"] = mode if mode in MODE_LABELS and mode != "txt2img" else "img2img"
+    initial["init_asset"] = start_image_to_dict(start)
+    if request.GET.get("variation") in VARIATION_STRENGTH:
+        initial["variation"] = request.GET["variation"]
+    if request.GET.get("scale", "").isdigit() and int(request.GET["scale"]) in UPSCALE_FACTORS:
+        initial["scale"] = int(request.GET["scale"])
+    if start.prompt and "prompt" not in initial:
+        initial["prompt"] = start.prompt
+        if start.negative_prompt:
+            initial["negative_prompt"] = start.negative_prompt
+    return ""
 
 
 def _is_uuid(value: str) -> bool:

@@ -14,6 +14,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections
 
+from studio.errors import InvalidInput
+
 from . import realtime, services
 from .engine import registry
 from .models import JobStatus
@@ -75,6 +77,52 @@ class JobMonitor:
             close_old_connections()
 
 
+class StartImageMissing(Exception):
+    """The job's start image or mask can no longer be read (deleted since the job was queued)."""
+
+
+def load_start_images(job: Any) -> tuple[Any, Any]:
+    """The job's start image (RGB) and inpainting mask (greyscale, white = repaint) as PIL images, read from
+    storage and decoded afresh: only ids and stored names come from the job's params, and the start image
+    must still belong to the job's project."""
+    import uuid
+
+    from gallery.models import Asset
+    from gallery.services import asset_storage, decode_image
+
+    params = job.params
+    if not params.get("init_asset"):
+        return None, None
+    asset = Asset.objects.filter(project_id=job.project_id, pk=uuid.UUID(str(params["init_asset"]))).first()
+    if asset is None or not asset.file:
+        raise StartImageMissing("The start image was deleted before the job ran.")
+    unreadable = "The start image could not be read."
+    limit = max(asset.width * asset.height, 1)
+    try:
+        with asset.file.open("rb") as f:
+            data = f.read()
+        image = decode_image(
+            data, field="init_asset", formats=("PNG",), max_pixels=limit, not_readable=unreadable
+        )
+    except (OSError, InvalidInput) as exc:
+        raise StartImageMissing(unreadable) from exc
+    mask = None
+    if params.get("mask"):
+        try:
+            with asset_storage().open(params["mask"], "rb") as f:
+                data = f.read()
+            mask = decode_image(
+                data,
+                field="mask",
+                formats=("PNG",),
+                max_pixels=limit,
+                not_readable="The mask could not be read.",
+            ).convert("L")
+        except (OSError, InvalidInput) as exc:
+            raise StartImageMissing("The job's mask could not be read.") from exc
+    return image.convert("RGB"), mask
+
+
 def execute_job(job_id: str, worker: str) -> str:
     """Run the job if it is queued. Returns what happened (for logs and tests)."""
     started = services.do_start_job(job_id, worker)
@@ -93,6 +141,12 @@ def execute_job(job_id: str, worker: str) -> str:
         )
         return JobStatus.FAILED
 
+    try:
+        init_image, mask_image = load_start_images(job)
+    except StartImageMissing as exc:
+        services.do_finish_job(job.id, attempt, JobStatus.FAILED, error=str(exc))
+        return JobStatus.FAILED
+
     from .engine.runner import GenerationRequest, generate
 
     request = GenerationRequest(
@@ -106,8 +160,14 @@ def execute_job(job_id: str, worker: str) -> str:
         seed=params["seed"],
         scheduler=params["scheduler"],
         num_images=params["num_images"],
+        init_image=init_image,
+        mask_image=mask_image,
+        strength=params.get("strength"),
+        loras=tuple((lora["id"], lora["weight"]) for lora in params.get("loras", ())),
     )
-    monitor = JobMonitor(job.id, attempt, params["steps"], max(params["width"], params["height"]))
+    monitor = JobMonitor(
+        job.id, attempt, services.expected_steps(params), max(params["width"], params["height"])
+    )
     try:
         result = generate(request, monitor)
     except SoftTimeLimitExceeded:

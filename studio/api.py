@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import SuspiciousOperation
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
 
 from . import permissions, quotas, services
 from .api_utils import api, error_response, json_body
 from .audit import client_ip
-from .errors import NotAllowed, Unavailable
+from .errors import InvalidInput, NotAllowed
 from .models import QuotaScope
 from .openapi import schema
 
@@ -60,14 +62,23 @@ def project_members(request: HttpRequest, slug: str) -> tuple[int, Any]:
     return 201, {"username": membership.user.username, "role": membership.role, "project": project.slug}
 
 
-def not_offered(message: str) -> Any:
-    """An endpoint of the API contract that this installation does not offer yet: a clear JSON answer."""
+@api(["POST"])
+def project_uploads(request: HttpRequest, slug: str) -> tuple[int, Any]:
+    """Multipart ``image`` → 201 the new asset (kind ``upload``): a start image for the generation modes."""
+    from gallery.serializers import asset_to_dict
+    from gallery.services import check_upload, do_upload_image
 
-    @api(["GET", "POST", "PUT", "DELETE"])
-    def view(request: HttpRequest, **kwargs: Any) -> tuple[int, Any]:
-        raise Unavailable(message)
-
-    return view
+    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
+    check_upload(request.user, project)
+    try:
+        file = request.FILES.get("image")
+    except (MultiPartParserError, SuspiciousOperation) as exc:
+        raise InvalidInput(
+            "The upload could not be read; send the file as multipart form data in the field “image”.",
+            {"image": ["Send one image file."]},
+        ) from exc
+    asset = do_upload_image(request.user, project, file, ip=client_ip(request))
+    return 201, asset_to_dict(asset)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

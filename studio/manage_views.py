@@ -1,4 +1,4 @@
-"""The site admin area under ``/manage/``: users, usage and the audit log.
+"""The site admin area under ``/manage/``: users, usage, the audit log and the model library.
 
 Every page is for site admins only; anyone else signed in gets 404, as if the area did not exist
 (``permissions.can_use_admin_area``). The lead's quota pages join the same sub-navigation
@@ -208,3 +208,80 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
     response["Content-Disposition"] = f'attachment; filename="studio-audit-{stamp}.csv"'
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+# --- the model library --
+
+INSTALL_KINDS = {"model": "Model", "lora": "LoRA"}
+
+
+@login_required
+@admin_only
+@require_http_methods(["GET", "POST"])
+def models_page(request: HttpRequest) -> HttpResponse:
+    """Installed models and LoRAs; POST installs one from a path on the server (``generation.library``)."""
+    from generation import library
+    from generation.engine import registry
+    from generation.engine.families import FAMILIES
+
+    errors: dict[str, list[str]] = {}
+    error = None
+    form = {"kind": "model", "path": "", "name": "", "family": ""}
+    if request.method == "POST":
+        if not permissions.can_manage_models(request.user):
+            raise Http404
+        form = {key: request.POST.get(key, "").strip() for key in form}
+        try:
+            if form["kind"] == "lora":
+                done = library.do_install_lora(
+                    request.user,
+                    form["path"],
+                    name=form["name"],
+                    family=form["family"],
+                    ip=client_ip(request),
+                )
+            elif form["kind"] == "model":
+                done = library.do_install_model(
+                    request.user, form["path"], name=form["name"], ip=client_ip(request)
+                )
+            else:
+                raise InvalidInput("Choose what to install.", {"kind": ["Choose a model or a LoRA."]})
+        except ServiceError as exc:
+            error, errors = exc.message, exc.errors
+        else:
+            label = FAMILIES[done.family].label
+            messages.success(request, f"{INSTALL_KINDS[form['kind']]} “{done.name}” ({label}) installed.")
+            return redirect("manage-models")
+    models_dir = registry.registry().models_dir
+    context = {
+        "section": "models",
+        "models": [
+            {"info": m, "family": FAMILIES[m.family].label, "removable": m.path.parent == models_dir}
+            for m in registry.list_models()
+        ],
+        "loras": [{"info": lora, "family": FAMILIES[lora.family].label} for lora in registry.list_loras()],
+        "families": [(f.key, f.label) for f in FAMILIES.values()],
+        "form": form,
+        "error": error,
+        "errors": errors,
+    }
+    return render(request, "manage/models.html", context, status=400 if error else 200)
+
+
+@login_required
+@admin_only
+@require_http_methods(["POST"])
+def model_remove(request: HttpRequest, kind: str, item_id: str) -> HttpResponse:
+    from generation import library
+
+    if kind not in INSTALL_KINDS or not permissions.can_manage_models(request.user):
+        raise Http404
+    try:
+        library.do_remove(request.user, kind, item_id, ip=client_ip(request))
+    except ServiceError as exc:
+        if exc.status == 404:
+            raise Http404 from None
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{INSTALL_KINDS[kind]} “{item_id}” removed.")
+    return redirect("manage-models")

@@ -129,7 +129,18 @@ def schema() -> dict[str, Any]:
                         "max_size": {"type": "integer"},
                         "schedulers": {"type": "array", "items": {"type": "string"}},
                         "modes": {"type": "array", "items": {"type": "string"}},
-                        "loras": {"type": "array", "items": {"type": "object"}},
+                        "loras": {
+                            "type": "array",
+                            "description": "The installed LoRAs of the model's family.",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "name": {"type": "string"},
+                                    "family": {"type": "string"},
+                                },
+                            },
+                        },
                     },
                 },
                 "JobCreate": {
@@ -147,7 +158,50 @@ def schema() -> dict[str, Any]:
                         "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295},
                         "scheduler": {"type": "string"},
                         "num_images": {"type": "integer", "minimum": 1, "maximum": 8},
-                        "mode": {"type": "string", "enum": ["txt2img"]},
+                        "loras": {
+                            "type": "array",
+                            "maxItems": 5,
+                            "description": "LoRAs of the model's family (GET /models), each once, applied "
+                            "for this job only",
+                            "items": {
+                                "type": "object",
+                                "required": ["id"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "weight": {"type": "number", "minimum": -2, "maximum": 2, "default": 1},
+                                },
+                            },
+                        },
+                        "mode": {
+                            "type": "string",
+                            "enum": ["txt2img", "img2img", "inpaint", "variation", "upscale"],
+                            "default": "txt2img",
+                        },
+                        "init_asset": {
+                            "type": "string",
+                            "format": "uuid",
+                            "description": "The start image: an asset of the same project (every mode but "
+                            "txt2img). Size defaults to its size, fitted to the model's limits",
+                        },
+                        "mask": {
+                            "type": "string",
+                            "description": "inpaint: a PNG data URL (data:image/png;base64,...), white = "
+                            "repaint; resized to the start image",
+                        },
+                        "strength": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": "How much of the start image is repainted (img2img 0.6, inpaint "
+                            "0.85, variation subtle 0.3 / strong 0.6, upscale 0.3)",
+                        },
+                        "variation": {"type": "string", "enum": ["subtle", "strong"], "default": "subtle"},
+                        "scale": {
+                            "type": "integer",
+                            "enum": [2, 4],
+                            "default": 2,
+                            "description": "upscale: the size is the start image's times this",
+                        },
                     },
                 },
                 "Job": {
@@ -198,6 +252,18 @@ def schema() -> dict[str, Any]:
                         },
                         "created_by": {"type": "string"},
                         "created_at": {"type": "string", "format": "date-time"},
+                        "kind": {"type": "string", "enum": ["generated", "upload"]},
+                        "parent": {
+                            "type": "string",
+                            "format": "uuid",
+                            "nullable": True,
+                            "description": "The asset it was made from (image-based modes)",
+                        },
+                        "mask_url": {
+                            "type": "string",
+                            "nullable": True,
+                            "description": "The inpainting mask it was made with (PNG, white = repainted)",
+                        },
                     },
                 },
             },
@@ -366,7 +432,32 @@ def schema() -> dict[str, Any]:
                     ],
                 )
             },
-            "/projects/{slug}/uploads": {"post": later},
+            "/projects/{slug}/uploads": {
+                "post": {
+                    **_op(
+                        "Upload an image (artists, leads, admins): a PNG, JPEG or WebP, stored again as a "
+                        "plain PNG without metadata, usable as a start image. 400 for a file that is not "
+                        "such an image or is too large (bytes or pixels)",
+                        {"201": _response("Asset (kind upload)", asset)},
+                        400,
+                        403,
+                        404,
+                        params=[slug],
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["image"],
+                                    "properties": {"image": {"type": "string", "format": "binary"}},
+                                }
+                            }
+                        },
+                    },
+                }
+            },
             "/projects/{slug}/quota": {"put": later},
             "/jobs/{id}": {"get": _op("A job", {"200": _response("Job", job)}, 404, params=[job_id])},
             "/jobs/{id}/cancel": {
@@ -421,6 +512,19 @@ def schema() -> dict[str, Any]:
             "/assets/{id}/image": {
                 "get": _op(
                     "The asset's PNG",
+                    {
+                        "200": {
+                            "description": "PNG bytes",
+                            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                        }
+                    },
+                    404,
+                    params=[asset_id],
+                )
+            },
+            "/assets/{id}/mask": {
+                "get": _op(
+                    "The inpainting mask the asset was made with (white = repainted); 404 when it has none",
                     {
                         "200": {
                             "description": "PNG bytes",

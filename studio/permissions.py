@@ -64,6 +64,11 @@ def can_use_admin_area(user: Any) -> bool:
     return is_admin(user)
 
 
+def can_manage_models(user: Any) -> bool:
+    """Installing and removing models and LoRAs (from paths on the server): site admins only."""
+    return is_admin(user)
+
+
 def can_deactivate(actor: Any, user: Any) -> bool:
     """Admins deactivate anyone but themselves (so the studio always keeps the admin who is acting)."""
     return is_admin(actor) and actor.pk != user.pk
@@ -82,7 +87,7 @@ PERMISSION_MATRIX: list[tuple[str, set[str]]] = [
     ("Review assets (approve, reject, request changes)", {"lead", "admin"}),
     ("Delete assets", {"lead", "admin"}),
     ("Export approved assets", {"lead", "admin"}),
-    ("Install models", {"admin"}),
+    ("Install and remove models and LoRAs", {"admin"}),
     ("Set quotas", {"admin"}),
     ("See usage", {"admin"}),
     ("See the audit log", {"admin"}),

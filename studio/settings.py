@@ -293,6 +293,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # daphne serves /static/ itself unless a front proxy does (STUDIO_SERVE_STATIC=false).
 STUDIO_SERVE_STATIC = env_bool("STUDIO_SERVE_STATIC", True)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Start images people upload: refused above this many bytes or pixels (checked before decoding).
+STUDIO_UPLOAD_MAX_BYTES = env_int("STUDIO_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
+STUDIO_UPLOAD_MAX_PIXELS = env_int("STUDIO_UPLOAD_MAX_PIXELS", 16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- auth --

@@ -32,6 +32,12 @@ pages = [
     path("manage/audit/", manage_views.audit_page, name="manage-audit"),
     path("manage/audit/export.csv", manage_views.audit_export, name="manage-audit-export"),
     path("manage/quotas/", quota_views.quotas_page, name="manage-quotas"),
+    path("manage/models/", manage_views.models_page, name="manage-models"),
+    path(
+        "manage/models/<str:kind>/<str:item_id>/remove/",
+        manage_views.model_remove,
+        name="manage-model-remove",
+    ),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("p/<slug:slug>/", generation_views.project_generate, name="project"),
@@ -51,6 +57,7 @@ pages = [
     path("notifications/", gallery_views.notifications, name="notifications"),
     path("notifications/read/", gallery_views.notifications_read, name="notifications-read"),
     path("assets/<str:asset_id>/thumb.jpg", gallery_views.asset_thumb, name="asset-thumb"),
+    path("assets/<str:asset_id>/mask.png", gallery_views.asset_mask, name="asset-mask"),
     path("assets/<str:asset_id>/delete/", gallery_views.asset_delete, name="asset-delete"),
     path("p/<slug:slug>/boards/", board_views.boards, name="boards"),
     path("p/<slug:slug>/boards/new/", board_views.board_create, name="board-create"),
@@ -65,7 +72,6 @@ pages = [
     path("admin/", admin.site.urls),
 ]
 
-later = studio_api.not_offered
 api_v1 = [
     path("openapi.json", studio_api.openapi, name="api-openapi"),
     path("me", studio_api.me, name="api-me"),
@@ -78,17 +84,14 @@ api_v1 = [
     path("projects/<slug:slug>/jobs", generation_api.project_jobs, name="api-project-jobs"),
     path("projects/<slug:slug>/assets", gallery_api.project_assets, name="api-project-assets"),
     path("projects/<slug:slug>/export", gallery_api.project_export, name="api-project-export"),
-    path(
-        "projects/<slug:slug>/uploads",
-        later("Uploads are not available on this studio yet."),
-        name="api-project-uploads",
-    ),
+    path("projects/<slug:slug>/uploads", studio_api.project_uploads, name="api-project-uploads"),
     path("projects/<slug:slug>/quota", studio_api.project_quota, name="api-project-quota"),
     path("jobs/<str:job_id>", generation_api.job_detail, name="api-job"),
     path("jobs/<str:job_id>/cancel", generation_api.job_cancel, name="api-job-cancel"),
     path("assets/<str:asset_id>", gallery_api.asset_detail, name="api-asset"),
     path("assets/<str:asset_id>/image", gallery_api.asset_image, name="api-asset-image"),
     path("assets/<str:asset_id>/thumbnail", gallery_api.asset_thumbnail, name="api-asset-thumbnail"),
+    path("assets/<str:asset_id>/mask", gallery_api.asset_mask, name="api-asset-mask"),
     path("assets/<str:asset_id>/review", gallery_api.asset_review, name="api-asset-review"),
     path("assets/<str:asset_id>/submit", gallery_api.asset_submit, name="api-asset-submit"),
     path("assets/<str:asset_id>/reviews", gallery_api.asset_reviews, name="api-asset-reviews"),

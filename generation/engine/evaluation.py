@@ -258,7 +258,8 @@ def table(result: EvalResult, targets: dict[str, float] = TARGETS) -> str:
 
 
 def contact_sheet(result: EvalResult, tile: int = 96) -> Image.Image:
-    """One row per prompt: the prompt, then its pictures, each with its four checks (✓/✗)."""
+    """One row per prompt: the prompt, then its pictures, each with its four checks (a green lower-case
+    letter when right, a red capital when wrong)."""
     font = ImageFont.load_default(size=11)
     text_width, pad, label = 260, 6, 14
     per_row = max(1, int(result.settings.get("seeds", 1)))
@@ -284,9 +285,13 @@ def contact_sheet(result: EvalResult, tile: int = 96) -> Image.Image:
                 result.images[index].convert("RGB").resize((tile, tile), Image.Resampling.NEAREST), (x, y)
             )
             index += 1
-            marks = " ".join(f"{key[0]}{'✓' if ok else '✗'}" for key, ok in check.right().items())
-            all_ok = all(check.right().values())
-            draw.text((x, y + tile + 1), marks, fill="darkgreen" if all_ok else "firebrick", font=font)
+            # One letter per check (background, colour, position, shape): green right, red wrong. Plain
+            # letters: the default font has no tick or cross glyphs.
+            mx = x
+            for key, ok in check.right().items():
+                mark = key[0] if ok else key[0].upper()
+                draw.text((mx, y + tile + 1), mark, fill="darkgreen" if ok else "firebrick", font=font)
+                mx += int(draw.textlength(mark + " ", font=font))
     return sheet
 
 

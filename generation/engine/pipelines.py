@@ -1,14 +1,19 @@
-"""Loading pipelines and keeping them warm between jobs."""
+"""Loading pipelines and keeping them warm between jobs; schedulers by friendly name; LoRAs for one job."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
 from diffusers import (
     DDIMScheduler,
@@ -16,15 +21,24 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FlowMatchHeunDiscreteScheduler,
     HeunDiscreteScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
     UniPCMultistepScheduler,
 )
+from safetensors.torch import load_file
+from transformers import CLIPTokenizer
 
+from . import registry
 from .registry import ModelInfo, folder_sha256
 
 logger = logging.getLogger(__name__)
+
+# The component configs single-file checkpoints load with, one folder per family (see configs/).
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+CLIP_TOKENIZER_DIR = CONFIGS_DIR / "clip_tokenizer"
 
 SCHEDULER_CLASSES: dict[str, tuple[Any, dict[str, Any]]] = {
     "Euler": (EulerDiscreteScheduler, {}),
@@ -39,6 +53,11 @@ SCHEDULER_CLASSES: dict[str, tuple[Any, dict[str, Any]]] = {
     "Heun": (HeunDiscreteScheduler, {}),
     "LMS": (LMSDiscreteScheduler, {}),
     "PNDM": (PNDMScheduler, {"skip_prk_steps": True}),
+}
+# Flow-matching families (SD3, FLUX) sample with these under the same friendly names.
+FLOW_SCHEDULER_CLASSES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "Euler": (FlowMatchEulerDiscreteScheduler, {}),
+    "Heun": (FlowMatchHeunDiscreteScheduler, {}),
 }
 
 
@@ -75,17 +94,54 @@ def load(info: ModelInfo) -> LoadedModel:
     device, dtype = choose_device()
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads())
-    pipe = DiffusionPipeline.from_pretrained(
-        str(info.path),
-        dtype=dtype,
-        local_files_only=True,
-        use_safetensors=True,
-        safety_checker=None,
-        requires_safety_checker=False,
-    )
+    if info.checkpoint is not None:
+        pipe = load_single_file(info.checkpoint, info.family, dtype)
+    else:
+        pipe = DiffusionPipeline.from_pretrained(
+            str(info.path),
+            dtype=dtype,
+            local_files_only=True,
+            use_safetensors=True,
+            safety_checker=None,
+            requires_safety_checker=False,
+        )
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
-    return LoadedModel(info, pipe, folder_sha256(info.path), device, dtype, pipe.scheduler.config)
+    sha256 = info.sha256 or folder_sha256(info.path)
+    return LoadedModel(info, pipe, sha256, device, dtype, pipe.scheduler.config)
+
+
+def clip_tokenizer(spec: dict[str, Any]) -> CLIPTokenizer:
+    """CLIP's tokenizer from the shipped vocabulary; ``spec`` gives what differs between text encoders (the
+    padding token: ``<|endoftext|>`` for OpenAI's CLIP-L, ``!`` for the OpenCLIP encoders)."""
+    return CLIPTokenizer(
+        str(CLIP_TOKENIZER_DIR / "vocab.json"),
+        str(CLIP_TOKENIZER_DIR / "merges.txt"),
+        bos_token="<|startoftext|>",  # noqa: S106 - tokens, not passwords
+        eos_token="<|endoftext|>",  # noqa: S106
+        unk_token="<|endoftext|>",  # noqa: S106
+        pad_token=spec.get("pad_token", "<|endoftext|>"),
+        model_max_length=int(spec.get("model_max_length", 77)),
+    )
+
+
+def load_single_file(checkpoint: Path, family: str, dtype: torch.dtype) -> Any:
+    """A single-file checkpoint as a pipeline, offline: the component configs come from
+    ``CONFIGS_DIR/<family>`` and the tokenizers from the shipped CLIP vocabulary; components the family's
+    config leaves out (SD3's T5 encoder) are left out of the pipeline."""
+    config_dir = CONFIGS_DIR / family
+    if not (config_dir / "model_index.json").exists():
+        raise RuntimeError(f"No single-file configuration is shipped for the {family} family.")
+    index = json.loads((config_dir / "model_index.json").read_text())
+    tokenizers = json.loads((config_dir / "tokenizers.json").read_text())
+    components: dict[str, Any] = {name: clip_tokenizer(spec) for name, spec in tokenizers.items()}
+    components.update(
+        {name: None for name, spec in index.items() if isinstance(spec, list) and spec[0] is None}
+    )
+    pipeline_class = getattr(diffusers, index["_class_name"])
+    return pipeline_class.from_single_file(
+        str(checkpoint), config=str(config_dir), local_files_only=True, dtype=dtype, **components
+    )
 
 
 class PipelineCache:
@@ -119,8 +175,67 @@ class PipelineCache:
 
 
 def set_scheduler(loaded: LoadedModel, name: str) -> None:
-    cls, kwargs = SCHEDULER_CLASSES[name]
+    cls, kwargs = (FLOW_SCHEDULER_CLASSES if loaded.info.flow_matching else SCHEDULER_CLASSES)[name]
     current: Any = loaded.pipe.scheduler
     if type(current) is cls and all(current.config.get(k) == v for k, v in kwargs.items()):
         return
     loaded.pipe.scheduler = cls.from_config(loaded.base_scheduler_config, **kwargs)
+
+
+def preview_latents(loaded: LoadedModel, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """The step's latents as a batch of channels × h × w images: FLUX packs 2×2 latent patches into tokens,
+    unpacked here so the latent→RGB factors apply to its 16 channels."""
+    if latents.ndim == 3:
+        pipe = loaded.pipe
+        return pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+    return latents
+
+
+@contextmanager
+def loras_applied(loaded: LoadedModel, loras: Sequence[tuple[str, float]]) -> Iterator[None]:
+    """Apply installed LoRAs (``(id, weight)`` pairs) to the cached pipeline for one job, and take them
+    off afterwards whatever happens, so the pipeline is left exactly as loaded. Only safetensors files are
+    read."""
+    if not loras:
+        yield
+        return
+    pipe = loaded.pipe
+    names: list[str] = []
+    try:  # (a LoRA that fails half-way may have changed layers already: the finally undoes it too)
+        for i, (lora_id, _weight) in enumerate(loras):
+            lora = registry.get_lora(lora_id)
+            if lora is None:
+                raise RuntimeError(f"The LoRA {lora_id!r} is no longer installed.")
+            if lora.family != loaded.info.family:
+                raise RuntimeError(f"The LoRA {lora.name!r} is not for {loaded.info.family} models.")
+            name = f"lora{i}_{lora.id}"
+            pipe.load_lora_weights(load_file(str(lora.path)), adapter_name=name)
+            names.append(name)
+        pipe.set_adapters(names, adapter_weights=[float(weight) for _, weight in loras])
+        yield
+    finally:
+        pipe.unload_lora_weights()
+
+
+# --- pipelines for the image-based modes --
+
+MODE_PIPELINE_KINDS = ("img2img", "inpaint")
+
+
+def mode_pipeline(loaded: LoadedModel, kind: str) -> Any:
+    """The image-to-image (``img2img``) or inpainting (``inpaint``) pipeline of a loaded model, built from its
+    text-to-image pipeline's components (``from_pipe``: no weights are read or copied again) and kept with
+    the loaded model. It always samples with the text-to-image pipeline's current scheduler."""
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+    if kind not in MODE_PIPELINE_KINDS:
+        raise ValueError(f"No pipeline for {kind!r}")
+    built: dict[str, Any] = vars(loaded).setdefault("mode_pipes", {})
+    if kind not in built:
+        auto = AutoPipelineForImage2Image if kind == "img2img" else AutoPipelineForInpainting
+        pipe = auto.from_pipe(loaded.pipe)
+        pipe.set_progress_bar_config(disable=True)
+        built[kind] = pipe
+    pipe = built[kind]
+    pipe.scheduler = loaded.pipe.scheduler
+    return pipe

@@ -1,9 +1,12 @@
-"""The model registry: every diffusers folder under ``settings.MODELS_DIR`` is a model, and so are the models
+"""The model registry: every model folder under ``settings.MODELS_DIR`` is a model, and so are the models
 shipped with the studio (``settings.STUDIO_BUNDLED_MODELS``) unless the models dir overrides their id.
 
-A folder is a model when it holds ``model_index.json``. An optional ``studio.json`` beside it names the model
-and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors). Plain
-Python: web processes use it to list models and validate jobs without loading torch.
+A folder is a model when it holds ``model_index.json`` (a diffusers folder), or a ``studio.json`` with
+``"format": "single_file"`` beside the one ``.safetensors`` checkpoint it names. ``studio.json`` names the
+model and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors).
+LoRAs live apart, one folder each under ``MODELS_DIR/_loras/`` (the ``.safetensors`` file and
+``lora.json``). Plain Python: web processes use it to list models and validate jobs without loading torch;
+installing and removing go through ``generation.library``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from django.conf import settings
 from .families import FAMILIES, PIPELINE_CLASS_FAMILIES
 
 logger = logging.getLogger(__name__)
+
+LORAS_DIR = "_loras"
+SINGLE_FILE = "single_file"
 
 WEIGHT_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
 UNSAFE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
@@ -44,6 +50,15 @@ class ModelInfo:
     latent_rgb_factors: list[list[float]] | None = None
     latent_rgb_bias: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # A single-file checkpoint (``path`` is its folder, ``checkpoint`` the file), else a diffusers folder.
+    checkpoint: Path | None = None
+    # The digest recorded at install (the checkpoint's sha256, or the folder's); None for a hand-made folder.
+    sha256: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flow_matching(self) -> bool:
+        return FAMILIES[self.family].flow_matching
 
     def public(self) -> dict[str, Any]:
         """The shape ``GET /api/v1/models`` answers with."""
@@ -60,8 +75,22 @@ class ModelInfo:
             "max_size": self.max_size,
             "schedulers": self.schedulers,
             "modes": self.modes,
-            "loras": [],
+            "loras": [lora.public() for lora in list_loras(self.family)],
         }
+
+
+@dataclass(frozen=True)
+class LoraInfo:
+    id: str
+    name: str
+    family: str
+    path: Path  # the .safetensors file
+    sha256: str
+    size_bytes: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "family": self.family}
 
 
 class RegistryError(Exception):
@@ -78,12 +107,34 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def is_single_file(folder: Path) -> bool:
+    meta = folder / "studio.json"
+    if (folder / "model_index.json").exists() or not meta.exists():
+        return False
+    try:
+        return json.loads(meta.read_text()).get("format") == SINGLE_FILE
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
-    index = _read_json(folder / "model_index.json")
     meta = _read_json(folder / "studio.json") if (folder / "studio.json").exists() else {}
-    family_key = meta.get("family") or PIPELINE_CLASS_FAMILIES.get(index.get("_class_name", ""))
+    checkpoint = None
+    if meta.get("format") == SINGLE_FILE:
+        name = str(meta.get("file", ""))
+        checkpoint = folder / name
+        if not name or "/" in name or checkpoint.suffix != ".safetensors" or not checkpoint.is_file():
+            raise RegistryError(
+                f"{folder.name}: its checkpoint {name!r} is not a .safetensors file beside it"
+            )
+        family_key = meta.get("family")
+    else:
+        index = _read_json(folder / "model_index.json")
+        family_key = meta.get("family") or PIPELINE_CLASS_FAMILIES.get(index.get("_class_name", ""))
+        if family_key not in FAMILIES:
+            raise RegistryError(f"{folder.name}: unsupported pipeline {index.get('_class_name')!r}")
     if family_key not in FAMILIES:
-        raise RegistryError(f"{folder.name}: unsupported pipeline {index.get('_class_name')!r}")
+        raise RegistryError(f"{folder.name}: unknown family {family_key!r}")
     family = FAMILIES[family_key]
     unsafe = [p.name for p in folder.rglob("*") if p.suffix in UNSAFE_SUFFIXES]
     if unsafe:
@@ -107,6 +158,28 @@ def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
         latent_rgb_factors=meta.get("latent_rgb_factors", family.latent_rgb_factors),
         latent_rgb_bias=meta.get("latent_rgb_bias", family.latent_rgb_bias),
         extra={k: v for k, v in meta.items() if k.startswith("card_")},
+        checkpoint=checkpoint,
+        sha256=meta.get("sha256") if isinstance(meta.get("sha256"), str) else None,
+        meta=meta,
+    )
+
+
+def load_lora_info(folder: Path) -> LoraInfo:
+    meta = _read_json(folder / "lora.json")
+    name = str(meta.get("file", ""))
+    path = folder / name
+    if not name or "/" in name or path.suffix != ".safetensors" or not path.is_file():
+        raise RegistryError(f"LoRA {folder.name}: its file {name!r} is not a .safetensors file beside it")
+    if meta.get("family") not in FAMILIES:
+        raise RegistryError(f"LoRA {folder.name}: unknown family {meta.get('family')!r}")
+    return LoraInfo(
+        id=folder.name,
+        name=str(meta.get("name", folder.name)),
+        family=str(meta["family"]),
+        path=path,
+        sha256=str(meta.get("sha256", "")),
+        size_bytes=int(meta.get("size_bytes", path.stat().st_size)),
+        meta=meta,
     )
 
 
@@ -120,12 +193,17 @@ class Registry:
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
         self._models: dict[str, ModelInfo] = {}
+        self._lora_stamp: tuple | None = None
+        self._loras: dict[str, LoraInfo] = {}
 
     def _candidates(self) -> list[tuple[str, Path]]:
         found = []
         if self.models_dir.is_dir():
             found = [
-                (f.name, f) for f in sorted(self.models_dir.iterdir()) if (f / "model_index.json").exists()
+                (f.name, f)
+                for f in sorted(self.models_dir.iterdir())
+                if not f.name.startswith((".", "_"))
+                and ((f / "model_index.json").exists() or is_single_file(f))
             ]
         installed = {model_id for model_id, _ in found}
         found += [
@@ -134,6 +212,25 @@ class Registry:
             if model_id not in installed and (folder / "model_index.json").exists()
         ]
         return found
+
+    def loras(self) -> dict[str, LoraInfo]:
+        root = self.models_dir / LORAS_DIR
+        folders = (
+            [f for f in sorted(root.iterdir()) if not f.name.startswith(".") and (f / "lora.json").exists()]
+            if root.is_dir()
+            else []
+        )
+        stamp = tuple((f.name, (f / "lora.json").stat().st_mtime_ns) for f in folders)
+        with self._lock:
+            if stamp != self._lora_stamp:
+                found: dict[str, LoraInfo] = {}
+                for folder in folders:
+                    try:
+                        found[folder.name] = load_lora_info(folder)
+                    except (RegistryError, OSError, ValueError) as exc:
+                        logger.error("Skipping LoRA: %s", exc)
+                self._loras, self._lora_stamp = found, stamp
+            return self._loras
 
     def models(self) -> dict[str, ModelInfo]:
         candidates = self._candidates()
@@ -171,6 +268,16 @@ def list_models() -> list[ModelInfo]:
 
 def get_model(model_id: str) -> ModelInfo | None:
     return registry().models().get(model_id)
+
+
+def list_loras(family: str | None = None) -> list[LoraInfo]:
+    """Installed LoRAs (of one family, when named), by name."""
+    found = [lora for lora in registry().loras().values() if family is None or lora.family == family]
+    return sorted(found, key=lambda lora: (lora.name.lower(), lora.id))
+
+
+def get_lora(lora_id: str) -> LoraInfo | None:
+    return registry().loras().get(lora_id)
 
 
 def default_model() -> ModelInfo | None:

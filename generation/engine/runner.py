@@ -3,6 +3,7 @@ and cancellation."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +40,14 @@ class GenerationRequest:
     seed: int
     scheduler: str
     num_images: int
+    # Image-based modes: the start image (img2img, variations, upscales) and, for inpainting, the mask
+    # (greyscale, white = repaint). Both are resized here to width × height; strength is the share of the
+    # steps that repaint the start image.
+    init_image: Image.Image | None = None
+    mask_image: Image.Image | None = None
+    strength: float | None = None
+    # LoRAs applied for this job only: (installed LoRA id, weight) pairs.
+    loras: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -67,9 +76,13 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
     loaded = cache().get(request.model)
     pipelines.set_scheduler(loaded, request.scheduler)
     pipe = loaded.pipe
+    mode_kwargs: dict[str, Any] = {"width": request.width, "height": request.height}
+    init_image = mask_image = None
+    if request.init_image is not None:
+        pipe, mode_kwargs, init_image, mask_image = _mode_call(loaded, request)
     seeds = [(request.seed + i) % 2**32 for i in range(request.num_images)]
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-    channels = pipe.unet.config.in_channels
+    channels = pipe.vae.config.latent_channels  # (the denoiser's input may be packed: FLUX)
     factors, bias = latent_projector(
         request.model.latent_rgb_factors, request.model.latent_rgb_bias, channels
     )
@@ -80,7 +93,8 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
         total = pipe.num_timesteps
         hooks.on_step(step + 1, total)
         if hooks.wants_preview(step + 1, total):
-            hooks.on_preview(step + 1, total, latents_to_rgb(kwargs["latents"][0], factors, bias))
+            latents = pipelines.preview_latents(loaded, kwargs["latents"], request.width, request.height)
+            hooks.on_preview(step + 1, total, latents_to_rgb(latents[0], factors, bias))
         if hooks.should_cancel():
             canceled = True
             pipe._interrupt = True
@@ -89,27 +103,71 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
     if loaded.device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    with torch.inference_mode():
+    with pipelines.loras_applied(loaded, request.loras), torch.inference_mode():
         output = pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
-            width=request.width,
-            height=request.height,
             num_inference_steps=request.steps,
             guidance_scale=request.guidance_scale,
             num_images_per_prompt=request.num_images,
             generator=generators,
             callback_on_step_end=on_step_end,
             output_type="pil",
+            **mode_kwargs,
         )
     if loaded.device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
+    images = list(output.images)
+    if init_image is not None and mask_image is not None:
+        images = [keep_unmasked(image, init_image, mask_image) for image in images]
     return GenerationResult(
-        images=list(output.images),
+        images=images,
         seeds=seeds,
         model_sha256=loaded.sha256,
         gpu_seconds=elapsed,
         canceled=canceled,
         device=str(loaded.device),
     )
+
+
+# --- image-based modes --
+
+MASK_FEATHER = 2  # px of soft edge where a repainted area meets the kept image
+
+
+def _mode_call(
+    loaded: pipelines.LoadedModel, request: GenerationRequest
+) -> tuple[Any, dict[str, Any], Image.Image, Image.Image | None]:
+    """The pipeline and call arguments of an image-based mode: img2img (variations and upscales are img2img
+    at a given strength and size) or inpainting. The start image is resized to the output size with Lanczos
+    (an upscale's enlargement happens here), the mask with nearest-neighbour so it stays black and white."""
+    assert request.init_image is not None
+    size = (request.width, request.height)
+    init_image = request.init_image.convert("RGB")
+    if init_image.size != size:
+        init_image = init_image.resize(size, Image.Resampling.LANCZOS)
+    strength = 0.6 if request.strength is None else request.strength
+    kwargs: dict[str, Any] = {"image": init_image, "strength": strength}
+    if request.mask_image is None:
+        pipe = pipelines.mode_pipeline(loaded, "img2img")
+        # Stable Diffusion's image-to-image pipelines take the size from the image; others (FLUX) ask for it.
+        if "width" in inspect.signature(pipe.__call__).parameters:
+            kwargs.update(width=request.width, height=request.height)
+        return pipe, kwargs, init_image, None
+    mask = request.mask_image.convert("L")
+    if mask.size != size:
+        mask = mask.resize(size, Image.Resampling.NEAREST)
+    kwargs.update(mask_image=mask, width=request.width, height=request.height)
+    return pipelines.mode_pipeline(loaded, "inpaint"), kwargs, init_image, mask
+
+
+def keep_unmasked(image: Image.Image, init_image: Image.Image, mask: Image.Image) -> Image.Image:
+    """The inpainted image with the start image's own pixels wherever the mask keeps them (the VAE's round
+    trip would otherwise soften the whole picture), blended over a narrow feathered edge."""
+    from PIL import ImageFilter
+
+    soft = mask.filter(ImageFilter.GaussianBlur(MASK_FEATHER)) if MASK_FEATHER else mask
+    # Never let the feather reach into the painted area: it stays fully repainted.
+    soft = Image.composite(mask, soft, mask)
+    return Image.composite(image.convert("RGB"), init_image, soft)

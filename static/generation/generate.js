@@ -126,6 +126,8 @@
       const raw = field(name).value.trim();
       if (raw !== "") data[name] = Number(raw); // empty seed = random; other empties take the model default
     });
+    if (window.StudioModes) window.StudioModes.extendBody(data); // mode, start image, strength, mask
+    if (window.StudioLoras) window.StudioLoras.extendBody(data); // LoRAs and their weights
     return data;
   }
 

@@ -52,7 +52,7 @@ INVALID = [
     ("scheduler", "Magic"),
     ("num_images", 0),
     ("num_images", 9),
-    ("mode", "img2img"),
+    ("mode", "sketch"),
     ("init_asset", "8c0f1d7e-0000-0000-0000-000000000000"),
     ("colour", "red"),
 ]

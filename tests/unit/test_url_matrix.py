@@ -38,7 +38,6 @@ ADMIN_PAGE = expect(302, 404, 404, 404, 404, 200)
 API_USER = expect(401, 200, 200, 200, 200, 200)
 API_MEMBER = expect(401, 404, 200, 200, 200, 200)
 API_ADMIN = expect(401, 404, 404, 404, 404, 200)
-NOT_OFFERED = expect(401, 501, 501, 501, 501, 501)
 
 # name → (method, URL kwargs, body, expected status per role)
 MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
@@ -52,6 +51,13 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "manage-audit": ("GET", {}, None, ADMIN_PAGE),
     "manage-audit-export": ("GET", {}, None, ADMIN_PAGE),
     "manage-quotas": ("GET", {}, None, ADMIN_PAGE),
+    "manage-models": ("GET", {}, None, ADMIN_PAGE),
+    "manage-model-remove": (
+        "POST",
+        {"kind": "model", "item_id": "not-installed"},
+        {},
+        expect(302, 404, 404, 404, 404, 404),
+    ),
     "login": ("GET", {}, None, expect(200, 302, 302, 302, 302, 302)),
     "logout": ("POST", {}, {}, expect(302, 302, 302, 302, 302, 302)),
     "project": ("GET", {"slug": "poster"}, None, PROJECT_PAGE),
@@ -71,6 +77,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "notifications": ("GET", {}, None, PAGE),
     "notifications-read": ("POST", {}, {}, expect(302, 302, 302, 302, 302, 302)),
     "asset-thumb": ("GET", {"asset_id": "{asset}"}, None, PROJECT_PAGE),
+    "asset-mask": ("GET", {"asset_id": "{asset}"}, None, PROJECT_PAGE),
     "asset-delete": ("POST", {"asset_id": "{asset}"}, {}, expect(302, 404, 403, 403, 302, 302)),
     # Boards and tags: artists, leads and admins change them (400 for the empty bodies), viewers may not;
     # favourites are personal, so viewers may star. Only leads and admins delete boards.
@@ -99,13 +106,15 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "api-project-jobs": ("POST", {"slug": "poster"}, {}, expect(401, 404, 403, 400, 400, 400)),
     "api-project-assets": ("GET", {"slug": "poster"}, None, API_MEMBER),
     "api-project-export": ("GET", {"slug": "poster"}, None, expect(401, 404, 403, 403, 200, 200)),
-    "api-project-uploads": ("POST", {"slug": "poster"}, {}, NOT_OFFERED),
+    # Uploads: artists, leads and admins (400 for the body without a file), viewers may not.
+    "api-project-uploads": ("POST", {"slug": "poster"}, {}, expect(401, 404, 403, 400, 400, 400)),
     "api-project-quota": ("PUT", {"slug": "poster"}, {"images": -1}, expect(401, 404, 403, 403, 403, 400)),
     "api-job": ("GET", {"job_id": "{job}"}, None, API_MEMBER),
     "api-job-cancel": ("POST", {"job_id": "{job}"}, {}, expect(401, 404, 403, 202, 202, 202)),
     "api-asset": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
     "api-asset-image": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
     "api-asset-thumbnail": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
+    "api-asset-mask": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
     # The asset is Bob's draft: Bob (its author), leads and admins may submit it; a decision needs a
     # submitted asset and a decision, so leads get 400 for the empty body.
     "api-asset-review": ("POST", {"asset_id": "{asset}"}, {}, expect(401, 404, 403, 403, 400, 400)),
@@ -204,6 +213,7 @@ def world(db, demo_model_dir):
         created_by=team["bob"],
     )
     asset.file.save("m.png", ContentFile(png), save=True)
+    asset.mask.save("m.mask.png", ContentFile(png), save=True)  # as if inpainted
     factories.token(team["alice"])
     values = {
         "job": str(job.id),
@@ -260,6 +270,8 @@ MORE_METHODS: dict[tuple[str, str], tuple[dict[str, str], Any, dict[str, int]]] 
         expect(401, 404, 403, 400, 400, 400),
     ),
     ("api-asset-favourite", "DELETE"): ({"asset_id": "{asset}"}, None, API_MEMBER),
+    # An install with an empty form: the form again with its errors, for admins only.
+    ("manage-models", "POST"): ({}, {}, expect(302, 404, 404, 404, 404, 400)),
 }
 
 

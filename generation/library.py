@@ -1,0 +1,571 @@
+"""Installing and removing models and LoRAs: the writes behind ``manage.py install_model`` and the admin's
+Models page.
+
+Everything is checked before anything is written: a file whose header is not safetensors is refused whatever
+its name (pickle checkpoints are never opened beyond their first bytes, let alone unpickled), and every
+tensor's place in the file is checked against the file's size, so a truncated or corrupt file fails here and
+not in a later job. Installing copies into a hidden folder inside the models dir and renames it into place, so
+the registry (and the workers reading it) never see half a model. Plain Python: no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from studio import audit
+from studio.errors import InvalidInput, NotFound
+
+from .engine import registry
+from .engine.families import FAMILIES, PIPELINE_CLASS_FAMILIES, SINGLE_FILE_REFUSALS
+
+# Bytes per element of each safetensors dtype.
+DTYPE_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Files of a diffusers folder that are copied: weights (safetensors only), configs, tokenizer files.
+COPIED_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
+MAX_LORAS_PER_JOB = 5
+LORA_WEIGHT_RANGE = (-2.0, 2.0)
+
+
+class NotSafetensors(InvalidInput):
+    pass
+
+
+# --- safetensors, read without loading --
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The file's tensor table (name → dtype, shape, data_offsets), checked against the file's size.
+
+    Raises NotSafetensors when the file is not safetensors (a pickle, a zip, anything) or is truncated or
+    inconsistent. Only the header is read."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        start = fh.read(8)
+        if len(start) < 8:
+            raise NotSafetensors(_not_safetensors(path, "it is too short"))
+        (header_len,) = struct.unpack("<Q", start)
+        if header_len > min(size - 8, MAX_HEADER_BYTES):
+            raise NotSafetensors(_not_safetensors(path, "its header is not a safetensors header"))
+        raw = fh.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise NotSafetensors(_not_safetensors(path, "its header is not safetensors JSON")) from None
+    if not isinstance(header, dict):
+        raise NotSafetensors(_not_safetensors(path, "its header is not safetensors JSON"))
+    data_size = size - 8 - header_len
+    end_of_data = 0
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    if not tensors:
+        raise NotSafetensors(f"{path.name} holds no tensors.")
+    for name, info in tensors.items():
+        try:
+            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+            valid = (
+                dtype in DTYPE_SIZES
+                and all(isinstance(d, int) and d >= 0 for d in shape)
+                and isinstance(begin, int)
+                and isinstance(end, int)
+            )
+        except (KeyError, TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise NotSafetensors(f"{path.name} is corrupt: the entry for tensor {name!r} is malformed.")
+        if end - begin != math.prod(shape) * DTYPE_SIZES[dtype] or begin < 0:
+            raise NotSafetensors(f"{path.name} is corrupt: tensor {name!r} has the wrong number of bytes.")
+        if end > data_size:
+            raise NotSafetensors(
+                f"{path.name} is truncated or corrupt: tensor {name!r} ends at byte {end:,} of the data, "
+                f"but the file holds only {data_size:,}."
+            )
+        end_of_data = max(end_of_data, end)
+    if end_of_data != data_size:
+        raise NotSafetensors(
+            f"{path.name} is corrupt: {data_size - end_of_data:,} bytes follow its last tensor."
+        )
+    return tensors
+
+
+def _not_safetensors(path: Path, why: str) -> str:
+    return (
+        f"{path.name} is not a safetensors file ({why}). Pickle checkpoints (.ckpt, .pt, .bin) are never "
+        "loaded, whatever their name: convert the model to safetensors first."
+    )
+
+
+# --- what a checkpoint is --
+
+
+def _find(keys: set[str], suffix: str) -> str | None:
+    return next((k for k in keys if k.endswith(suffix)), None)
+
+
+def detect_checkpoint_family(header: dict[str, Any]) -> str:
+    """The family of a single-file checkpoint, from its tensor names (and one shape); InvalidInput when it is
+    not a text-to-image checkpoint of a family the studio runs, or lacks parts it needs."""
+    keys = set(header)
+    if _find(keys, "double_blocks.0.img_attn.qkv.weight"):
+        return "flux"
+    if _find(keys, "joint_blocks.0.context_block.attn.qkv.weight"):
+        return "sd3"
+    conv_in = header.get("model.diffusion_model.input_blocks.0.0.weight")
+    if conv_in is None:
+        raise InvalidInput(
+            "This file is not a Stable Diffusion, SDXL, SD3 or FLUX checkpoint (it has no diffusion model "
+            "weights); a LoRA is installed as a LoRA."
+        )
+    if conv_in["shape"][1] != 4:
+        raise InvalidInput(
+            "Inpainting and other special-purpose checkpoints are not supported; use a base model."
+        )
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return "sdxl"
+    if any(k.startswith("conditioner.embedders.0.model.") for k in keys):
+        raise InvalidInput("The SDXL refiner is not a text-to-image model; install an SDXL base checkpoint.")
+    to_k = header.get("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight")
+    if to_k is not None and to_k["shape"][-1] == 1024:
+        return "sd2"
+    return "sd1"
+
+
+# Prefixes of the parts a family's single-file checkpoint must hold (the studio has no other copy of them).
+REQUIRED_PARTS = {
+    "sd1": {
+        "model.diffusion_model.": "UNet",
+        "first_stage_model.": "VAE",
+        "cond_stage_model.": "text encoder",
+    },
+    "sd2": {
+        "model.diffusion_model.": "UNet",
+        "first_stage_model.": "VAE",
+        "cond_stage_model.": "text encoder",
+    },
+    "sdxl": {
+        "model.diffusion_model.": "UNet",
+        "first_stage_model.": "VAE",
+        "conditioner.embedders.0.": "CLIP-L text encoder",
+        "conditioner.embedders.1.": "OpenCLIP-G text encoder",
+    },
+    "sd3": {
+        "model.diffusion_model.": "MMDiT",
+        "first_stage_model.": "VAE",
+        "text_encoders.clip_l.": "CLIP-L text encoder",
+        "text_encoders.clip_g.": "CLIP-G text encoder",
+    },
+}
+SD3_MEDIUM_LAYERS = 24
+
+
+def check_single_file(header: dict[str, Any], family: str) -> None:
+    if family in SINGLE_FILE_REFUSALS or not FAMILIES[family].single_file:
+        raise InvalidInput(
+            SINGLE_FILE_REFUSALS.get(family, f"{family} single-file checkpoints are not supported.")
+        )
+    missing = [
+        part
+        for prefix, part in REQUIRED_PARTS[family].items()
+        if not any(k.startswith(prefix) for k in header)
+    ]
+    if missing:
+        raise InvalidInput(
+            f"This {FAMILIES[family].label} checkpoint lacks its {' and '.join(missing)}; install a "
+            "checkpoint that includes them, or the model's diffusers folder."
+        )
+    if family == "sd3":
+        layers = {k.split(".")[3] for k in header if k.startswith("model.diffusion_model.joint_blocks.")}
+        dual = any(".x_block.attn2." in k for k in header)
+        if len(layers) != SD3_MEDIUM_LAYERS or dual:
+            raise InvalidInput(
+                "Only SD3 Medium single-file checkpoints are supported; install SD3.5 models as diffusers "
+                "folders."
+            )
+
+
+def detect_folder_family(folder: Path) -> str:
+    index = _json_file(folder / "model_index.json")
+    class_name = index.get("_class_name", "")
+    family = PIPELINE_CLASS_FAMILIES.get(class_name)
+    if family is None:
+        raise InvalidInput(
+            f"Unsupported pipeline {class_name!r}: the studio runs {', '.join(PIPELINE_CLASS_FAMILIES)}."
+        )
+    if family == "sd1":
+        text = (
+            _json_file(folder / "text_encoder" / "config.json") if (folder / "text_encoder").is_dir() else {}
+        )
+        scheduler_file = folder / "scheduler" / "scheduler_config.json"
+        scheduler = _json_file(scheduler_file) if scheduler_file.exists() else {}
+        if text.get("hidden_size") == 1024 or scheduler.get("prediction_type") == "v_prediction":
+            family = "sd2"
+    return family
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{path.name} is not readable JSON ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path.name} must hold a JSON object.")
+    return data
+
+
+def detect_lora_family(header: dict[str, Any]) -> str | None:
+    """A LoRA's family where its tensors tell (the text width its cross-attention reads, or the transformer's
+    block names); None when they do not."""
+    keys = set(header)
+    if any("single_transformer_blocks" in k or "double_blocks" in k or "single_blocks" in k for k in keys):
+        return "flux"
+    if any("joint_blocks" in k or "add_q_proj" in k for k in keys):
+        return "sd3"
+    for key in keys:
+        if "attn2" in key and ("to_k" in key) and any(d in key for d in ("lora_down", "lora_A", "lora.down")):
+            width = header[key]["shape"][-1]
+            return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(width)
+    return None
+
+
+# --- installing --
+
+
+@dataclass(frozen=True)
+class Installed:
+    id: str
+    name: str
+    family: str
+    sha256: str
+    size_bytes: int
+    path: Path
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60].strip("-")
+    return slug
+
+
+def _source(path_text: str) -> Path:
+    if not isinstance(path_text, str) or not path_text.strip():
+        raise InvalidInput("Enter a path on the server.", {"path": ["Enter a path on the server."]})
+    path = Path(path_text.strip()).expanduser()
+    if not path.is_absolute():
+        raise InvalidInput("Enter an absolute path.", {"path": ["Enter an absolute path on the server."]})
+    if not path.exists():
+        raise InvalidInput(f"{path} does not exist.", {"path": ["No such file or folder on the server."]})
+    return path.resolve()
+
+
+def _field(exc: InvalidInput, field: str = "path") -> InvalidInput:
+    """The same error, attached to a form field (for the admin page)."""
+    return InvalidInput(exc.message, exc.errors or {field: [exc.message]})
+
+
+def _new_id(name: str, taken: set[str], field: str = "name") -> str:
+    model_id = _slug(name)
+    if not model_id:
+        raise InvalidInput(
+            "Enter a name with letters or digits.", {field: ["Enter a name with letters or digits."]}
+        )
+    if model_id in taken:
+        message = f"A model or LoRA with the id {model_id!r} is already installed; choose another name."
+        raise InvalidInput(message, {field: [message]})
+    return model_id
+
+
+def _copy_with_sha256(source: Path, target: Path) -> str:
+    digest = hashlib.sha256()
+    with source.open("rb") as src, target.open("wb") as dst:
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            digest.update(chunk)
+            dst.write(chunk)
+    return digest.hexdigest()
+
+
+def _staging(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".installing-{uuid.uuid4().hex}"
+    staging.mkdir()
+    return staging
+
+
+def _defaults(family: str, meta: dict[str, Any]) -> dict[str, Any]:
+    fam = FAMILIES[family]
+    size = int(meta.get("default_size", fam.default_size))
+    return {
+        "default_width": int(meta.get("default_width", size)),
+        "default_height": int(meta.get("default_height", size)),
+        "default_steps": int(meta.get("default_steps", fam.default_steps)),
+        "default_guidance": float(meta.get("default_guidance", fam.default_guidance)),
+        "default_scheduler": str(meta.get("default_scheduler", fam.default_scheduler)),
+    }
+
+
+def _who(actor: Any) -> str:
+    return (
+        actor.get_username() if actor is not None and getattr(actor, "is_authenticated", False) else "system"
+    )
+
+
+def check_model_source(path_text: str) -> tuple[Path, str, dict[str, Any]]:
+    """Validate what would be installed: (source path, family, studio.json carried by a folder)."""
+    source = _source(path_text)
+    try:
+        if source.is_file():
+            if source.suffix.lower() in registry.UNSAFE_SUFFIXES:
+                raise NotSafetensors(_not_safetensors(source, f"{source.suffix} is a pickle format"))
+            header = read_safetensors_header(source)
+            family = detect_checkpoint_family(header)
+            check_single_file(header, family)
+            return source, family, {}
+        if not (source / "model_index.json").is_file():
+            raise InvalidInput(
+                f"{source} is neither a .safetensors checkpoint nor a diffusers folder (no model_index.json)."
+            )
+        family = detect_folder_family(source)
+        carried = _json_file(source / "studio.json") if (source / "studio.json").is_file() else {}
+        if carried.get("family") in FAMILIES:
+            family = str(carried["family"])
+        _check_folder_weights(source)
+        return source, family, carried
+    except InvalidInput as exc:
+        raise _field(exc) from None
+
+
+def _folder_files(source: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in source.rglob("*")
+        if p.is_file()
+        and p.suffix in COPIED_SUFFIXES
+        and p.name != "studio.json"
+        and not any(part.startswith(".") for part in p.relative_to(source).parts)
+    )
+
+
+def _check_folder_weights(source: Path) -> None:
+    """Every safetensors file is sound, and every model component has safetensors weights (folders often
+    carry pickle copies too; those are left behind, never read)."""
+    for path in _folder_files(source):
+        if path.suffix == ".safetensors":
+            read_safetensors_header(path)
+    index = _json_file(source / "model_index.json")
+    for component, spec in index.items():
+        folder = source / component
+        if component.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+            continue
+        if (folder / "config.json").is_file() and not any(folder.glob("*.safetensors")):
+            raise InvalidInput(
+                f"{component}/ has no .safetensors weights; pickle weights are never loaded: convert it "
+                "first."
+            )
+
+
+def do_install_model(
+    actor: Any,
+    path_text: str,
+    *,
+    name: str = "",
+    ip: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> Installed:
+    """Validate a diffusers folder or a single-file ``.safetensors`` checkpoint at ``path_text`` (a path on
+    the server) and install it as ``MODELS_DIR/<id>/``; the id comes from the name. Audited."""
+    source, family, carried = check_model_source(path_text)
+    name = (
+        (name or "").strip()
+        or str(carried.get("name") or "")
+        or (source.stem if source.is_file() else source.name)
+    )
+    models_dir = Path(settings.MODELS_DIR)
+    taken = {m.id for m in registry.list_models()} | {lora.id for lora in registry.list_loras()}
+    taken |= {p.name for p in models_dir.iterdir()} if models_dir.is_dir() else set()
+    model_id = _new_id(name, taken)
+    staging = _staging(models_dir)
+    try:
+        meta: dict[str, Any] = {
+            k: v for k, v in carried.items() if k not in ("sha256", "size_bytes", "source")
+        }
+        if source.is_file():
+            file_name = f"{model_id}.safetensors"
+            sha256 = _copy_with_sha256(source, staging / file_name)
+            size = (staging / file_name).stat().st_size
+            meta.update(format=registry.SINGLE_FILE, file=file_name)
+        else:
+            for path in _folder_files(source):
+                target = staging / path.relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+            sha256 = registry.folder_sha256(staging)
+            (staging / ".studio-sha256").unlink(missing_ok=True)
+            size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+            meta["format"] = "diffusers"
+        meta.update(
+            name=name,
+            family=family,
+            sha256=sha256,
+            size_bytes=size,
+            source=str(source),
+            installed_at=timezone.now().isoformat(),
+            installed_by=_who(actor),
+            **_defaults(family, {**carried, **(defaults or {})}),
+        )
+        (staging / "studio.json").write_text(json.dumps(meta, indent=2) + "\n")
+        staging.rename(models_dir / model_id)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    audit.record(
+        actor,
+        audit.MODEL_INSTALL,
+        target=f"model:{model_id}",
+        ip=ip,
+        details={"name": name, "family": family, "sha256": sha256, "size_bytes": size},
+    )
+    return Installed(model_id, name, family, sha256, size, models_dir / model_id)
+
+
+def do_install_lora(
+    actor: Any, path_text: str, *, name: str = "", family: str = "", ip: str | None = None
+) -> Installed:
+    """Validate a LoRA (``.safetensors``) and install it under ``MODELS_DIR/_loras/<id>/``, attached to a
+    family: the one its tensors show, else the one given. Audited."""
+    try:
+        source = _source(path_text)
+        if not source.is_file():
+            raise InvalidInput("A LoRA is one .safetensors file; this is a folder.")
+        if source.suffix.lower() in registry.UNSAFE_SUFFIXES:
+            raise NotSafetensors(_not_safetensors(source, f"{source.suffix} is a pickle format"))
+        header = read_safetensors_header(source)
+    except InvalidInput as exc:
+        raise _field(exc) from None
+    detected = detect_lora_family(header)
+    family = (family or "").strip()
+    if family and family not in FAMILIES:
+        raise InvalidInput("Unknown family.", {"family": [f"Choose one of: {', '.join(FAMILIES)}."]})
+    if detected and family and detected != family:
+        message = f"This LoRA is for {FAMILIES[detected].label} models, not {FAMILIES[family].label}."
+        raise InvalidInput(message, {"family": [message]})
+    family = family or detected or ""
+    if not family:
+        message = "Its tensors do not tell which family this LoRA is for: choose the family."
+        raise InvalidInput(message, {"family": [message]})
+    if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in header):
+        message = "This is a full checkpoint, not a LoRA: install it as a model."
+        raise InvalidInput(message, {"path": [message]})
+    name = (name or "").strip() or source.stem
+    models_dir = Path(settings.MODELS_DIR)
+    root = models_dir / registry.LORAS_DIR
+    taken = {m.id for m in registry.list_models()} | {lora.id for lora in registry.list_loras()}
+    taken |= {p.name for p in root.iterdir()} if root.is_dir() else set()
+    lora_id = _new_id(name, taken)
+    staging = _staging(root)
+    try:
+        file_name = f"{lora_id}.safetensors"
+        sha256 = _copy_with_sha256(source, staging / file_name)
+        size = (staging / file_name).stat().st_size
+        meta = {
+            "name": name,
+            "family": family,
+            "file": file_name,
+            "sha256": sha256,
+            "size_bytes": size,
+            "source": str(source),
+            "installed_at": timezone.now().isoformat(),
+            "installed_by": _who(actor),
+        }
+        (staging / "lora.json").write_text(json.dumps(meta, indent=2) + "\n")
+        staging.rename(root / lora_id)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    audit.record(
+        actor,
+        audit.MODEL_INSTALL,
+        target=f"lora:{lora_id}",
+        ip=ip,
+        details={"name": name, "family": family, "sha256": sha256, "size_bytes": size},
+    )
+    return Installed(lora_id, name, family, sha256, size, root / lora_id)
+
+
+def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> None:
+    """Remove an installed model (``kind`` "model") or LoRA ("lora") from the models dir. Models shipped with
+    the studio are not in the models dir and cannot be removed. Audited."""
+    models_dir = Path(settings.MODELS_DIR)
+    if kind == "model":
+        model = registry.get_model(item_id)
+        if model is None or model.path.parent != models_dir:
+            raise NotFound("No such installed model.")
+        folder, details = model.path, {"name": model.name, "family": model.family}
+    elif kind == "lora":
+        lora = registry.get_lora(item_id)
+        if lora is None:
+            raise NotFound("No such installed LoRA.")
+        folder, details = lora.path.parent, {"name": lora.name, "family": lora.family}
+    else:
+        raise NotFound("Nothing of that kind is installed.")
+    # Rename first, so the registry stops listing it at once even if deleting the files takes a while.
+    trash = folder.parent / f".removing-{uuid.uuid4().hex}"
+    folder.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    audit.record(actor, audit.MODEL_REMOVE, target=f"{kind}:{item_id}", ip=ip, details=details)
+
+
+# --- LoRAs in a job --
+
+
+def check_loras(value: Any, model: registry.ModelInfo, errors: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """A job's ``loras``: at most five installed LoRAs of the model's family, each once, weight -2..2.
+    Returns them as stored in the job's params (with each file's sha256, for provenance)."""
+    if value in (None, []):
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        errors["loras"] = ['Give a list of {"id": LoRA id, "weight": number}.']
+        return []
+    if len(value) > MAX_LORAS_PER_JOB:
+        errors["loras"] = [f"At most {MAX_LORAS_PER_JOB} LoRAs at once."]
+        return []
+    chosen: list[dict[str, Any]] = []
+    problems: list[str] = []
+    lo, hi = LORA_WEIGHT_RANGE
+    for item in value:
+        lora_id = item.get("id")
+        lora = registry.get_lora(lora_id) if isinstance(lora_id, str) else None
+        weight = item.get("weight", 1.0)
+        if isinstance(weight, str):
+            try:
+                weight = float(weight)
+            except ValueError:
+                weight = None
+        if lora is None:
+            problems.append(f"No such LoRA: {lora_id!r}.")
+        elif lora.family != model.family:
+            problems.append(f"{lora.name} is for {FAMILIES[lora.family].label} models, not {model.name}.")
+        elif any(c["id"] == lora.id for c in chosen):
+            problems.append(f"{lora.name} is chosen twice.")
+        elif isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+            problems.append(f"{lora.name}: the weight must be a number.")
+        elif not lo <= weight <= hi:
+            problems.append(f"{lora.name}: the weight must be between {lo:g} and {hi:g}.")
+        else:
+            chosen.append({"id": lora.id, "weight": float(weight), "sha256": lora.sha256})
+    if problems:
+        errors["loras"] = problems
+    return chosen

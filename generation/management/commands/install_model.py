@@ -1,0 +1,41 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from generation import library
+from generation.engine.families import FAMILIES
+from studio.errors import ServiceError
+
+
+class Command(BaseCommand):
+    help = (
+        "Install a model from a path on this machine: a diffusers folder or a single-file .safetensors "
+        "checkpoint (SD 1.x, SD 2.x, SDXL, SD3, FLUX). With --lora, install a LoRA instead."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="A diffusers folder or a .safetensors file.")
+        parser.add_argument("--name", default="", help="Its name in the studio (the id is made from it).")
+        parser.add_argument("--lora", action="store_true", help="The file is a LoRA.")
+        parser.add_argument(
+            "--family",
+            default="",
+            choices=["", *FAMILIES],
+            help="A LoRA's family, when its file does not tell.",
+        )
+
+    def handle(self, *args, **options):
+        try:
+            if options["lora"]:
+                done = library.do_install_lora(
+                    None, options["path"], name=options["name"], family=options["family"]
+                )
+            else:
+                if options["family"]:
+                    raise CommandError("--family is for LoRAs; a model's family is read from its files.")
+                done = library.do_install_model(None, options["path"], name=options["name"])
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
+        kind = "LoRA" if options["lora"] else "model"
+        self.stdout.write(
+            f"Installed {kind} {done.id!r} ({done.name}, {FAMILIES[done.family].label}, "
+            f"{done.size_bytes:,} bytes, sha256 {done.sha256})"
+        )
