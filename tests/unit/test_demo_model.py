@@ -77,3 +77,20 @@ def test_a_random_weight_model_of_the_same_architecture_fails_the_small_eval(tmp
     assert set(baseline.failures(SMALL_TARGETS)) == set(SMALL_TARGETS), evaluation.table(
         baseline, SMALL_TARGETS
     )
+
+
+def test_the_training_loss_weights_latent_pixels_under_shapes():
+    import random
+
+    from generation.engine.training import object_masks
+
+    scene = scenes.single_scene(random.Random(0), "red", "square", "large", "top left", "blue")
+    corner = scenes.single_scene(random.Random(0), "yellow", "circle", "small", "bottom right", "black")
+    masks = object_masks(np.stack([scenes.render(scene), scenes.render(corner)]), 16)
+    assert masks.shape == (2, 1, 16, 16)
+    for mask, s in zip(masks, (scene, corner), strict=True):
+        obj = s.objects[0]
+        assert mask[0, int(obj.cy) // 4, int(obj.cx) // 4] > 0.9  # the shape's centre is covered
+        far_y, far_x = (15 - int(obj.cy) // 4), (15 - int(obj.cx) // 4)
+        assert mask[0, far_y, far_x] == 0  # the opposite corner is background
+        assert 0.005 < float(mask.mean()) < 0.3  # a shape, not the picture

@@ -32,6 +32,12 @@ class Command(BaseCommand):
         parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
         parser.add_argument("--batch", type=int, default=defaults.batch)
         parser.add_argument("--lr", type=float, default=defaults.lr)
+        parser.add_argument(
+            "--object-weight",
+            type=float,
+            default=defaults.object_weight,
+            help="Extra weight of the loss under shapes (0: a plain mean).",
+        )
         parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads.")
         parser.add_argument("--name", default="Demo shapes", help="Name shown in the studio.")
         parser.add_argument(
@@ -58,6 +64,7 @@ class Command(BaseCommand):
             batch=options["batch"],
             lr=options["lr"],
             threads=options["threads"],
+            object_weight=options["object_weight"],
             snapshot_every=options["snapshot_every"],
         )
         out: Path = options["out"].resolve()
