@@ -1,5 +1,5 @@
-"""Installing and removing models and LoRAs: the writes behind ``manage.py install_model`` and the admin's
-Models page.
+"""Installing and removing models, LoRAs and tiny preview decoders: the writes behind ``manage.py
+install_model`` and the admin's Models page.
 
 Everything is checked before anything is written: a file whose header is not safetensors is refused whatever
 its name (pickle checkpoints are never opened beyond their first bytes, let alone unpickled), and every
@@ -506,8 +506,9 @@ def do_install_lora(
 
 
 def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> None:
-    """Remove an installed model (``kind`` "model") or LoRA ("lora") from the models dir. Models shipped with
-    the studio are not in the models dir and cannot be removed. Audited."""
+    """Remove an installed model (``kind`` "model"), LoRA ("lora") or a family's preview decoder ("preview",
+    ``item_id`` the family) from the models dir. Models shipped with the studio are not in the models dir
+    and cannot be removed. Audited."""
     models_dir = Path(settings.MODELS_DIR)
     if kind == "model":
         model = registry.get_model(item_id)
@@ -519,6 +520,11 @@ def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> 
         if lora is None:
             raise NotFound("No such installed LoRA.")
         folder, details = lora.path.parent, {"name": lora.name, "family": lora.family}
+    elif kind == "preview":
+        decoder = registry.get_preview_decoder(item_id)
+        if decoder is None:
+            raise NotFound("No preview decoder is installed for that family.")
+        folder, details = decoder.path, {"name": decoder.name, "family": decoder.family}
     else:
         raise NotFound("Nothing of that kind is installed.")
     # Rename first, so the registry stops listing it at once even if deleting the files takes a while.
@@ -526,6 +532,102 @@ def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> 
     folder.rename(trash)
     shutil.rmtree(trash, ignore_errors=True)
     audit.record(actor, audit.MODEL_REMOVE, target=f"{kind}:{item_id}", ip=ip, details=details)
+
+
+# --- preview decoders --
+
+# Channels of each family's latents (a preview decoder must read exactly these).
+LATENT_CHANNELS = {"demo": 4, "sd1": 4, "sd2": 4, "sdxl": 4, "sd3": 16, "flux": 16}
+PREVIEW_DECODER_CLASS = "AutoencoderTiny"
+
+
+def check_preview_decoder_source(path_text: str, family: str) -> tuple[Path, dict[str, Any]]:
+    """Validate a tiny preview decoder for ``family``: a diffusers ``AutoencoderTiny`` folder (``config.json``
+    and safetensors weights) whose decoder reads the family's latent channels. Returns (folder, config)."""
+    if family not in FAMILIES:
+        message = f"Choose the family it decodes: one of {', '.join(FAMILIES)}."
+        raise InvalidInput(message, {"family": [message]})
+    try:
+        source = _source(path_text)
+        if not source.is_dir() or not (source / "config.json").is_file():
+            raise InvalidInput(
+                "A preview decoder is a diffusers AutoencoderTiny folder (config.json and "
+                f"{registry.PREVIEW_WEIGHTS})."
+            )
+        config = _json_file(source / "config.json")
+        if config.get("_class_name") != PREVIEW_DECODER_CLASS:
+            kind = config.get("_class_name") or "an unknown class"
+            raise InvalidInput(
+                f"This folder's config.json is for {kind}, not a tiny preview decoder "
+                f"({PREVIEW_DECODER_CLASS})."
+            )
+        weights = source / registry.PREVIEW_WEIGHTS
+        if not weights.is_file():
+            raise InvalidInput(
+                f"The folder has no {registry.PREVIEW_WEIGHTS}; pickle weights are never loaded: convert "
+                "it first."
+            )
+        header = read_safetensors_header(weights)
+    except InvalidInput as exc:
+        raise _field(exc) from None
+    first_conv = header.get("decoder.layers.0.weight")
+    if first_conv is None or len(first_conv["shape"]) != 4:
+        message = f"{weights.name} holds no AutoencoderTiny decoder weights."
+        raise InvalidInput(message, {"path": [message]})
+    wanted = LATENT_CHANNELS[family]
+    channels = {int(first_conv["shape"][1]), int(config.get("latent_channels", first_conv["shape"][1]))}
+    if channels != {wanted}:
+        label = FAMILIES[family].label
+        message = (
+            f"This decoder reads {'/'.join(str(c) for c in sorted(channels))}-channel latents, but "
+            f"{label} latents have {wanted} channels: install a decoder made for {label}."
+        )
+        raise InvalidInput(message, {"family": [message]})
+    return source, config
+
+
+def do_install_preview_decoder(
+    actor: Any, path_text: str, family: str, *, name: str = "", ip: str | None = None
+) -> Installed:
+    """Install a tiny decoder (TAESD-style ``AutoencoderTiny`` folder) for ``family``'s live previews as
+    ``MODELS_DIR/_preview/<family>/``, replacing the family's previous one. Audited."""
+    family = (family or "").strip()
+    source, _config = check_preview_decoder_source(path_text, family)
+    name = (name or "").strip() or source.name
+    root = Path(settings.MODELS_DIR) / registry.PREVIEW_DIR
+    staging = _staging(root)
+    target = root / family
+    try:
+        shutil.copyfile(source / "config.json", staging / "config.json")
+        weights = staging / registry.PREVIEW_WEIGHTS
+        sha256 = _copy_with_sha256(source / registry.PREVIEW_WEIGHTS, weights)
+        size = weights.stat().st_size
+        meta = {
+            "name": name,
+            "family": family,
+            "sha256": sha256,
+            "size_bytes": size,
+            "source": str(source),
+            "installed_at": timezone.now().isoformat(),
+            "installed_by": _who(actor),
+        }
+        (staging / "decoder.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if target.exists():  # the family's previous decoder makes way
+            old = root / f".removing-{uuid.uuid4().hex}"
+            target.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    audit.record(
+        actor,
+        audit.MODEL_INSTALL,
+        target=f"preview:{family}",
+        ip=ip,
+        details={"name": name, "family": family, "sha256": sha256, "size_bytes": size},
+    )
+    return Installed(family, name, family, sha256, size, target)
 
 
 # --- LoRAs in a job --

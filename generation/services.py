@@ -33,6 +33,7 @@ from studio.models import Project
 
 from . import library, realtime
 from .engine import registry
+from .engine.families import FAMILIES
 from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import can_cancel
 from .scheduling import fair_share_order
@@ -171,8 +172,8 @@ def check_job_params(
         # An upscale's size is its start image's times the scale (checked with the scale below).
         for dim, default in zip(("width", "height"), size_defaults, strict=True) if mode != "upscale" else ():
             value = _int(data.get(dim, default), dim, model.min_size, model.max_size, errors)
-            if value is not None and value % 8:
-                errors[dim] = ["Must be a multiple of 8."]
+            if value is not None and value % _size_multiple(model):
+                errors[dim] = [f"Must be a multiple of {_size_multiple(model)}."]
             params[dim] = value
         scheduler = data.get("scheduler") or model.default_scheduler
         if scheduler not in model.schedulers:
@@ -268,18 +269,27 @@ def _check_mode_and_start_image(
     return mode, init
 
 
-def _round8(value: float) -> int:
-    return max(8, int(round(value / 8)) * 8)
+def _size_multiple(model: registry.ModelInfo) -> int:
+    """What the model's image sides must be multiples of (8; 16 for SD3 and FLUX)."""
+    family = FAMILIES.get(model.family)
+    return family.size_multiple if family else 8
+
+
+def _round_to(value: float, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)
 
 
 def _fit_size(width: int, height: int, model: registry.ModelInfo) -> tuple[int, int]:
-    """A start image's size as the default output size: multiples of 8 within the model's limits, keeping
-    the aspect ratio as far as the limits allow."""
+    """A start image's size as the default output size: multiples of the model's size multiple within its
+    limits, keeping the aspect ratio as far as the limits allow."""
     largest = model.max_size / max(width, height)  # the most it may grow (or must shrink)
     scale = min(1.0, largest)
     if min(width, height) * scale < model.min_size:
         scale = min(largest, model.min_size / min(width, height))
-    w, h = (min(model.max_size, max(model.min_size, _round8(side * scale))) for side in (width, height))
+    step = _size_multiple(model)
+    w, h = (
+        min(model.max_size, max(model.min_size, _round_to(side * scale, step))) for side in (width, height)
+    )
     return w, h
 
 
@@ -338,7 +348,8 @@ def _check_upscale(
     if scale is None or init is None or model is None:
         params["width"] = params["height"] = None
         return
-    width, height = _round8(init.width * scale), _round8(init.height * scale)
+    step = _size_multiple(model)
+    width, height = _round_to(init.width * scale, step), _round_to(init.height * scale, step)
     params["width"], params["height"] = width, height
     if max(width, height) > model.max_size:
         errors["scale"] = [

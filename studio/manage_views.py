@@ -212,14 +212,15 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
 
 # --- the model library --
 
-INSTALL_KINDS = {"model": "Model", "lora": "LoRA"}
+INSTALL_KINDS = {"model": "Model", "lora": "LoRA", "preview": "Preview decoder"}
 
 
 @login_required
 @admin_only
 @require_http_methods(["GET", "POST"])
 def models_page(request: HttpRequest) -> HttpResponse:
-    """Installed models and LoRAs; POST installs one from a path on the server (``generation.library``)."""
+    """Installed models, LoRAs and preview decoders; POST installs one from a path on the server
+    (``generation.library``)."""
     from generation import library
     from generation.engine import registry
     from generation.engine.families import FAMILIES
@@ -240,12 +241,18 @@ def models_page(request: HttpRequest) -> HttpResponse:
                     family=form["family"],
                     ip=client_ip(request),
                 )
+            elif form["kind"] == "preview":
+                done = library.do_install_preview_decoder(
+                    request.user, form["path"], form["family"], name=form["name"], ip=client_ip(request)
+                )
             elif form["kind"] == "model":
                 done = library.do_install_model(
                     request.user, form["path"], name=form["name"], ip=client_ip(request)
                 )
             else:
-                raise InvalidInput("Choose what to install.", {"kind": ["Choose a model or a LoRA."]})
+                raise InvalidInput(
+                    "Choose what to install.", {"kind": ["Choose a model, a LoRA or a preview decoder."]}
+                )
         except ServiceError as exc:
             error, errors = exc.message, exc.errors
         else:
@@ -260,6 +267,10 @@ def models_page(request: HttpRequest) -> HttpResponse:
             for m in registry.list_models()
         ],
         "loras": [{"info": lora, "family": FAMILIES[lora.family].label} for lora in registry.list_loras()],
+        "previews": [
+            {"info": decoder, "family": FAMILIES[decoder.family].label}
+            for decoder in registry.list_preview_decoders()
+        ],
         "families": [(f.key, f.label) for f in FAMILIES.values()],
         "form": form,
         "error": error,

@@ -54,6 +54,9 @@ class Family:
     # Whether its single-file checkpoints load, with the component configs shipped under
     # generation/engine/configs/<key>/ (SINGLE_FILE_REFUSALS says why not, where not).
     single_file: bool = False
+    # Image sides must be multiples of this: the VAE's 8, times the 2×2 latent patches of SD3's and FLUX's
+    # transformers.
+    size_multiple: int = 8
 
 
 # Published latent→RGB factors of the 16-channel VAEs of SD3 and FLUX (as used by common previewers).
@@ -155,6 +158,7 @@ FAMILIES: dict[str, Family] = {
         latent_rgb_bias=SD3_LATENT_RGB_BIAS,
         flow_matching=True,
         single_file=True,
+        size_multiple=16,
     ),
     "flux": Family(
         "flux",
@@ -169,6 +173,7 @@ FAMILIES: dict[str, Family] = {
         latent_rgb_factors=FLUX_LATENT_RGB_FACTORS,
         latent_rgb_bias=FLUX_LATENT_RGB_BIAS,
         flow_matching=True,
+        size_multiple=16,
     ),
 }
 

@@ -102,13 +102,24 @@ def load(info: ModelInfo) -> LoadedModel:
             dtype=dtype,
             local_files_only=True,
             use_safetensors=True,
-            safety_checker=None,
             requires_safety_checker=False,
+            **{"safety_checker": None, **left_out_components(info.path)},
         )
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     sha256 = info.sha256 or folder_sha256(info.path)
     return LoadedModel(info, pipe, sha256, device, dtype, pipe.scheduler.config)
+
+
+def left_out_components(folder: Path) -> dict[str, None]:
+    """The components a diffusers folder's ``model_index.json`` leaves out (``[null, null]``: SD3 saved
+    without its T5 encoder, for one), passed as None so that the pipeline loads without them."""
+    index = json.loads((folder / "model_index.json").read_text())
+    return {
+        name: None
+        for name, spec in index.items()
+        if not name.startswith("_") and isinstance(spec, list) and spec and spec[0] is None
+    }
 
 
 def clip_tokenizer(spec: dict[str, Any]) -> CLIPTokenizer:
@@ -239,3 +250,36 @@ def mode_pipeline(loaded: LoadedModel, kind: str) -> Any:
     pipe = built[kind]
     pipe.scheduler = loaded.pipe.scheduler
     return pipe
+
+
+# --- tiny preview decoders --
+
+
+def preview_decoder(loaded: LoadedModel) -> Any | None:
+    """The tiny decoder (``AutoencoderTiny``) installed for the model's family, on the model's device and
+    dtype, or None (previews then use the family's latent→RGB factors). Loaded once and kept with the loaded
+    model; a decoder installed or replaced since is picked up at the next job. Only safetensors are read.
+    A decoder that fails to load is logged and the previews fall back to the factors: a preview never fails
+    a job."""
+    from diffusers import AutoencoderTiny
+
+    info = registry.get_preview_decoder(loaded.info.family)
+    kept: dict[str, Any] = vars(loaded).setdefault("preview_decoder", {})
+    if info is None:
+        kept.clear()
+        return None
+    key = (str(info.path), info.sha256)
+    if kept.get("key") != key:
+        kept.clear()
+        try:
+            decoder = AutoencoderTiny.from_pretrained(
+                str(info.path), dtype=loaded.dtype, local_files_only=True, use_safetensors=True
+            )
+            decoder = decoder.to(loaded.device).eval()
+        except Exception:
+            logger.exception(
+                "Could not load the %s preview decoder; previews use latent factors", info.family
+            )
+            decoder = None
+        kept.update(key=key, decoder=decoder)
+    return kept["decoder"]

@@ -1,11 +1,16 @@
-"""Live previews: a linear latent→RGB projection, cheap enough to run at every step."""
+"""Live previews: a linear latent→RGB projection, cheap enough to run at every step, or, where one is
+installed for the family, a tiny distilled decoder (TAESD-style ``AutoencoderTiny``) that shows the picture
+at full size."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def latent_projector(
@@ -29,6 +34,42 @@ def latents_to_rgb(latents: torch.Tensor, factors: torch.Tensor, bias: torch.Ten
     rgb = torch.einsum("chw,cr->hwr", lat, factors) + bias
     rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
     return rgb.numpy()
+
+
+class Previewer:
+    """Turns one step's latents (a batch: N×C×h×w) into the first image's preview, an H×W×3 uint8 array.
+
+    With a tiny decoder the preview is the decoded picture (the image's own size, on the model's device and
+    dtype); without one it is the linear projection at latent size. Either way only the first image is
+    previewed, and how often is the caller's choice (the job's hooks rate-limit previews)."""
+
+    def __init__(self, factors: torch.Tensor, bias: torch.Tensor, decoder: Any | None = None) -> None:
+        self.factors, self.bias, self.decoder = factors, bias, decoder
+
+    @property
+    def kind(self) -> str:
+        return "decoder" if self.decoder is not None else "factors"
+
+    def __call__(self, latents: torch.Tensor) -> np.ndarray:
+        if self.decoder is not None:
+            try:
+                return self.decode(latents[:1])
+            except RuntimeError:  # (out of memory, a decoder that does not fit): the factors take over
+                logger.exception("The preview decoder failed; this job's previews use latent factors")
+                self.decoder = None
+        return latents_to_rgb(latents[0], self.factors, self.bias)
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents in the pipeline's (scaled) latent space through the tiny decoder, unscaled the way the
+        pipelines unscale them for their own VAE (the decoder's config carries the factors it expects)."""
+        decoder: Any = self.decoder
+        config = decoder.config
+        lat = latents.to(device=decoder.device, dtype=decoder.dtype)
+        lat = lat / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
+        with torch.inference_mode():
+            image = decoder.decode(lat).sample[0]
+            rgb = ((image.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
+        return rgb.permute(1, 2, 0).cpu().numpy()
 
 
 def fit_latent_rgb_factors(

@@ -5,7 +5,8 @@ A folder is a model when it holds ``model_index.json`` (a diffusers folder), or 
 ``"format": "single_file"`` beside the one ``.safetensors`` checkpoint it names. ``studio.json`` names the
 model and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors).
 LoRAs live apart, one folder each under ``MODELS_DIR/_loras/`` (the ``.safetensors`` file and
-``lora.json``). Plain Python: web processes use it to list models and validate jobs without loading torch;
+``lora.json``); a family's tiny preview decoder, where one is installed, in ``MODELS_DIR/_preview/<family>/``.
+Plain Python: web processes use it to list models and validate jobs without loading torch;
 installing and removing go through ``generation.library``.
 """
 
@@ -307,3 +308,50 @@ def folder_sha256(folder: Path) -> str:
     except OSError:
         pass  # read-only models dir: recompute next time
     return result
+
+
+# --- preview decoders --
+
+PREVIEW_DIR = "_preview"
+PREVIEW_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+@dataclass(frozen=True)
+class PreviewDecoderInfo:
+    """A tiny latent decoder (``AutoencoderTiny``) installed for one family's previews, in
+    ``MODELS_DIR/_preview/<family>/`` (its ``config.json``, weights and ``decoder.json``)."""
+
+    family: str
+    name: str
+    path: Path  # the folder
+    sha256: str
+    size_bytes: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def get_preview_decoder(family: str) -> PreviewDecoderInfo | None:
+    """The preview decoder installed for ``family``, if one is (and it is whole: config and safetensors)."""
+    if family not in FAMILIES:
+        return None
+    folder = Path(settings.MODELS_DIR) / PREVIEW_DIR / family
+    try:
+        meta = _read_json(folder / "decoder.json")
+    except RegistryError:
+        return None
+    weights = folder / PREVIEW_WEIGHTS
+    if meta.get("family") != family or not (folder / "config.json").is_file() or not weights.is_file():
+        logger.error("Ignoring the incomplete preview decoder in %s", folder)
+        return None
+    return PreviewDecoderInfo(
+        family=family,
+        name=str(meta.get("name", family)),
+        path=folder,
+        sha256=str(meta.get("sha256", "")),
+        size_bytes=int(meta.get("size_bytes", weights.stat().st_size)),
+        meta=meta,
+    )
+
+
+def list_preview_decoders() -> list[PreviewDecoderInfo]:
+    found = (get_preview_decoder(family) for family in FAMILIES)
+    return [decoder for decoder in found if decoder is not None]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from . import pipelines
-from .preview import latent_projector, latents_to_rgb
+from .preview import Previewer, latent_projector
 from .registry import ModelInfo
 
 _cache: pipelines.PipelineCache | None = None
@@ -86,6 +86,7 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
     factors, bias = latent_projector(
         request.model.latent_rgb_factors, request.model.latent_rgb_bias, channels
     )
+    to_rgb = Previewer(factors, bias, pipelines.preview_decoder(loaded))
     canceled = False
 
     def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
         hooks.on_step(step + 1, total)
         if hooks.wants_preview(step + 1, total):
             latents = pipelines.preview_latents(loaded, kwargs["latents"], request.width, request.height)
-            hooks.on_preview(step + 1, total, latents_to_rgb(latents[0], factors, bias))
+            hooks.on_preview(step + 1, total, to_rgb(latents))
         if hooks.should_cancel():
             canceled = True
             pipe._interrupt = True
@@ -148,6 +149,12 @@ def _mode_call(
     if init_image.size != size:
         init_image = init_image.resize(size, Image.Resampling.LANCZOS)
     strength = 0.6 if request.strength is None else request.strength
+    repainted = max(1, int(request.steps * strength))
+    if loaded.info.flow_matching and repainted < request.steps:
+        # SD3's and FLUX's image pipelines round the repainted share of the steps up, Stable Diffusion's
+        # round it down: ask for the latter's count (the job's progress total) with a strength midway
+        # between two counts, which float rounding cannot tip either way.
+        strength = (repainted - 0.5) / request.steps
     kwargs: dict[str, Any] = {"image": init_image, "strength": strength}
     if request.mask_image is None:
         pipe = pipelines.mode_pipeline(loaded, "img2img")

@@ -8,13 +8,21 @@ from studio.errors import ServiceError
 class Command(BaseCommand):
     help = (
         "Install a model from a path on this machine: a diffusers folder or a single-file .safetensors "
-        "checkpoint (SD 1.x, SD 2.x, SDXL, SD3, FLUX). With --lora, install a LoRA instead."
+        "checkpoint (SD 1.x, SD 2.x, SDXL, SD3, FLUX). With --lora, install a LoRA instead; with "
+        "--preview-decoder FAMILY, a tiny preview decoder (AutoencoderTiny folder) for that family."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="A diffusers folder or a .safetensors file.")
         parser.add_argument("--name", default="", help="Its name in the studio (the id is made from it).")
         parser.add_argument("--lora", action="store_true", help="The file is a LoRA.")
+        parser.add_argument(
+            "--preview-decoder",
+            default="",
+            choices=["", *FAMILIES],
+            metavar="FAMILY",
+            help="The folder is a tiny decoder (AutoencoderTiny) for this family's live previews.",
+        )
         parser.add_argument(
             "--family",
             default="",
@@ -24,6 +32,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
+            if options["preview_decoder"]:
+                if options["lora"] or options["family"]:
+                    raise CommandError(
+                        "--preview-decoder names the family itself; leave out --lora and --family."
+                    )
+                done = library.do_install_preview_decoder(
+                    None, options["path"], options["preview_decoder"], name=options["name"]
+                )
+                self.stdout.write(
+                    f"Installed the {FAMILIES[done.family].label} preview decoder {done.name!r} "
+                    f"({done.size_bytes:,} bytes, sha256 {done.sha256})"
+                )
+                return
             if options["lora"]:
                 done = library.do_install_lora(
                     None, options["path"], name=options["name"], family=options["family"]

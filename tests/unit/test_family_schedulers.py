@@ -1,0 +1,93 @@
+"""Every scheduler a family lists samples with that family's tiny model: two steps of text to image through
+the engine, with the scheduler the name stands for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generation.engine import pipelines, registry, runner
+from generation.engine.families import FAMILIES
+from tests import library_models
+
+SIZE = 64
+CASES = [
+    (family, scheduler)
+    for family in ("sd1", "sd2", "sdxl", "sd3", "flux")
+    for scheduler in FAMILIES[family].schedulers
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Iterator[Callable[[str], registry.ModelInfo]]:
+    """``tiny_model(family)``: the family's tiny diffusers folder, built once per module, as the registry
+    reads it; the pipelines stay loaded meanwhile."""
+    root = tmp_path_factory.mktemp("family-schedulers")
+    kept = runner._cache
+    runner._cache = pipelines.PipelineCache(len(FAMILIES))
+
+    def get(family: str) -> registry.ModelInfo:
+        folder = root / family
+        if not folder.exists():
+            library_models.build_folder(family, folder)
+        return registry.load_model_info(Path(folder), f"tiny-{family}")
+
+    yield get
+    runner._cache = kept
+
+
+class Steps:
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, int]] = []
+
+    def on_step(self, step: int, total: int) -> None:
+        self.steps.append((step, total))
+
+    def wants_preview(self, step: int, total: int) -> bool:
+        return False
+
+    def on_preview(self, step: int, total: int, rgb: np.ndarray) -> None:
+        raise AssertionError("no previews were asked for")
+
+    def should_cancel(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(("family", "scheduler"), CASES, ids=[f"{f}-{s}" for f, s in CASES])
+def test_each_listed_scheduler_samples_two_steps(tiny_model, family, scheduler):
+    model = tiny_model(family)
+    assert scheduler in model.schedulers
+    hooks = Steps()
+    result = runner.generate(
+        runner.GenerationRequest(
+            model=model,
+            prompt="a red circle",
+            negative_prompt="",
+            width=SIZE,
+            height=SIZE,
+            steps=2,
+            guidance_scale=4.0,
+            seed=5,
+            scheduler=scheduler,
+            num_images=1,
+        ),
+        hooks,
+    )
+
+    loaded = runner.cache().get(model)
+    classes = pipelines.FLOW_SCHEDULER_CLASSES if model.flow_matching else pipelines.SCHEDULER_CLASSES
+    cls, options = classes[scheduler]
+    assert type(loaded.pipe.scheduler) is cls
+    assert all(loaded.pipe.scheduler.config[key] == value for key, value in options.items())
+    assert not result.canceled
+    [image] = result.images
+    assert image.size == (SIZE, SIZE)
+    assert np.asarray(image.convert("RGB")).std() > 0
+    # Every denoising step ran: one model evaluation per step, but Heun's evaluates twice per step except the
+    # last, and PNDM's linear multistep warm-up evaluates its first step twice.
+    total = hooks.steps[-1][1]
+    assert total == (3 if scheduler in ("Heun", "PNDM") else 2)
+    assert hooks.steps == [(step, total) for step in range(1, total + 1)]
