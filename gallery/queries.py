@@ -32,9 +32,9 @@ class PromptSearchVector(Expression):
 
     output_field = SearchVectorField()
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[str | int, ...]]:
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         alias = compiler.query.get_initial_alias()
-        return f"{compiler.quote_name_unless_alias(alias)}.prompt_search", ()
+        return f"{compiler.quote_name_unless_alias(alias)}.prompt_search", []  # no parameters
 
 
 class AssetFilterForm(forms.Form):
