@@ -592,4 +592,16 @@ def render_model_card(record: dict[str, Any], folder: Path) -> str:
         text += CARD_EVALUATION.format(table=record["evaluation"]["table"])
     if "seconds_per_image" in record:
         text += CARD_SPEED.format(seconds=record["seconds_per_image"], threads=hw["torch_threads"])
-    return text + CARD_LIMITS
+    text += CARD_LIMITS
+    failures = record.get("evaluation", {}).get("failures", [])
+    if failures:
+        scores = record["evaluation"]["scores"]
+        missed = ", ".join(f"{evaluation_label(key)} ({scores[key]:.0%})" for key in failures)
+        text += f"\nIt misses these evaluation targets: {missed}.\n"
+    return text
+
+
+def evaluation_label(key: str) -> str:
+    from .evaluation import CHECK_LABELS
+
+    return CHECK_LABELS.get(key, key)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-
-# Before torch loads OpenMP: waiting threads sleep rather than spin. On a CPU shared with other work,
-# spinning threads hold the cores the descheduled one needs, and every parallel region stalls.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class Command(BaseCommand):
@@ -37,6 +33,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--sheet", type=Path, default=None, help="Contact sheet PNG (default: in the data dir)."
         )
+        parser.add_argument(
+            "--speed",
+            action="store_true",
+            help='Only time one picture at the model\'s defaults; print {"seconds_per_image": ...} as JSON.',
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from generation.engine import evaluation
@@ -44,6 +45,10 @@ class Command(BaseCommand):
         model: Path = options["model"].resolve()
         if not (model / "model_index.json").exists():
             raise CommandError(f"{model} is not a model folder (no model_index.json)")
+        if options["speed"]:
+            seconds = evaluation.time_generation(model)
+            self.stdout.write(json.dumps({"seconds_per_image": round(seconds, 3)}))
+            return
         result = evaluation.evaluate(
             model,
             options["prompts"],
