@@ -164,8 +164,12 @@ def main() -> None:
 
         from generation.engine.pipelines import SCHEDULER_CLASSES
 
+        # The studio serves "demo" from the models dir when one is there, else the bundled model.
+        installed = Path(args.model_dir) / "demo"
+        bundled = ROOT / "generation" / "demo_model"
+        folder = installed if (installed / "model_index.json").exists() else bundled
         pipe = StableDiffusionPipeline.from_pretrained(
-            Path(args.model_dir) / "demo",
+            str(folder),
             local_files_only=True,
             use_safetensors=True,
             safety_checker=None,
