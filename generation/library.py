@@ -17,6 +17,8 @@ import re
 import shutil
 import struct
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,11 +300,31 @@ def _copy_with_sha256(source: Path, target: Path) -> str:
     return digest.hexdigest()
 
 
-def _staging(root: Path) -> Path:
+@contextmanager
+def _staged(root: Path) -> Iterator[Path]:
+    """A hidden folder inside ``root`` to copy an install into; the caller renames it into place. Removed
+    again if anything fails, so neither the registry nor a worker ever sees half an install."""
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".installing-{uuid.uuid4().hex}"
     staging.mkdir()
-    return staging
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _provenance(actor: Any, source: Path, name: str, family: str, sha256: str, size: int) -> dict[str, Any]:
+    """What every install records about itself beside its files."""
+    return {
+        "name": name,
+        "family": family,
+        "sha256": sha256,
+        "size_bytes": size,
+        "source": str(source),
+        "installed_at": timezone.now().isoformat(),
+        "installed_by": _who(actor),
+    }
 
 
 def _defaults(family: str, meta: dict[str, Any]) -> dict[str, Any]:
@@ -397,8 +419,7 @@ def do_install_model(
     taken = {m.id for m in registry.list_models()} | {lora.id for lora in registry.list_loras()}
     taken |= {p.name for p in models_dir.iterdir()} if models_dir.is_dir() else set()
     model_id = _new_id(name, taken)
-    staging = _staging(models_dir)
-    try:
+    with _staged(models_dir) as staging:
         meta: dict[str, Any] = {
             k: v for k, v in carried.items() if k not in ("sha256", "size_bytes", "source")
         }
@@ -417,20 +438,11 @@ def do_install_model(
             size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
             meta["format"] = "diffusers"
         meta.update(
-            name=name,
-            family=family,
-            sha256=sha256,
-            size_bytes=size,
-            source=str(source),
-            installed_at=timezone.now().isoformat(),
-            installed_by=_who(actor),
+            _provenance(actor, source, name, family, sha256, size),
             **_defaults(family, {**carried, **(defaults or {})}),
         )
         (staging / "studio.json").write_text(json.dumps(meta, indent=2) + "\n")
         staging.rename(models_dir / model_id)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     audit.record(
         actor,
         audit.MODEL_INSTALL,
@@ -475,26 +487,13 @@ def do_install_lora(
     taken = {m.id for m in registry.list_models()} | {lora.id for lora in registry.list_loras()}
     taken |= {p.name for p in root.iterdir()} if root.is_dir() else set()
     lora_id = _new_id(name, taken)
-    staging = _staging(root)
-    try:
+    with _staged(root) as staging:
         file_name = f"{lora_id}.safetensors"
         sha256 = _copy_with_sha256(source, staging / file_name)
         size = (staging / file_name).stat().st_size
-        meta = {
-            "name": name,
-            "family": family,
-            "file": file_name,
-            "sha256": sha256,
-            "size_bytes": size,
-            "source": str(source),
-            "installed_at": timezone.now().isoformat(),
-            "installed_by": _who(actor),
-        }
+        meta = {**_provenance(actor, source, name, family, sha256, size), "file": file_name}
         (staging / "lora.json").write_text(json.dumps(meta, indent=2) + "\n")
         staging.rename(root / lora_id)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     audit.record(
         actor,
         audit.MODEL_INSTALL,
@@ -595,31 +594,19 @@ def do_install_preview_decoder(
     source, _config = check_preview_decoder_source(path_text, family)
     name = (name or "").strip() or source.name
     root = Path(settings.MODELS_DIR) / registry.PREVIEW_DIR
-    staging = _staging(root)
     target = root / family
-    try:
+    with _staged(root) as staging:
         shutil.copyfile(source / "config.json", staging / "config.json")
         weights = staging / registry.PREVIEW_WEIGHTS
         sha256 = _copy_with_sha256(source / registry.PREVIEW_WEIGHTS, weights)
         size = weights.stat().st_size
-        meta = {
-            "name": name,
-            "family": family,
-            "sha256": sha256,
-            "size_bytes": size,
-            "source": str(source),
-            "installed_at": timezone.now().isoformat(),
-            "installed_by": _who(actor),
-        }
+        meta = _provenance(actor, source, name, family, sha256, size)
         (staging / "decoder.json").write_text(json.dumps(meta, indent=2) + "\n")
         if target.exists():  # the family's previous decoder makes way
             old = root / f".removing-{uuid.uuid4().hex}"
             target.rename(old)
             shutil.rmtree(old, ignore_errors=True)
         staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     audit.record(
         actor,
         audit.MODEL_INSTALL,
