@@ -3,9 +3,22 @@
 import os
 
 from celery import Celery
+from celery.signals import beat_init, worker_process_init
+
+from .lifetime import die_with_parent
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 
 app = Celery("studio")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def _die_with_worker(**kwargs: object) -> None:
+    """Pool processes and the embedded beat die with the worker process that forked them, whatever
+    killed it: none is left holding the GPU or the queue."""
+    die_with_parent()
+
+
+worker_process_init.connect(_die_with_worker, weak=False)
+beat_init.connect(_die_with_worker, weak=False)

@@ -22,6 +22,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 
+from .lifetime import die_with_parent
+
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 
@@ -43,12 +45,9 @@ def redis_server_binary() -> str:
     return str(bundled)
 
 
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+def _die_with_parent(sig: int) -> Any:
+    """A preexec function: the kernel sends the child ``sig`` when the launcher dies (Linux)."""
+    return lambda: die_with_parent(sig)
 
 
 def free_port() -> int:
@@ -74,14 +73,19 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     restart: bool = False
+    # What the child gets if the launcher itself is killed. SIGTERM lets Redis and daphne exit cleanly; the
+    # Celery worker gets SIGKILL: a SIGTERM that reaches it while it is still starting up, with Redis going
+    # away at the same moment, can leave it waiting forever to reconnect (its job, if any, is re-queued by
+    # the sweeper on the next run, as after any lost worker).
+    death_signal: int = signal.SIGTERM
     proc: subprocess.Popen | None = None
     restarts: list[float] = field(default_factory=list)
 
     def start(self) -> None:
         # Own session: a Ctrl-C reaches the launcher only, which then stops children in order. If the launcher
-        # itself is killed, the kernel sends each child SIGTERM (Linux), so nothing outlives it.
+        # itself is killed, the kernel sends each child its death signal (Linux), so nothing outlives it.
         self.proc = subprocess.Popen(  # noqa: S603 - our own binaries
-            self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+            self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent(self.death_signal)
         )
 
     def stop(self, timeout: float) -> None:
@@ -196,6 +200,7 @@ class Launcher:
             ],
             env,
             restart=True,
+            death_signal=signal.SIGKILL,
         )
         web = Child(
             "daphne",

@@ -76,6 +76,21 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def processes_of(data_dir: Path) -> list[str]:
+    """Command lines of live processes that name the run's data dir (the worker, its pool and beat)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        if cmdline.parent.name == str(os.getpid()):
+            continue
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # it ended while we looked
+        if str(data_dir) in text:
+            found.append(text)
+    return found
+
+
 @pytest.fixture
 def runs():
     """Every launcher a test starts is stopped, whatever the test's outcome."""
@@ -143,13 +158,16 @@ def test_nothing_outlives_a_killed_launcher(tmp_path, runs):
     runs.append(run)
     redis_url = (tmp_path / "var" / "run" / "redis.url").read_text()
     redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    # The worker, its pool process and its embedded beat are all up (they name the data dir).
+    data_dir = tmp_path / "var"
+    wait_until(lambda: len(processes_of(data_dir)) >= 3, 60, interval=0.2, what="the worker's processes")
     run.proc.kill()
     run.proc.wait()
     wait_until(
-        lambda: not listening(run.port) and not listening(redis_port),
+        lambda: not listening(run.port) and not listening(redis_port) and not processes_of(tmp_path / "var"),
         30,
         interval=0.2,
-        what="daphne and redis to stop after the launcher was killed",
+        what="daphne, redis, the worker, its pool and beat to stop after the launcher was killed",
     )
 
 
