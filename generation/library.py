@@ -221,13 +221,11 @@ def detect_folder_family(folder: Path) -> str:
 
 
 def _json_file(path: Path) -> dict[str, Any]:
+    """The registry's JSON reading, its failure told as the install's error."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"{path.name} is not readable JSON ({exc}).") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput(f"{path.name} must hold a JSON object.")
-    return data
+        return registry.read_json(path)
+    except registry.RegistryError as exc:
+        raise InvalidInput(f"{exc}.") from exc
 
 
 def detect_lora_family(header: dict[str, Any]) -> str | None:

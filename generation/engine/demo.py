@@ -19,6 +19,7 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipe
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from . import scenes
+from .bpe import bytes_to_unicode
 from .preview import fit_latent_rgb_factors
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
@@ -51,21 +52,6 @@ class Architecture:
     text_width: int = 64
     text_layers: int = 2
     vae_channels: tuple[int, ...] = (16, 32, 64)
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP's reversible byte → printable-character table."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
 def build_tokenizer_files(folder: Path, words: list[str]) -> int:

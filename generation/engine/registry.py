@@ -98,7 +98,7 @@ class RegistryError(Exception):
     pass
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -119,7 +119,7 @@ def is_single_file(folder: Path) -> bool:
 
 
 def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
-    meta = _read_json(folder / "studio.json") if (folder / "studio.json").exists() else {}
+    meta = read_json(folder / "studio.json") if (folder / "studio.json").exists() else {}
     checkpoint = None
     if meta.get("format") == SINGLE_FILE:
         name = str(meta.get("file", ""))
@@ -130,7 +130,7 @@ def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
             )
         family_key = meta.get("family")
     else:
-        index = _read_json(folder / "model_index.json")
+        index = read_json(folder / "model_index.json")
         family_key = meta.get("family") or PIPELINE_CLASS_FAMILIES.get(index.get("_class_name", ""))
         if family_key not in FAMILIES:
             raise RegistryError(f"{folder.name}: unsupported pipeline {index.get('_class_name')!r}")
@@ -166,7 +166,7 @@ def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
 
 
 def load_lora_info(folder: Path) -> LoraInfo:
-    meta = _read_json(folder / "lora.json")
+    meta = read_json(folder / "lora.json")
     name = str(meta.get("file", ""))
     path = folder / name
     if not name or "/" in name or path.suffix != ".safetensors" or not path.is_file():
@@ -335,7 +335,7 @@ def get_preview_decoder(family: str) -> PreviewDecoderInfo | None:
         return None
     folder = Path(settings.MODELS_DIR) / PREVIEW_DIR / family
     try:
-        meta = _read_json(folder / "decoder.json")
+        meta = read_json(folder / "decoder.json")
     except RegistryError:
         return None
     weights = folder / PREVIEW_WEIGHTS

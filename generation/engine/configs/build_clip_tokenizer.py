@@ -17,24 +17,13 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # run as a script from anywhere
+
+from generation.engine.bpe import bytes_to_unicode  # noqa: E402
+
 VOCAB_SIZE = 49408
 SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
 TARGET = Path(__file__).resolve().parent / "clip_tokenizer"
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP's reversible byte → printable-character table."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
 def build(bpe_gz: Path, target: Path = TARGET) -> int:
