@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,20 @@ from django.conf import settings
 
 @pytest.fixture(scope="session")
 def demo_model_dir() -> Path:
-    """A tiny random-weight Stable Diffusion model in the models dir, built once per test process."""
+    """A tiny random-weight Stable Diffusion model in the models dir, built once per test run.
+
+    The parallel test processes share the data dir, so each builds into its own hidden folder and renames it
+    into place: a process never sees a half-written model (say, weights without their ``studio.json``)."""
     target = Path(settings.MODELS_DIR) / settings.STUDIO_DEFAULT_MODEL
     if not (target / "model_index.json").exists():
         from generation.engine.demo import build_random_model
 
-        build_random_model(target)
+        staging = target.parent / f".building-{target.name}-{os.getpid()}"
+        build_random_model(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process got there first; its model is whole
+            shutil.rmtree(staging)
     return target
 
 

@@ -215,8 +215,12 @@ def test_a_single_file_makes_what_its_diffusers_folder_makes(team, installed, mo
         images = []
         for model_id in (single.id, folder.id):
             _, asset = run(team, {"model": model_id, "width": SIZE, "height": SIZE, "steps": 2})
-            images.append(pixels(asset.file).convert("RGB").tobytes())
-        assert images[0] == images[1]
+            images.append(np.asarray(pixels(asset.file).convert("RGB"), dtype=np.int16))
+        # The same weights make the same picture. Not always to the bit: a single file stores some tensors in
+        # another layout (SDXL's and SD3's text projections), and on some CPUs the matrix kernels then round
+        # differently, moving a pixel by one level here and there. A conversion mistake changes everything.
+        diff = np.abs(images[0] - images[1])
+        assert int(diff.max()) <= 1 and float((diff > 0).mean()) < 0.002, (int(diff.max()), (diff > 0).mean())
     finally:
         library.do_remove(team["root"], "model", folder.id)
 
