@@ -202,3 +202,13 @@ def test_an_upload_shows_as_such_on_its_page(artist):
     page = artist.get(data["page_url"]).content.decode()
     assert "Uploaded image (moodboard.png)" in page
     assert 'id="inpaint"' in page  # an artist may start from it
+    # No generation parameters it never had: no seed, steps or model rows.
+    assert ">Seed<" not in page and ">Model sha256<" not in page and ">Steps<" not in page
+
+
+def test_an_upload_card_in_the_gallery_names_the_file_not_a_seed(artist, team):
+    artist.post(URL, {"image": image_file(name="moodboard.png")})
+    page = artist.get("/p/poster/gallery/").content.decode()
+    card = page[page.index('class="asset-card"') :]
+    assert "Uploaded · moodboard.png" in card
+    assert "seed 0" not in card
