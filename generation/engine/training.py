@@ -48,7 +48,7 @@ class TrainingConfig:
     vae_crop: int = 32
     vae_lr: float = 5e-4
     kl_weight: float = 1e-6
-    steps: int = 4500
+    steps: int = 10000
     batch: int = 32
     lr: float = 5e-4
     warmup_steps: int = 250
@@ -59,12 +59,20 @@ class TrainingConfig:
     # few percent of a picture, so with a plain mean the flat background (learnt in a few hundred steps)
     # drowns out what the caption says about the shape: its colour, form and place. 0: a plain mean.
     object_weight: float = 8.0
+    # Where a shape's form is learnt: at mid noise (signal-to-noise ratio about 0.1 to 5, t ≈ 130 to 580 of
+    # 1000) the noisy latents show where an object is but not its form, and the caption must supply it.
+    # Uniform timesteps spend 40% of the batch above t = 600, where the target is a blurred mean (background,
+    # colour and place, learnt early). This share of each batch draws t from a logit-normal around
+    # ``mid_noise_centre`` instead; the rest stay uniform, so no noise level goes untrained.
+    mid_noise_share: float = 0.5
+    mid_noise_centre: float = 0.35  # as a fraction of the schedule
+    mid_noise_spread: float = 0.8  # standard deviation in logit space: 95% within t ≈ 100 to 730
     ema_decay: float = 0.999
     grad_clip: float = 1.0
-    # Both cores, with OMP_WAIT_POLICY=PASSIVE (the training command sets it). A UNet step measured on this
-    # 2-core CPU: 0.45 s with OpenMP's default spinning and 0.69 s passive when alone, but 3.9 s spinning
-    # and 0.96 s passive next to one other busy process: spinning threads hold the cores a descheduled
-    # thread needs. On a machine that is shared now and then, passive is faster overall.
+    # Both cores. The UNet + text encoder update (batch 32) measured on the 2-core Xeon: 0.31 s with two
+    # threads, 0.52 s with one. OpenMP's threads spin while they wait, which is fastest on a CPU left to
+    # training; next to another busy process a step took 3.9 s spinning against 0.96 s with
+    # OMP_WAIT_POLICY=PASSIVE in the environment (0.69 s passive when alone). Set it on a shared machine.
     threads: int = 2
     snapshot_every: int = 0  # save the EMA weights as a model folder every N steps (0: never), to peek
     arch: Architecture = field(default_factory=Architecture)
@@ -97,6 +105,17 @@ def object_masks(images: np.ndarray, latent_size: int) -> torch.Tensor:
     diff = np.abs(images.astype(np.int16) - background.astype(np.int16)).sum(axis=-1)
     mask = torch.from_numpy(np.clip(diff / 96.0, 0.0, 1.0).astype(np.float32))[:, None]
     return torch.nn.functional.adaptive_avg_pool2d(mask, latent_size)
+
+
+def sample_timesteps(count: int, config: TrainingConfig, total: int, gen: torch.Generator) -> torch.Tensor:
+    """Training timesteps: uniform over the schedule, except that a ``mid_noise_share`` of them come from a
+    logit-normal centred on ``mid_noise_centre`` (see ``TrainingConfig``)."""
+    uniform = torch.randint(0, total, (count,), generator=gen)
+    centre = math.log(config.mid_noise_centre / (1 - config.mid_noise_centre))
+    logits = centre + config.mid_noise_spread * torch.randn(count, generator=gen)
+    mid = (torch.sigmoid(logits) * total).long().clamp(0, total - 1)
+    pick_mid = torch.rand(count, generator=gen) < config.mid_noise_share
+    return torch.where(pick_mid, mid, uniform)
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -320,9 +339,7 @@ def train_diffusion(
             with torch.no_grad():
                 latents = vae.encode(to_tensor(images)).latent_dist.mean * scale
             noise = torch.randn(latents.shape, generator=gen)
-            timesteps = torch.randint(
-                0, noise_schedule.config.num_train_timesteps, (len(texts),), generator=gen
-            )
+            timesteps = sample_timesteps(len(texts), config, noise_schedule.config.num_train_timesteps, gen)
             noisy = noise_schedule.add_noise(latents, noise, timesteps)
             target = noise_schedule.get_velocity(latents, noise, timesteps)
             states = text_encoder(ids)[0]
@@ -498,6 +515,7 @@ Procedurally drawn 64×64 scenes, generated on the fly from the seed (`generatio
 - UNet + text encoder, VAE frozen: {steps} steps × batch {batch}, AdamW lr {lr} (warm-up {warmup}, cosine
   to {min_lr}), v-prediction MSE{object_loss}, {uncond} empty captions for classifier-free guidance,
   EMA {ema} (the EMA weights are saved); final loss {diffusion_loss}, {diffusion_min} min
+- {timesteps}
 - wall time {wall_min} min on {cpu}, {cores} cores, {threads} torch threads; mean 1-minute load average
   {load}{shared}
 - software: Python {python}, torch {torch}, diffusers {diffusers}, transformers {transformers}
@@ -576,6 +594,13 @@ def render_model_card(record: dict[str, Any], folder: Path) -> str:
             f" counting {1 + cfg['object_weight']:g}× on latent pixels under shapes"
             if cfg.get("object_weight")
             else ""
+        ),
+        timesteps=(
+            f"timesteps: uniform, except {cfg['mid_noise_share']:.0%} of each batch drawn from a "
+            f"logit-normal\n  around t = {cfg['mid_noise_centre'] * 1000:.0f} of 1000 "
+            f"(σ {cfg['mid_noise_spread']} in logit space), the noise levels where a shape's form is learnt"
+            if cfg.get("mid_noise_share")
+            else "timesteps: uniform"
         ),
         ema=cfg["ema_decay"],
         diffusion_loss=f"{record['diffusion']['final_loss']:.4f}",

@@ -13,10 +13,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-# Before torch loads OpenMP: waiting threads sleep rather than spin. On a CPU shared with other work,
-# spinning threads hold the cores the descheduled one needs, and every parallel region stalls.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 class Command(BaseCommand):
     help = (
@@ -90,8 +86,9 @@ class Command(BaseCommand):
 
 
 def time_in_fresh_process(model: Path) -> float:
-    """Seconds for one picture, timed as the studio's worker runs it: in a process of its own without the
-    passive OpenMP waits set here for training (they make inference about twice as slow on an idle CPU)."""
+    """Seconds for one picture, timed as the studio's worker runs it: in a process of its own, without any
+    passive OpenMP waits set for training on a shared machine (they make inference about twice as slow on
+    an idle CPU)."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     done = subprocess.run(  # noqa: S603 - our own interpreter and command
         [sys.executable, "manage.py", "eval_demo_model", "--model", str(model), "--speed"],
