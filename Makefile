@@ -57,7 +57,7 @@ bench: install-test
 	$(BIN)/python bench/run.py
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/gallery_pages.py
 
-# The demo model: train it (about an hour on 2 CPU cores) and check what it draws.
+# The demo model: train it (about 80 minutes on 2 CPU cores) and check what it draws.
 train-demo: install
 	$(BIN)/python manage.py train_demo_model
 
