@@ -28,6 +28,20 @@ def demo_model_dir() -> Path:
 
 
 @pytest.fixture
+def models_dir(settings, tmp_path, monkeypatch) -> Path:
+    """An empty models dir of the test's own; jobs are run in the test (call ``run_job``) instead of being
+    sent to Celery."""
+    from django.core.cache import cache
+
+    from generation import services
+
+    settings.MODELS_DIR = tmp_path / "models"
+    monkeypatch.setattr(services, "enqueue", lambda job_id, queue: None)
+    cache.clear()
+    return settings.MODELS_DIR
+
+
+@pytest.fixture
 def team(db):
     from tests import factories
 

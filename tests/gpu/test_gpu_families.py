@@ -70,16 +70,11 @@ def built(tmp_path_factory):
 
 
 @pytest.fixture
-def models_dir(settings, tmp_path, monkeypatch):
-    from django.core.cache import cache
-
-    from generation import services
+def models_dir(models_dir):
+    """The shared empty models dir, and the GPU's pipeline cache emptied after each test."""
     from generation.engine import runner
 
-    settings.MODELS_DIR = tmp_path / "models"
-    monkeypatch.setattr(services, "enqueue", lambda job_id, queue: None)
-    cache.clear()
-    yield settings.MODELS_DIR
+    yield models_dir
     runner.cache().clear()
     torch.cuda.empty_cache()
 

@@ -9,7 +9,6 @@ import pickle
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from PIL import Image
 
@@ -22,15 +21,6 @@ from studio.models import AuditEvent
 from tests import library_models
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def models_dir(settings, tmp_path, monkeypatch) -> Path:
-    """An empty models dir of the test's own; jobs are run here instead of being sent to Celery."""
-    settings.MODELS_DIR = tmp_path / "models"
-    monkeypatch.setattr(services, "enqueue", lambda job_id, queue: None)
-    cache.clear()
-    return settings.MODELS_DIR
 
 
 def generate(team, model_id: str, size: int, **params) -> Image.Image:

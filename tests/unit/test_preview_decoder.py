@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
 from gallery.models import Asset
@@ -27,14 +26,6 @@ from tests import library_models
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SIZE = library_models.FAMILY_SIZES["sd1"]  # 256 px: 32×32 latents (the VAE is 8× smaller)
-
-
-@pytest.fixture
-def models_dir(settings, tmp_path, monkeypatch) -> Path:
-    settings.MODELS_DIR = tmp_path / "models"
-    monkeypatch.setattr(services, "enqueue", lambda job_id, queue: None)
-    cache.clear()
-    return settings.MODELS_DIR
 
 
 def build_decoder(path: Path, latent_channels: int = 4, upsamples: int = 3) -> Path:
