@@ -69,10 +69,10 @@ class TrainingConfig:
     mid_noise_spread: float = 0.8  # standard deviation in logit space: 95% within t ≈ 100 to 730
     ema_decay: float = 0.999
     grad_clip: float = 1.0
-    # Both cores. The UNet + text encoder update (batch 32) measured on the 2-core Xeon: 0.31 s with two
-    # threads, 0.52 s with one. OpenMP's threads spin while they wait, which is fastest on a CPU left to
-    # training; next to another busy process a step took 3.9 s spinning against 0.96 s with
-    # OMP_WAIT_POLICY=PASSIVE in the environment (0.69 s passive when alone). Set it on a shared machine.
+    # Both cores. The UNet + text encoder update (batch 32) on the 2-core AMD EPYC that trained the shipped
+    # weights: 0.31 s with two threads, 0.52 s with one. OpenMP's threads spin while they wait, fastest on a
+    # CPU left to training; on an earlier 2-core Xeon next to another busy process a step took 3.9 s
+    # spinning against 0.96 s with OMP_WAIT_POLICY=PASSIVE in the environment. Set it on a shared machine.
     threads: int = 2
     snapshot_every: int = 0  # save the EMA weights as a model folder every N steps (0: never), to peek
     arch: Architecture = field(default_factory=Architecture)
