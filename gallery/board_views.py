@@ -25,7 +25,7 @@ from studio.models import Project
 from studio.shortcuts import get_visible_or_404
 
 from . import services
-from .curation import favourite_ids
+from .cards import card_rows, render_cards
 from .models import Asset, Board
 from .permissions import boards_visible_to, can_curate, can_delete_board, can_submit_any
 from .views import _asset_context, asset_or_404
@@ -90,21 +90,26 @@ def board_create(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _board_page(request: HttpRequest, board: Board, *, status: int = 200, **extra: Any) -> HttpResponse:
     assets = list(
-        Asset.objects.filter(board_items__board=board)
-        .select_related("created_by")
-        .order_by("-board_items__added_at", "-id")
+        card_rows(Asset.objects.filter(board_items__board=board), request.user).order_by(
+            "-board_items__added_at", "-id"
+        )
     )
     user = request.user
     curate = can_curate(user, board.project)
+    cards = render_cards(
+        request,
+        assets,
+        can_submit=False,
+        remove_from_board_url=reverse("board-remove", args=[board.id]) if curate else "",
+    )
     context = {
         "board": board,
         "project": board.project,
         "role": studio_permissions.role_in(user, board.project),
         "assets": assets,
-        "favourite_ids": favourite_ids(user, assets),
+        "cards": cards,
         "can_curate": curate,
         "can_delete_board": can_delete_board(user, board),
-        "remove_from_board": curate,
         **extra,
     }
     return render(request, "gallery/board.html", context, status=status)

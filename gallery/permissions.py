@@ -23,7 +23,11 @@ def can_delete(user: Any, asset: Asset) -> bool:
 
 def can_export(user: Any, project: Project) -> bool:
     """Leads of the project and site admins (the permission matrix's "Export approved assets")."""
-    return role_in(user, project) == Role.LEAD
+    return _exports(role_in(user, project))
+
+
+def _exports(role: str | None) -> bool:
+    return role == Role.LEAD
 
 
 def can_review(user: Any, asset: Asset) -> bool:
@@ -46,7 +50,17 @@ def can_comment(user: Any, asset: Asset) -> bool:
 
 def can_submit_any(user: Any, project: Project) -> bool:
     """Whether the gallery offers a "Submit for review" selection at all (artists, leads, admins)."""
-    return role_in(user, project) in (Role.LEAD, Role.ARTIST)
+    return _submits(role_in(user, project))
+
+
+def _submits(role: str | None) -> bool:
+    return role in (Role.LEAD, Role.ARTIST)
+
+
+def gallery_page_abilities(role: str | None) -> dict[str, Any]:
+    """The gallery page's buttons for a member with ``role`` (from ``role_in`` or
+    ``visible_project_and_role_or_404``), as ``can_export`` and ``can_submit_any`` decide them."""
+    return {"role": role, "can_export": _exports(role), "can_submit": _submits(role)}
 
 
 # --- boards, tags, favourites --

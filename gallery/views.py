@@ -22,16 +22,17 @@ from studio.pagination import keyset_page
 from studio.shortcuts import get_visible_or_404
 
 from . import exports, services
-from .curation import asset_page_context, favourite_ids
+from .cards import card_rows, render_cards
+from .curation import asset_page_context
 from .models import Asset, Notification
 from .permissions import (
     assets_visible_to,
     can_comment,
     can_delete,
-    can_export,
     can_review,
     can_submit,
     can_submit_any,
+    gallery_page_abilities,
 )
 from .queries import filter_options, filtered_assets
 
@@ -94,33 +95,34 @@ def gallery(request: HttpRequest, slug: str) -> HttpResponse:
     """The project's images with the filter bar. ``?partial=1`` answers only the cards of that page (the
     infinite scroll's fetch), with the next page's URL in ``X-Next-Page``. Bad filters are shown beside the
     form and left out; a bad cursor shows the first page."""
-    project = get_object_or_404(studio_permissions.projects_visible_to(request.user), slug=slug)
+    project, role = studio_permissions.visible_project_and_role_or_404(request.user, slug=slug)
     queryset, filters = filtered_assets(request.user, project, request.GET)
+    rows = card_rows(queryset, request.user)
     try:
         assets, next_cursor = keyset_page(
-            queryset, request.GET.get("cursor"), GALLERY_PAGE, descending=filters.descending
+            rows, request.GET.get("cursor"), GALLERY_PAGE, descending=filters.descending
         )
     except InvalidInput:
-        assets, next_cursor = keyset_page(queryset, None, GALLERY_PAGE, descending=filters.descending)
+        assets, next_cursor = keyset_page(rows, None, GALLERY_PAGE, descending=filters.descending)
     query = filters.query()
     next_url = "?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else ""
+    abilities = gallery_page_abilities(role)
+    cards = render_cards(request, assets, can_submit=abilities["can_submit"])
+    if request.GET.get("partial"):
+        response = HttpResponse(cards)
+        response["X-Next-Page"] = next_url
+        return response
     context = {
         "project": project,
-        "role": studio_permissions.role_in(request.user, project),
-        "can_export": can_export(request.user, project),
-        "can_submit": can_submit_any(request.user, project),
+        **abilities,
         "assets": assets,
+        "cards": cards,
         "next_cursor": next_cursor,
         "next_url": next_url,
         "first_url": "?" + urlencode(query),
         "is_first_page": not request.GET.get("cursor"),
         "filters": filters,
-        "favourite_ids": favourite_ids(request.user, assets),
     }
-    if request.GET.get("partial"):
-        response = render(request, "gallery/_cards.html", context)
-        response["X-Next-Page"] = next_url
-        return response
     context.update(filter_options(project, request.GET))
     return render(request, "gallery/gallery.html", context)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.shortcuts import get_object_or_404
 
 from .models import Membership, Project, Role
 
@@ -29,9 +30,23 @@ def role_in(user: Any, project: Project) -> str | None:
     if not (user.is_authenticated and user.is_active):
         return None
     role = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
-    if role is None and is_admin(user):
+    return _effective_role(user, role)
+
+
+def _effective_role(user: Any, member_role: str | None) -> str | None:
+    if member_role is None and is_admin(user):
         return Role.LEAD
-    return role
+    return member_role
+
+
+def visible_project_and_role_or_404(user: Any, **lookup: Any) -> tuple[Project, str | None]:
+    """A project the user sees (Http404 otherwise) and their role in it, as ``role_in`` says, in one query
+    (for pages that are read on every visit, such as the gallery)."""
+    member_role = Membership.objects.filter(project=OuterRef("pk"), user_id=user.pk).values("role")[:1]
+    project = get_object_or_404(
+        projects_visible_to(user).annotate(member_role=Subquery(member_role)), **lookup
+    )
+    return project, _effective_role(user, project.member_role)  # type: ignore[attr-defined]  # annotated
 
 
 def can_create_project(user: Any) -> bool:
