@@ -303,7 +303,7 @@ def check_delete_asset(user: Any, asset: Asset) -> None:
 
 def do_delete_asset(actor: Any, asset: Asset, *, ip: str | None = None) -> None:
     """Delete the asset's row and audit it; its PNG and thumbnail leave storage once the deletion commits
-    (so a rolled-back deletion never loses the files)."""
+    (so a rolled-back deletion never loses the files), and the project stream hears of it then."""
     check_delete_asset(actor, asset)
     names = [str(asset.file.name or ""), str(asset.thumbnail.name or ""), str(asset.mask.name or "")]
     asset_id, project = str(asset.id), asset.project
@@ -318,6 +318,7 @@ def do_delete_asset(actor: Any, asset: Asset, *, ip: str | None = None) -> None:
             details={"job": str(asset.job_id) if asset.job_id else None, "status": asset.status},
         )
         transaction.on_commit(lambda: delete_stored_files(names))
+        _send_after_commit(project.slug, {"type": realtime.ASSET_DELETED, "asset": {"id": asset_id}})
 
 
 # --- export --

@@ -37,6 +37,8 @@ CANCELED = "canceled"
 JOB_CREATED = "job.created"
 JOB_UPDATED = "job.updated"
 ASSET_CREATED = "asset.created"
+# An asset was deleted: open galleries drop its card, its open page says so. Carries {"asset": {"id"}}.
+ASSET_DELETED = "asset.deleted"
 # Review workflow: the gallery and asset pages repaint a badge on either.
 ASSET_SUBMITTED = "asset.submitted"
 ASSET_REVIEWED = "asset.reviewed"

@@ -1,4 +1,5 @@
-/* The asset page: its status badges and decision history follow review decisions live. */
+/* The asset page: its status badges and decision history follow review decisions live, and it says so
+   when someone deletes the image. */
 (function () {
   "use strict";
 
@@ -44,9 +45,29 @@
     list.append(item);
   }
 
+  // Someone deleted this image: say so, and take away what no longer works (the server would answer 404).
+  function showDeleted() {
+    if (document.getElementById("asset-deleted")) return;
+    const notice = document.createElement("p");
+    notice.className = "notice";
+    notice.id = "asset-deleted";
+    notice.setAttribute("role", "alert");
+    const back = document.createElement("a");
+    back.href = "/p/" + encodeURIComponent(panel.dataset.projectSlug) + "/gallery/";
+    back.textContent = "Back to the gallery";
+    notice.append("This image was deleted. ", back);
+    const main = document.querySelector("main");
+    main.prepend(notice);
+    main.querySelectorAll("form, figcaption a, #delete-asset").forEach(function (node) { node.hidden = true; });
+  }
+
   Studio.openSocket("/ws/projects/" + encodeURIComponent(panel.dataset.projectSlug) + "/", function (message) {
     if (message.type === "snapshot") panel.dataset.live = "true";  // connected: updates flow from here
     if (!message.asset || message.asset.id !== assetId) return;
+    if (message.type === "asset.deleted") {
+      showDeleted();
+      return;
+    }
     if (message.type !== "asset.reviewed" && message.type !== "asset.submitted") return;
     setStatus(message.asset.status);
     if (message.type === "asset.reviewed" && message.review) {

@@ -1,4 +1,5 @@
-/* The gallery's first page: new images of the project appear at the top as they are made. */
+/* The gallery: new images of the project appear at the top of the first page as they are made, review
+   decisions repaint badges and deleted images leave, live; more cards load as the reader scrolls. */
 (function () {
   "use strict";
 
@@ -39,11 +40,13 @@
     prompt.title = asset.prompt || "";
     const facts = el("p", "asset-facts");
     const status = asset.status || "draft";
-    facts.append(
-      el("span", "badge status-" + status, statusLabel(status)),
-      el("span", "asset-model", asset.model_name || ""),
-      el("span", "asset-seed", "seed " + asset.seed)
-    );
+    facts.append(el("span", "badge status-" + status, statusLabel(status)));
+    if (asset.kind === "upload") {
+      const filename = asset.params && asset.params.filename;
+      facts.append(el("span", "asset-kind", "Uploaded" + (filename ? " · " + truncate(filename, 40) : "")));
+    } else {
+      facts.append(el("span", "asset-model", asset.model_name || ""), el("span", "asset-seed", "seed " + asset.seed));
+    }
     const byline = el("p", "asset-byline");
     const time = el("time", "", "just now");
     time.dateTime = asset.created_at || "";
@@ -83,6 +86,12 @@
     if (!message.asset) return;
     if (message.type === "asset.reviewed" || message.type === "asset.submitted") {
       repaintStatus(message.asset);
+      return;
+    }
+    if (message.type === "asset.deleted") {
+      const gone = grid.querySelector('[data-asset-id="' + CSS.escape(message.asset.id) + '"]');
+      if (gone) gone.remove();
+      if (!grid.querySelector(".asset-card")) empty.hidden = false;
       return;
     }
     if (message.type !== "asset.created" || !firstPage) return;

@@ -248,14 +248,19 @@ def test_only_leads_and_admins_delete(client, team, who, status):
 
 
 def test_deleting_removes_the_row_then_the_files_and_is_audited(
-    client, team, django_capture_on_commit_callbacks
+    client, team, django_capture_on_commit_callbacks, monkeypatch
 ):
+    from generation import realtime
+
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(realtime, "send_project_event", lambda slug, payload: sent.append((slug, payload)))
     [asset] = make_job_assets(team["project"], team["bob"])
     client.force_login(team["alice"])
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = client.delete(f"/api/v1/assets/{asset.id}")
     assert response.status_code == 204
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # the files go, then open pages of the project hear of it
+    assert sent == [("poster", {"type": "asset.deleted", "asset": {"id": str(asset.id)}})]
     assert not Asset.objects.filter(id=asset.id).exists()
     assert not default_storage.exists(asset.file.name)
     assert not default_storage.exists(asset.thumbnail.name)
@@ -267,9 +272,10 @@ def test_deleting_removes_the_row_then_the_files_and_is_audited(
 def test_files_stay_until_the_deletion_commits(client, team, django_capture_on_commit_callbacks):
     [asset] = make_job_assets(team["project"], team["bob"])
     client.force_login(team["root"])
-    with django_capture_on_commit_callbacks(execute=False):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
         assert client.delete(f"/api/v1/assets/{asset.id}").status_code == 204
     assert default_storage.exists(asset.file.name)
+    assert len(callbacks) == 2  # nothing is announced before the commit either
 
 
 def test_the_asset_page_deletes_after_confirmation(client, team, django_capture_on_commit_callbacks):
