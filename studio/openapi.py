@@ -486,8 +486,8 @@ def schema() -> dict[str, Any]:
                     params=[asset_id],
                 ),
                 "delete": _op(
-                    "Delete an asset with its image and thumbnail files; project websockets get asset.deleted. "
-                    "Leads and admins",
+                    "Delete an asset with its image and thumbnail files; project websockets get "
+                    "asset.deleted. Leads and admins",
                     {"204": _response("Deleted")},
                     403,
                     404,
