@@ -87,15 +87,21 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
         request.model.latent_rgb_factors, request.model.latent_rgb_bias, channels
     )
     to_rgb = Previewer(factors, bias, pipelines.preview_decoder(loaded))
+    planned = planned_steps(request)
+    shown = 0
     canceled = False
 
     def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        nonlocal canceled
-        total = pipe.num_timesteps
-        hooks.on_step(step + 1, total)
-        if hooks.wants_preview(step + 1, total):
-            latents = pipelines.preview_latents(loaded, kwargs["latents"], request.width, request.height)
-            hooks.on_preview(step + 1, total, to_rgb(latents))
+        nonlocal canceled, shown
+        # Progress counts the steps asked for. Some schedulers call back more often: Heun evaluates twice per
+        # step but the last, PNDM's warm-up once more at the start; their calls map onto the steps in order.
+        done = min(planned, -(-(step + 1) * planned // pipe.num_timesteps))
+        if done > shown:
+            shown = done
+            hooks.on_step(done, planned)
+            if hooks.wants_preview(done, planned):
+                latents = pipelines.preview_latents(loaded, kwargs["latents"], request.width, request.height)
+                hooks.on_preview(done, planned, to_rgb(latents))
         if hooks.should_cancel():
             canceled = True
             pipe._interrupt = True
@@ -134,6 +140,17 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
 
 # --- image-based modes --
 
+DEFAULT_STRENGTH = 0.6
+
+
+def planned_steps(request: GenerationRequest) -> int:
+    """The denoising steps a job runs and reports: all of them from noise, the last ``strength`` share of
+    them from a start image (``generation.services.expected_steps`` says the same before the job runs)."""
+    if request.init_image is None:
+        return request.steps
+    strength = DEFAULT_STRENGTH if request.strength is None else request.strength
+    return max(1, min(int(request.steps * strength), request.steps))
+
 MASK_FEATHER = 2  # px of soft edge where a repainted area meets the kept image
 
 
@@ -148,8 +165,8 @@ def _mode_call(
     init_image = request.init_image.convert("RGB")
     if init_image.size != size:
         init_image = init_image.resize(size, Image.Resampling.LANCZOS)
-    strength = 0.6 if request.strength is None else request.strength
-    repainted = max(1, int(request.steps * strength))
+    strength = DEFAULT_STRENGTH if request.strength is None else request.strength
+    repainted = planned_steps(request)
     if loaded.info.flow_matching and repainted < request.steps:
         # SD3's and FLUX's image pipelines round the repainted share of the steps up, Stable Diffusion's
         # round it down: ask for the latter's count (the job's progress total) with a strength midway

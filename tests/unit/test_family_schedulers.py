@@ -86,8 +86,39 @@ def test_each_listed_scheduler_samples_two_steps(tiny_model, family, scheduler):
     [image] = result.images
     assert image.size == (SIZE, SIZE)
     assert np.asarray(image.convert("RGB")).std() > 0
-    # Every denoising step ran: one model evaluation per step, but Heun's evaluates twice per step except the
-    # last, and PNDM's linear multistep warm-up evaluates its first step twice.
-    total = hooks.steps[-1][1]
-    assert total == (3 if scheduler in ("Heun", "PNDM") else 2)
-    assert hooks.steps == [(step, total) for step in range(1, total + 1)]
+    # Progress counts the two steps asked for, once each, whatever the scheduler's number of model calls
+    # (Heun evaluates twice per step but the last, PNDM's warm-up evaluates its first step twice).
+    assert hooks.steps == [(1, 2), (2, 2)]
+    assert loaded.pipe.num_timesteps == (3 if scheduler in ("Heun", "PNDM") else 2)
+
+
+@pytest.mark.parametrize("scheduler", ["Heun", "PNDM", "Euler"])
+def test_progress_counts_the_steps_the_job_announced_in_every_mode(tiny_model, scheduler):
+    from PIL import Image
+
+    from generation.services import expected_steps
+
+    model = tiny_model("sd1")
+    start = Image.new("RGB", (SIZE, SIZE), (200, 40, 40))
+    for steps, strength in ((5, None), (10, 0.5), (7, 0.3)):
+        hooks = Steps()
+        runner.generate(
+            runner.GenerationRequest(
+                model=model,
+                prompt="a red circle",
+                negative_prompt="",
+                width=SIZE,
+                height=SIZE,
+                steps=steps,
+                guidance_scale=4.0,
+                seed=5,
+                scheduler=scheduler,
+                num_images=1,
+                init_image=start if strength else None,
+                strength=strength,
+            ),
+            hooks,
+        )
+        mode = "img2img" if strength else "txt2img"
+        announced = expected_steps({"steps": steps, "strength": strength, "mode": mode})
+        assert hooks.steps == [(step, announced) for step in range(1, announced + 1)], (steps, strength)
