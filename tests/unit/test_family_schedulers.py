@@ -1,10 +1,11 @@
 """Every scheduler a family lists samples with that family's tiny model: two steps of text to image through
-the engine, with the scheduler the name stands for."""
+the engine, with the scheduler the name stands for; progress counts the steps the job announced."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,26 +57,28 @@ class Steps:
         return False
 
 
+def request(model: registry.ModelInfo, scheduler: str, steps: int, **mode: Any) -> runner.GenerationRequest:
+    return runner.GenerationRequest(
+        model=model,
+        prompt="a red circle",
+        negative_prompt="",
+        width=SIZE,
+        height=SIZE,
+        steps=steps,
+        guidance_scale=4.0,
+        seed=5,
+        scheduler=scheduler,
+        num_images=1,
+        **mode,
+    )
+
+
 @pytest.mark.parametrize(("family", "scheduler"), CASES, ids=[f"{f}-{s}" for f, s in CASES])
 def test_each_listed_scheduler_samples_two_steps(tiny_model, family, scheduler):
     model = tiny_model(family)
     assert scheduler in model.schedulers
     hooks = Steps()
-    result = runner.generate(
-        runner.GenerationRequest(
-            model=model,
-            prompt="a red circle",
-            negative_prompt="",
-            width=SIZE,
-            height=SIZE,
-            steps=2,
-            guidance_scale=4.0,
-            seed=5,
-            scheduler=scheduler,
-            num_images=1,
-        ),
-        hooks,
-    )
+    result = runner.generate(request(model, scheduler, 2), hooks)
 
     loaded = runner.cache().get(model)
     classes = pipelines.FLOW_SCHEDULER_CLASSES if model.flow_matching else pipelines.SCHEDULER_CLASSES
@@ -103,21 +106,7 @@ def test_progress_counts_the_steps_the_job_announced_in_every_mode(tiny_model, s
     for steps, strength in ((5, None), (10, 0.5), (7, 0.3)):
         hooks = Steps()
         runner.generate(
-            runner.GenerationRequest(
-                model=model,
-                prompt="a red circle",
-                negative_prompt="",
-                width=SIZE,
-                height=SIZE,
-                steps=steps,
-                guidance_scale=4.0,
-                seed=5,
-                scheduler=scheduler,
-                num_images=1,
-                init_image=start if strength else None,
-                strength=strength,
-            ),
-            hooks,
+            request(model, scheduler, steps, init_image=start if strength else None, strength=strength), hooks
         )
         mode = "img2img" if strength else "txt2img"
         announced = expected_steps({"steps": steps, "strength": strength, "mode": mode})
