@@ -151,6 +151,7 @@ def planned_steps(request: GenerationRequest) -> int:
     strength = DEFAULT_STRENGTH if request.strength is None else request.strength
     return max(1, min(int(request.steps * strength), request.steps))
 
+
 MASK_FEATHER = 2  # px of soft edge where a repainted area meets the kept image
 
 
