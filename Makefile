@@ -44,6 +44,7 @@ test-integration:
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	STUDIO_ENV=test $(BIN)/python manage.py makemigrations --check --dry-run
 	STUDIO_ENV=production STUDIO_SECRET_KEY=lint-only-$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
