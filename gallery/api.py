@@ -15,7 +15,7 @@ from studio.permissions import projects_visible_to
 from studio.shortcuts import get_visible_or_404
 
 from . import services
-from .curation import favourite_ids
+from .curation import is_favourite
 from .models import Asset, Board, Notification
 from .permissions import boards_visible_to
 from .queries import filtered_assets
@@ -52,7 +52,7 @@ def _asset_detail(request: HttpRequest, asset: Asset) -> dict[str, Any]:
     return {
         **asset_to_dict(asset),
         "tags": list(asset.tags.values_list("name", flat=True)),
-        "favourite": favourite_ids(request.user, [asset]) != set(),
+        "favourite": is_favourite(request.user, asset),
     }
 
 

@@ -8,11 +8,9 @@ from .models import Asset, Board, Favourite
 from .permissions import can_curate, can_favourite
 
 
-def favourite_ids(user: Any, assets: list[Asset]) -> set[Any]:
-    """Which of these assets the user starred (one query), for the cards' star."""
-    if not assets or not user.is_authenticated:
-        return set()
-    return set(Favourite.objects.filter(user=user, asset__in=assets).values_list("asset_id", flat=True))
+def is_favourite(user: Any, asset: Asset) -> bool:
+    """Whether the user starred this asset (one query; grids read it with the rows: ``cards.card_rows``)."""
+    return bool(user.is_authenticated) and Favourite.objects.filter(user=user, asset=asset).exists()
 
 
 def asset_page_context(user: Any, asset: Asset) -> dict[str, Any]:
@@ -21,7 +19,7 @@ def asset_page_context(user: Any, asset: Asset) -> dict[str, Any]:
     return {
         "can_curate": curate,
         "can_favourite": can_favourite(user, asset),
-        "is_favourite": Favourite.objects.filter(user=user, asset=asset).exists(),
+        "is_favourite": is_favourite(user, asset),
         "asset_tags": list(asset.tags.all()),
         "asset_boards": list(asset.boards.all()),
         "project_boards": list(Board.objects.filter(project_id=asset.project_id)) if curate else [],

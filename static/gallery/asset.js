@@ -53,7 +53,7 @@
     notice.id = "asset-deleted";
     notice.setAttribute("role", "alert");
     const back = document.createElement("a");
-    back.href = "/p/" + encodeURIComponent(panel.dataset.projectSlug) + "/gallery/";
+    back.href = panel.dataset.galleryUrl;
     back.textContent = "Back to the gallery";
     notice.append("This image was deleted. ", back);
     const main = document.querySelector("main");

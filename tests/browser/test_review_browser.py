@@ -101,6 +101,7 @@ def test_a_deleted_image_leaves_open_galleries_and_its_open_page_says_so(browser
     expect(gallery.locator(".asset-card")).to_have_count(2)  # the upload and the kept image
     assert gallery.evaluate("window.notReloaded") is True
     expect(page.locator("#asset-deleted")).to_contain_text("This image was deleted.", timeout=10_000)
+    expect(page.locator("#asset-deleted a")).to_have_attribute("href", "/p/poster/gallery/")
     expect(page.locator("#download")).to_be_hidden()
     expect(page.locator("#comment-form")).to_be_hidden()
 

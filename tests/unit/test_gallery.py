@@ -30,21 +30,33 @@ PARAMS = {
 }
 
 
+def make_asset(team, **fields) -> Asset:
+    """A generated-looking asset row of Bob's (no image file), ``fields`` overriding the defaults."""
+    defaults = {
+        "project": team["project"],
+        "file": "assets/x/0.png",
+        "width": 64,
+        "height": 64,
+        "seed": 0,
+        "prompt": "a red circle",
+        "params": PARAMS,
+        "model_id": "demo",
+        "model_name": "Demo",
+        "model_sha256": "0" * 64,
+        "created_by": team["bob"],
+    }
+    return Asset.objects.create(**{**defaults, **fields})
+
+
 def make_assets(team, n: int) -> list[Asset]:
     now = timezone.now()
     return [
-        Asset.objects.create(
-            project=team["project"],
+        make_asset(
+            team,
             file=f"assets/x/{i}.png",
-            width=64,
-            height=64,
             seed=i,
             prompt=f"prompt number {i}",
             params=dict(PARAMS, seed=i),
-            model_id="demo",
-            model_name="Demo",
-            model_sha256="0" * 64,
-            created_by=team["bob"],
             created_at=now - timedelta(seconds=n - i),
         )
         for i in range(n)
@@ -72,34 +84,26 @@ def test_a_card_shows_its_image_facts_and_actions_with_every_value_escaped(clien
     from gallery.models import AssetKind, Favourite
 
     hostile = '<script>alert("x")</script> a very long prompt about a lighthouse at dusk ' * 3
-    generated = Asset.objects.create(
-        project=team["project"],
-        file="assets/x/g.png",
+    generated = make_asset(
+        team,
         width=512,
         height=384,
         seed=4242,
         prompt=hostile,
         params=dict(PARAMS, prompt=hostile),
-        model_id="demo",
         model_name="Demo <b>model</b>",
-        model_sha256="0" * 64,
         status="approved",
-        created_by=team["bob"],
         created_at=timezone.make_aware(timezone.datetime(2026, 3, 7, 9, 5)),
     )
-    upload = Asset.objects.create(
-        project=team["project"],
+    upload = make_asset(
+        team,
         kind=AssetKind.UPLOAD,
         file="assets/x/u.png",
-        width=64,
-        height=64,
-        seed=0,
         prompt="",
         params={"filename": "<img src=x onerror=alert(1)>.png"},
         model_id="",
         model_name="",
         model_sha256="",
-        created_by=team["bob"],
     )
     Favourite.objects.create(user=team["bob"], asset=generated)
     client.force_login(team["bob"])
