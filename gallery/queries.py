@@ -6,17 +6,19 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.postgres.search import SearchQuery, SearchVectorField
 from django.db import connection
 from django.db.models import Expression, QuerySet
 from django.utils import timezone
+from pydantic import ValidationError
 
+from studio.boundary import explain
 from studio.errors import InvalidInput
 from studio.models import Project
 
 from .models import Asset, AssetStatus
+from .schemas import AssetQuery
 
 ORDERS = {"newest": "Newest first", "oldest": "Oldest first"}
 # The keys filtered_assets reads; the page keeps them in its links (cursor and partial are added there).
@@ -35,28 +37,6 @@ class PromptSearchVector(Expression):
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         alias = compiler.query.get_initial_alias()
         return f"{compiler.quote_name_unless_alias(alias)}.prompt_search", []  # no parameters
-
-
-class AssetFilterForm(forms.Form):
-    """Validates the query string. Every field is optional; an empty one means "no filter"."""
-
-    status = forms.ChoiceField(choices=[("", "Any status"), *AssetStatus.choices], required=False)
-    author = forms.CharField(max_length=150, required=False)
-    model = forms.RegexField(regex=r"^[\w.\-]+$", max_length=100, required=False)
-    since = forms.DateField(input_formats=["%Y-%m-%d"], required=False)
-    until = forms.DateField(input_formats=["%Y-%m-%d"], required=False)
-    q = forms.CharField(max_length=200, required=False, strip=True)
-    order = forms.ChoiceField(choices=list(ORDERS.items()), required=False)
-    favourites = forms.BooleanField(required=False)
-    board = forms.IntegerField(min_value=1, required=False)
-    tag = forms.CharField(max_length=100, required=False)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        since, until = data.get("since"), data.get("until")
-        if since and until and since > until:
-            self.add_error("until", "The end date is before the start date.")
-        return data
 
 
 @dataclass
@@ -117,22 +97,28 @@ class AssetFilters:
 
 
 def clean_filters(params: Any) -> AssetFilters:
-    """Validate ``params`` (a QueryDict or a dict). Never raises: errors are collected on the result."""
-    form = AssetFilterForm({k: params.get(k) for k in FILTER_KEYS if params.get(k) not in (None, "")})
-    form.is_valid()
-    data = form.cleaned_data
-    errors: dict[str, list[str]] = {k: [str(m) for m in v] for k, v in form.errors.items()}
+    """Validate ``params`` (a QueryDict, a dict, or an ``AssetQuery`` the API has validated) against
+    ``AssetQuery``. Never raises: errors are collected on the result and the bad values left out."""
+    if isinstance(params, AssetQuery):
+        query, errors = params, dict[str, list[str]]()
+    else:
+        query, errors = _lenient_query(
+            {k: params.get(k) for k in FILTER_KEYS if params.get(k) not in (None, "")}
+        )
+    if query.since and query.until and query.since > query.until:
+        errors["until"] = ["The end date is before the start date."]
+        query = query.model_copy(update={"until": None})
     cleaned = AssetFilters(
-        status=data.get("status") or "",
-        author=data.get("author") or "",
-        model=data.get("model") or "",
-        since=data.get("since"),
-        until=data.get("until"),
-        q=data.get("q") or "",
-        order=data.get("order") or "newest",
-        favourites=bool(data.get("favourites")),
-        board=data.get("board"),
-        tag=data.get("tag") or "",
+        status=query.status or "",
+        author=query.author or "",
+        model=query.model or "",
+        since=query.since,
+        until=query.until,
+        q=query.q or "",
+        order=query.order,
+        favourites=query.favourites,
+        board=query.board,
+        tag=query.tag or "",
         errors=errors,
     )
     if cleaned.author:
@@ -145,6 +131,16 @@ def clean_filters(params: Any) -> AssetFilters:
         else:
             cleaned.author_id = author_id
     return cleaned
+
+
+def _lenient_query(raw: dict[str, Any]) -> tuple[AssetQuery, dict[str, list[str]]]:
+    """The page's filters: each bad value is reported and dropped, the others apply."""
+    try:
+        return AssetQuery.model_validate(raw), {}
+    except ValidationError as exc:
+        errors = explain(exc.errors(include_url=False), AssetQuery)
+        kept = {k: v for k, v in raw.items() if k not in errors}
+        return AssetQuery.model_validate(kept), errors
 
 
 def _day_start(day: dt.date) -> dt.datetime:

@@ -1,54 +1,97 @@
-"""``/api/v1/`` endpoints for models and jobs."""
+"""``/api/v1/`` operations for models and jobs."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.http import HttpRequest
-from django.shortcuts import get_object_or_404
+from ninja import Body, Query, Status
 
-from studio.api_utils import api, json_body
+from studio.api import visible_project
 from studio.audit import client_ip
+from studio.boundary import StudioRouter, answers, guarded
+from studio.errors import NotAllowed
+from studio.fields import Slug
 from studio.pagination import keyset_page
-from studio.permissions import projects_visible_to
+from studio.permissions import can_generate
 from studio.shortcuts import get_visible_or_404
 
 from . import services
 from .engine import registry
-from .permissions import jobs_visible_to
+from .models import Job
+from .permissions import can_cancel, jobs_visible_to
+from .schemas import JobOut, JobPage, JobPageQuery, JobRequest, ModelOut
 from .serializers import job_to_dict
 
 PAGE_SIZE = 25
 
-
-def _job_or_404(request: HttpRequest, job_id: str) -> Any:
-    return get_visible_or_404(
-        jobs_visible_to(request.user).select_related("project", "created_by"), id=job_id
-    )
+router = StudioRouter(tags=["generation"])
 
 
-@api(["GET"])
-def models(request: HttpRequest) -> tuple[int, Any]:
-    return 200, [m.public() for m in registry.list_models()]
+def visible_job(request: HttpRequest, id: uuid.UUID, **_: Any) -> Job:
+    """Guard: a job of a project the caller sees, else 404."""
+    return get_visible_or_404(jobs_visible_to(request.user).select_related("project", "created_by"), id=id)
 
 
-@api(["GET", "POST"])
-def project_jobs(request: HttpRequest, slug: str) -> tuple[int, Any]:
-    project = get_object_or_404(projects_visible_to(request.user), slug=slug)
-    if request.method == "POST":
-        job = services.do_create_job(request.user, project, json_body(request), ip=client_ip(request))
-        return 201, job_to_dict(job)
-    queryset = project.jobs.select_related("project", "created_by")
-    page, next_cursor = keyset_page(queryset, request.GET.get("cursor"), PAGE_SIZE)
-    return 200, {"results": [job_to_dict(j, with_assets=True) for j in page], "next": next_cursor}
+def generating_project(request: HttpRequest, slug: str, **_: Any) -> Any:
+    """Guard for submitting: a visible project where the caller may generate (not a viewer)."""
+    project = visible_project(request, slug)
+    if not can_generate(request.user, project):
+        raise NotAllowed("Viewers cannot generate in this project.")
+    return project
 
 
-@api(["GET"])
-def job_detail(request: HttpRequest, job_id: str) -> tuple[int, Any]:
-    return 200, job_to_dict(_job_or_404(request, job_id), with_assets=True)
+def cancellable_job(request: HttpRequest, id: uuid.UUID, **_: Any) -> Job:
+    job = visible_job(request, id)
+    if not can_cancel(request.user, job):
+        raise NotAllowed("Only the job's author, the project's leads and admins may cancel it.")
+    return job
 
 
-@api(["POST"])
-def job_cancel(request: HttpRequest, job_id: str) -> tuple[int, Any]:
-    job = services.do_cancel_job(request.user, _job_or_404(request, job_id), ip=client_ip(request))
-    return 202, job_to_dict(job, with_assets=True)
+@router.get("/models", response=answers({200: list[ModelOut]}), url_name="api-models")
+def models(request: HttpRequest) -> list[dict[str, Any]]:
+    """The installed models with their defaults, limits, schedulers, modes and LoRAs."""
+    return [m.public() for m in registry.list_models()]
+
+
+@router.get(
+    "/projects/{slug:slug}/jobs",
+    response=answers({200: JobPage}, 400, 404),
+    guard=visible_project,
+    url_name="api-project-jobs",
+)
+def list_jobs(request: HttpRequest, slug: Slug, page: Query[JobPageQuery]) -> dict[str, Any]:
+    """The project's jobs, newest first, with their images."""
+    queryset = guarded(request).jobs.select_related("project", "created_by")
+    rows, next_cursor = keyset_page(queryset, page.cursor, PAGE_SIZE)
+    return {"results": [job_to_dict(j, with_assets=True) for j in rows], "next": next_cursor}
+
+
+@router.post(
+    "/projects/{slug:slug}/jobs",
+    response=answers({201: JobOut}, 400, 404, 413, 429),
+    guard=generating_project,
+)
+def create_job(request: HttpRequest, slug: Slug, payload: Body[JobRequest]) -> Status:
+    """Queue a job; the answer carries every parameter as it will be used, the seed included. 429 when the
+    author's or the project's quota has no room (the sentence says used, limit and reset)."""
+    job = services.do_create_job(request.user, guarded(request), payload, ip=client_ip(request))
+    return Status(201, job_to_dict(job))
+
+
+@router.get("/jobs/{uuid:id}", response=answers({200: JobOut}, 404), guard=visible_job, url_name="api-job")
+def job_detail(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
+    return job_to_dict(guarded(request), with_assets=True)
+
+
+@router.post(
+    "/jobs/{uuid:id}/cancel",
+    response=answers({202: JobOut}, 404, 409),
+    guard=cancellable_job,
+    url_name="api-job-cancel",
+)
+def job_cancel(request: HttpRequest, id: uuid.UUID) -> Status:
+    """Cancel a queued job at once, or a running one within a step; 409 when it has already finished."""
+    job = services.do_cancel_job(request.user, guarded(request), ip=client_ip(request))
+    return Status(202, job_to_dict(job, with_assets=True))

@@ -42,8 +42,6 @@ DTYPE_SIZES = {
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 # Files of a diffusers folder that are copied: weights (safetensors only), configs, tokenizer files.
 COPIED_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
-MAX_LORAS_PER_JOB = 5
-LORA_WEIGHT_RANGE = (-2.0, 2.0)
 
 
 class NotSafetensors(InvalidInput):
@@ -618,41 +616,24 @@ def do_install_preview_decoder(
 # --- LoRAs in a job --
 
 
-def check_loras(value: Any, model: registry.ModelInfo, errors: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """A job's ``loras``: at most five installed LoRAs of the model's family, each once, weight -2..2.
-    Returns them as stored in the job's params (with each file's sha256, for provenance)."""
-    if value in (None, []):
-        return []
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        errors["loras"] = ['Give a list of {"id": LoRA id, "weight": number}.']
-        return []
-    if len(value) > MAX_LORAS_PER_JOB:
-        errors["loras"] = [f"At most {MAX_LORAS_PER_JOB} LoRAs at once."]
-        return []
-    chosen: list[dict[str, Any]] = []
+def check_loras(
+    chosen: list[Any], model: registry.ModelInfo, errors: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """A job's LoRAs (``LoraRef``s: their count and weights are the request type's to check): installed ones
+    of the model's family, each once. Returns them as stored in the job's params (with each file's sha256,
+    for provenance)."""
+    used: list[dict[str, Any]] = []
     problems: list[str] = []
-    lo, hi = LORA_WEIGHT_RANGE
-    for item in value:
-        lora_id = item.get("id")
-        lora = registry.get_lora(lora_id) if isinstance(lora_id, str) else None
-        weight = item.get("weight", 1.0)
-        if isinstance(weight, str):
-            try:
-                weight = float(weight)
-            except ValueError:
-                weight = None
+    for item in chosen:
+        lora = registry.get_lora(item.id)
         if lora is None:
-            problems.append(f"No such LoRA: {lora_id!r}.")
+            problems.append(f"No such LoRA: {item.id!r}.")
         elif lora.family != model.family:
             problems.append(f"{lora.name} is for {FAMILIES[lora.family].label} models, not {model.name}.")
-        elif any(c["id"] == lora.id for c in chosen):
+        elif any(c["id"] == lora.id for c in used):
             problems.append(f"{lora.name} is chosen twice.")
-        elif isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
-            problems.append(f"{lora.name}: the weight must be a number.")
-        elif not lo <= weight <= hi:
-            problems.append(f"{lora.name}: the weight must be between {lo:g} and {hi:g}.")
         else:
-            chosen.append({"id": lora.id, "weight": float(weight), "sha256": lora.sha256})
+            used.append({"id": lora.id, "weight": float(item.weight), "sha256": lora.sha256})
     if problems:
         errors["loras"] = problems
-    return chosen
+    return used

@@ -122,3 +122,15 @@ class Job(models.Model):
                 status=JobStatus.QUEUED, worker="", enqueued_at=timezone.now(), progress_step=0
             )
         )
+
+
+class A1111Options(models.Model):
+    """The AUTOMATIC1111 API's options of one API token (``POST /sdapi/v1/options``): kept per token, so each
+    tool's choice of model is its own and never the whole studio's."""
+
+    token = models.OneToOneField("studio.ApiToken", on_delete=models.CASCADE, related_name="a1111_options")
+    sd_model_checkpoint = models.CharField(max_length=100, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"A1111 options of token {self.token_id}"

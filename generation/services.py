@@ -10,7 +10,6 @@ import base64
 import binascii
 import io
 import logging
-import math
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -23,11 +22,13 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 from PIL import Image
+from pydantic import BaseModel
 
 from gallery.serializers import asset_to_dict
 from gallery.services import asset_storage, delete_stored_files, do_create_job_assets
 from studio import audit, quotas
 from studio import permissions as studio_permissions
+from studio.boundary import validate
 from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
 
@@ -37,236 +38,117 @@ from .engine.families import FAMILIES
 from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import can_cancel
 from .scheduling import fair_share_order
+from .schemas import EMPTY_MASK, MASK_PREFIX, MAX_SEED, MODE_LABELS, NO_SUCH_ASSET, JobParams, JobRequest
 from .serializers import job_to_dict
 
 logger = logging.getLogger(__name__)
 
-MAX_PROMPT = 2000
-MAX_SEED = 2**32 - 1
-JOB_FIELDS = {
-    "prompt",
-    "negative_prompt",
-    "model",
-    "width",
-    "height",
-    "steps",
-    "guidance_scale",
-    "seed",
-    "scheduler",
-    "num_images",
-    "mode",
-    "init_asset",
-    "mask",
-    "strength",
-    "variation",
-    "scale",
-    "loras",
-}
-# Parts of the job body (shared/API.md) that belong to features this installation does not run yet.
-MODE_FIELDS: set[str] = set()
-
-
-# --- validation --
-
-
-def _int(value: Any, name: str, lo: int, hi: int, errors: dict[str, list[str]]) -> int | None:
-    if isinstance(value, bool):
-        value = None
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
-    elif isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        errors[name] = ["Enter a whole number."]
-        return None
-    if not lo <= value <= hi:
-        errors[name] = [f"Must be between {lo} and {hi}."]
-        return None
-    return value
-
-
-def _float(value: Any, name: str, lo: float, hi: float, errors: dict[str, list[str]]) -> float | None:
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            value = None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        errors[name] = ["Enter a number."]
-        return None
-    if not lo <= value <= hi:
-        errors[name] = [f"Must be between {lo:g} and {hi:g}."]
-        return None
-    return float(value)
-
-
-def _text(value: Any, name: str, *, required: bool, errors: dict[str, list[str]]) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        errors[name] = ["Enter text."]
-        return ""
-    value = value.strip()
-    if required and not value:
-        errors[name] = ["This field is required."]
-    elif len(value) > MAX_PROMPT:
-        errors[name] = [f"At most {MAX_PROMPT} characters (this has {len(value)})."]
-    return value
-
-
-@dataclass
-class JobInputs:
-    """What a job body brings besides its parameters: the start image and the cleaned inpainting mask (a
-    greyscale PNG of the start image's size, white = repaint), filled in by ``check_job_params``."""
-
-    init_asset: Any = None
-    mask_png: bytes | None = None
-
-
-def check_job_params(
-    data: dict[str, Any],
-    *,
-    user: Any = None,
-    project: Project | None = None,
-    inputs: JobInputs | None = None,
-) -> tuple[registry.ModelInfo, dict[str, Any]]:
-    """Validate a job body; return the model and every parameter as it will be used (seed included).
-
-    Every mode but txt2img needs ``user`` and ``project``: the start image must be an image of that project
-    the user sees. ``inputs``, when given, receives the start image and the cleaned mask.
-    Raises InvalidInput listing every bad field; nothing is stored.
-    """
-    errors: dict[str, list[str]] = {}
-    for key in data:
-        if key in MODE_FIELDS:
-            if data[key] not in (None, [], ""):
-                errors[key] = ["Only text-to-image generation is available on this studio."]
-        elif key not in JOB_FIELDS:
-            errors[key] = ["Unknown field."]
-    mode, init = _check_mode_and_start_image(data, user, project, errors)
-
-    prompt_default = negative_default = ""
-    if init is not None and mode in PROMPT_FROM_START_IMAGE:
-        prompt_default, negative_default = init.prompt, init.negative_prompt
-    prompt = _text(data.get("prompt") or prompt_default, "prompt", required=True, errors=errors)
-    negative = _text(
-        data.get("negative_prompt") or negative_default, "negative_prompt", required=False, errors=errors
-    )
-
-    model_id = data.get("model")
-    model = registry.get_model(model_id) if isinstance(model_id, str) and model_id else None
-    if model_id in (None, ""):
-        model = registry.default_model()
-        if model is None:
-            raise InvalidInput("No model is installed on this studio.", {"model": ["No model is installed."]})
-    elif model is None:
-        errors["model"] = ["No such model."]
-
-    params: dict[str, Any] = {"mode": mode, "prompt": prompt, "negative_prompt": negative}
-    if model is not None:
-        if mode not in model.modes:
-            errors["mode"] = [f"{model.name} does not do {MODE_LABELS.get(mode, mode).lower()}."]
-        size_defaults = (model.default_width, model.default_height)
-        if init is not None and mode != "upscale":
-            size_defaults = _fit_size(init.width, init.height, model)
-        # An upscale's size is its start image's times the scale (checked with the scale below).
-        for dim, default in zip(("width", "height"), size_defaults, strict=True) if mode != "upscale" else ():
-            value = _int(data.get(dim, default), dim, model.min_size, model.max_size, errors)
-            if value is not None and value % _size_multiple(model):
-                errors[dim] = [f"Must be a multiple of {_size_multiple(model)}."]
-            params[dim] = value
-        scheduler = data.get("scheduler") or model.default_scheduler
-        if scheduler not in model.schedulers:
-            errors["scheduler"] = [f"Choose one of: {', '.join(model.schedulers)}."]
-        params["scheduler"] = scheduler
-        params["model"] = model.id
-        steps_default, guidance_default = model.default_steps, model.default_guidance
-    else:
-        steps_default, guidance_default = 20, 5.0
-    params["steps"] = _int(data.get("steps", steps_default), "steps", 1, 150, errors)
-    params["guidance_scale"] = _float(
-        data.get("guidance_scale", guidance_default), "guidance_scale", 0, 30, errors
-    )
-    seed = data.get("seed")
-    params["seed"] = (
-        secrets.randbelow(MAX_SEED + 1) if seed in (None, "") else _int(seed, "seed", 0, MAX_SEED, errors)
-    )
-    params["num_images"] = _int(data.get("num_images", 1), "num_images", 1, 8, errors)
-    if mode != "txt2img":
-        mask_png = _check_mode_params(data, mode, init, model, params, errors)
-        if inputs is not None:
-            inputs.init_asset, inputs.mask_png = init, mask_png
-    if model is not None and data.get("loras") not in (None, []):
-        params["loras"] = library.check_loras(data.get("loras"), model, errors)
-
-    if errors:
-        raise InvalidInput("Some fields are invalid: " + ", ".join(sorted(errors)) + ".", errors)
-    assert model is not None
-    return model, params
-
-
-# --- generation modes --
-
-MODE_LABELS = {
-    "txt2img": "Text to image",
-    "img2img": "Image to image",
-    "inpaint": "Inpainting",
-    "variation": "Variations",
-    "upscale": "Upscaling",
-}
-# How strongly each mode repaints its start image unless the body says (variations: per kind).
+# How strongly each mode repaints its start image unless the request says (variations: per kind).
 DEFAULT_STRENGTH = {"img2img": 0.6, "inpaint": 0.85, "upscale": 0.3}
 VARIATION_STRENGTH = {"subtle": 0.3, "strong": 0.6}
 UPSCALE_FACTORS = (2, 4)
 # Modes whose prompt defaults to the start image's (a variation or an upscale of the same picture).
 PROMPT_FROM_START_IMAGE = {"variation", "upscale"}
-# Which body fields belong to which modes (besides init_asset, needed by all of them).
-FIELD_MODES = {
-    "mask": {"inpaint"},
-    "strength": {"img2img", "inpaint", "variation", "upscale"},
-    "variation": {"variation"},
-    "scale": {"upscale"},
-}
-MASK_PREFIX = "data:image/png;base64,"
-MASK_MAX_CHARS = 8 * 1024 * 1024
-EMPTY_MASK = "Paint the area to repaint first."
-NO_SUCH_ASSET = "No such asset."
 
 
-def _check_mode_and_start_image(
-    data: dict[str, Any], user: Any, project: Project | None, errors: dict[str, list[str]]
-) -> tuple[str, Any]:
-    """The mode (txt2img when it is unknown: its error is recorded) and the start image it needs: an image
-    of the job's project that the user sees. Another project's image, a malformed id and a missing one get
-    the same answer, so nothing leaks."""
+@dataclass
+class JobPlan:
+    """A checked job request: the model, every parameter as it will be used, the start image and the
+    cleaned inpainting mask (a greyscale PNG of the start image's size, white = repaint)."""
+
+    model: registry.ModelInfo
+    params: JobParams
+    init_asset: Any = None
+    mask_png: bytes | None = None
+
+
+def check_job(request: Any, *, user: Any = None, project: Project | None = None) -> JobPlan:
+    """Resolve a validated ``JobRequest`` against the model and the project: defaults, the model's own
+    limits, schedulers and LoRAs, the start image (an image of ``project`` that ``user`` sees) and the mask.
+    Raises InvalidInput listing every bad field; nothing is stored."""
+    errors: dict[str, list[str]] = {}
+    mode = request.mode
+    init = _start_image(request, user, project, errors)
+
+    prompt, negative = request.prompt, request.negative_prompt
+    if init is not None and mode in PROMPT_FROM_START_IMAGE:
+        prompt, negative = prompt or init.prompt, negative or init.negative_prompt
+    if not prompt:
+        errors["prompt"] = ["This field is required."]
+
+    model = registry.get_model(request.model) if request.model else registry.default_model()
+    if model is None and not request.model:
+        raise InvalidInput("No model is installed on this studio.", {"model": ["No model is installed."]})
+    if model is None:
+        errors["model"] = ["No such model."]
+        raise InvalidInput(_invalid_sentence(errors), errors)
+
+    resolved: dict[str, Any] = {
+        "mode": mode,
+        "prompt": prompt or "",
+        "negative_prompt": negative or "",
+        "model": model.id,
+        "steps": request.steps if request.steps is not None else model.default_steps,
+        "guidance_scale": (
+            request.guidance_scale if request.guidance_scale is not None else model.default_guidance
+        ),
+        "seed": request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1),
+        "scheduler": request.scheduler or model.default_scheduler,
+    }
+    if mode not in model.modes:
+        errors["mode"] = [f"{model.name} does not do {MODE_LABELS[mode].lower()}."]
+    if resolved["scheduler"] not in model.schedulers:
+        errors["scheduler"] = [f"Choose one of: {', '.join(model.schedulers)}."]
+    if mode == "upscale":
+        _check_upscale(request, init, model, resolved, errors)
+    else:
+        _check_size(request, init, model, resolved, errors)
+    mask_png = None
+    if mode != "txt2img":
+        resolved["init_asset"] = init.id if init is not None else None
+        _check_strength(request, resolved, errors)
+        if mode == "inpaint":
+            mask_png = _clean_mask(request.mask, init, errors)
+    if request.loras:
+        resolved["loras"] = library.check_loras(request.loras, model, errors)
+
+    if errors:
+        raise InvalidInput(_invalid_sentence(errors), errors)
+    # Fields the request shares with the parameters and that need no resolving pass through as they are.
+    passed = {
+        k: v for k, v in request.model_dump().items() if k in JobParams.model_fields and k not in STORED_APART
+    }
+    params = JobParams.model_validate({**passed, "loras": [], **resolved})
+    return JobPlan(model=model, params=params, init_asset=init, mask_png=mask_png)
+
+
+# Request fields the parameters hold in another form: the mask is stored as a file and named in the params.
+STORED_APART = {"mask"}
+
+
+def check_job_body(data: Any, *, user: Any = None, project: Project | None = None) -> JobPlan:
+    """``check_job`` for a raw body (a form's, a script's): validated as a ``JobRequest`` first."""
+    return check_job(validate(JobRequest, data), user=user, project=project)
+
+
+def _invalid_sentence(errors: dict[str, list[str]]) -> str:
+    return "Some fields are invalid: " + ", ".join(sorted(errors)) + "."
+
+
+def _start_image(request: Any, user: Any, project: Project | None, errors: dict[str, list[str]]) -> Any:
+    """The start image an image-based mode needs: an image of the job's project that the user sees.
+    Another project's image and a missing one get the same answer, so nothing leaks."""
     from gallery.permissions import assets_visible_to
 
-    mode = data.get("mode") or "txt2img"
-    if mode not in MODE_LABELS:
-        errors["mode"] = [f"Choose one of: {', '.join(MODE_LABELS)}."]
-        mode = "txt2img"
-    for key, modes in FIELD_MODES.items():
-        if data.get(key) not in (None, "") and mode not in modes:
-            errors[key] = [f"Only used for {', '.join(MODE_LABELS[m].lower() for m in sorted(modes))}."]
-    raw = data.get("init_asset")
-    if mode == "txt2img":
-        if raw not in (None, ""):
-            errors["init_asset"] = ["Text to image starts from no image; choose another mode."]
-        return mode, None
-    if raw in (None, ""):
-        errors["init_asset"] = ["Choose a start image."]
-        return mode, None
+    wanted = getattr(request, "init_asset", None)
+    if wanted is None:
+        return None
     init = None
-    if isinstance(raw, str) and user is not None and project is not None:
-        try:
-            wanted = uuid.UUID(raw)
-        except ValueError:
-            wanted = None
-        if wanted is not None:
-            init = assets_visible_to(user).filter(project=project, id=wanted).first()
+    if user is not None and project is not None:
+        init = assets_visible_to(user).filter(project=project, id=wanted).first()
     if init is None:
         errors["init_asset"] = [NO_SUCH_ASSET]
-    return mode, init
+    return init
 
 
 def _size_multiple(model: registry.ModelInfo) -> int:
@@ -293,64 +175,49 @@ def _fit_size(width: int, height: int, model: registry.ModelInfo) -> tuple[int, 
     return w, h
 
 
-def _check_mode_params(
-    data: dict[str, Any],
-    mode: str,
-    init: Any,
-    model: registry.ModelInfo | None,
-    params: dict[str, Any],
-    errors: dict[str, list[str]],
-) -> bytes | None:
-    """Strength, variation, scale and mask for the image-based modes; records them in ``params`` and returns
-    the cleaned mask PNG for inpainting."""
+def _check_size(
+    request: Any, init: Any, model: registry.ModelInfo, resolved: dict[str, Any], errors: dict[str, list[str]]
+) -> None:
+    """Width and height: the request's, or the model's defaults (a start image's size, fitted)."""
+    defaults = (model.default_width, model.default_height)
     if init is not None:
-        params["init_asset"] = str(init.id)
+        defaults = _fit_size(init.width, init.height, model)
+    multiple = _size_multiple(model)
+    for dim, default in zip(("width", "height"), defaults, strict=True):
+        value = getattr(request, dim) if getattr(request, dim) is not None else default
+        if not model.min_size <= value <= model.max_size:
+            errors[dim] = [f"Must be between {model.min_size} and {model.max_size}."]
+        elif value % multiple:
+            errors[dim] = [f"Must be a multiple of {multiple}."]
+        resolved[dim] = value
+
+
+def _check_strength(request: Any, resolved: dict[str, Any], errors: dict[str, list[str]]) -> None:
+    mode = request.mode
     default = DEFAULT_STRENGTH.get(mode, 0.6)
     if mode == "variation":
-        kind = data.get("variation") or "subtle"
-        if kind not in VARIATION_STRENGTH:
-            errors["variation"] = [f"Choose one of: {', '.join(VARIATION_STRENGTH)}."]
-            kind = "subtle"
-        params["variation"] = kind
-        default = VARIATION_STRENGTH[kind]
-    raw_strength = data.get("strength")
-    strength = default if raw_strength in (None, "") else _float(raw_strength, "strength", 0, 1, errors)
-    params["strength"] = strength
-    steps = params.get("steps")
-    if strength is not None and isinstance(steps, int) and "strength" not in errors:
-        if int(steps * strength) < 1:
-            errors["strength"] = [
-                f"Too weak to change anything in {steps} steps: raise the strength or the steps."
-            ]
-    if mode == "upscale":
-        _check_upscale(data, init, model, params, errors)
-    mask_png = None
-    if mode == "inpaint":
-        mask_png = _clean_mask(data.get("mask"), init, errors)
-    return mask_png
+        resolved["variation"] = request.variation
+        default = VARIATION_STRENGTH[request.variation]
+    strength = request.strength if request.strength is not None else default
+    resolved["strength"] = strength
+    if int(resolved["steps"] * strength) < 1:
+        errors["strength"] = [
+            f"Too weak to change anything in {resolved['steps']} steps: raise the strength or the steps."
+        ]
 
 
 def _check_upscale(
-    data: dict[str, Any],
-    init: Any,
-    model: registry.ModelInfo | None,
-    params: dict[str, Any],
-    errors: dict[str, list[str]],
+    request: Any, init: Any, model: registry.ModelInfo, resolved: dict[str, Any], errors: dict[str, list[str]]
 ) -> None:
-    for dim in ("width", "height"):
-        if data.get(dim) not in (None, ""):
-            errors[dim] = ["An upscale's size is its start image's size times the scale; leave it out."]
-    scale = _int(data.get("scale", 2), "scale", 0, 2**31, errors)
-    if scale is not None and scale not in UPSCALE_FACTORS:
-        errors["scale"] = [f"Choose one of: {', '.join(map(str, UPSCALE_FACTORS))}."]
-        scale = None
-    params["scale"] = scale
-    if scale is None or init is None or model is None:
-        params["width"] = params["height"] = None
+    """An upscale's size is its start image's times the scale, within the model's limits."""
+    scale = request.scale
+    resolved["scale"] = scale
+    if init is None:
+        resolved["width"] = resolved["height"] = model.default_width
         return
     step = _size_multiple(model)
     width, height = _round_to(init.width * scale, step), _round_to(init.height * scale, step)
-    params["width"], params["height"] = width, height
+    resolved["width"], resolved["height"] = width, height
     if max(width, height) > model.max_size:
         errors["scale"] = [
             f"Upscaling this {init.width} × {init.height} image ×{scale} gives {width} × {height}; "
@@ -363,20 +230,11 @@ def _check_upscale(
         ]
 
 
-def _clean_mask(value: Any, init: Any, errors: dict[str, list[str]]) -> bytes | None:
+def _clean_mask(value: str, init: Any, errors: dict[str, list[str]]) -> bytes | None:
     """The mask as a greyscale PNG of the start image's size, pure black and white (white = repaint).
     Decoded with Pillow from a PNG data URL only; transparency counts as black (keep)."""
     from gallery.services import decode_image, upload_max_pixels
 
-    if value in (None, ""):
-        errors["mask"] = [EMPTY_MASK]
-        return None
-    if not isinstance(value, str) or not value.startswith(MASK_PREFIX):
-        errors["mask"] = ["Send the mask as a PNG data URL (data:image/png;base64,…)."]
-        return None
-    if len(value) > MASK_MAX_CHARS:
-        errors["mask"] = ["The mask is too large."]
-        return None
     try:
         data = base64.b64decode(value[len(MASK_PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
@@ -406,16 +264,6 @@ def _clean_mask(value: Any, init: Any, errors: dict[str, list[str]]) -> bytes | 
     return buffer.getvalue()
 
 
-def expected_steps(params: dict[str, Any]) -> int:
-    """The denoising steps a job will report: all of them from noise, the last ``strength`` share of them
-    from a start image."""
-    steps = int(params["steps"])
-    strength = params.get("strength")
-    if params.get("mode", "txt2img") == "txt2img" or strength is None:
-        return steps
-    return max(1, min(int(steps * float(strength)), steps))
-
-
 # --- the web side --
 
 
@@ -435,21 +283,26 @@ def enqueue(job_id: Any, queue: str) -> None:
         logger.exception("Could not enqueue job %s; the sweeper will retry", job_id)
 
 
-def do_create_job(user: Any, project: Project, data: dict[str, Any], *, ip: str | None = None) -> Job:
-    """Validate, store a queued job, and enqueue it once the row is committed."""
+def do_create_job(user: Any, project: Project, request: Any, *, ip: str | None = None) -> Job:
+    """Check a ``JobRequest`` (a validated one, or the raw body of a form), store a queued job, and enqueue
+    it once the row is committed."""
     if not studio_permissions.can_generate(user, project):
         raise NotAllowed("Viewers cannot generate in this project.")
-    inputs = JobInputs()
-    model, params = check_job_params(data, user=user, project=project, inputs=inputs)
+    plan = (
+        check_job(request, user=user, project=project)
+        if isinstance(request, BaseModel)
+        else check_job_body(request, user=user, project=project)
+    )
     job_id = uuid.uuid4()
     mask_name = ""
-    if inputs.mask_png is not None:
+    params = plan.params
+    if plan.mask_png is not None:
         # The worker reads the mask from storage (the job's params name it), never from the request.
-        mask_name = asset_storage().save(f"masks/{project.id}/{job_id}.png", ContentFile(inputs.mask_png))
-        params["mask"] = mask_name
+        mask_name = asset_storage().save(f"masks/{project.id}/{job_id}.png", ContentFile(plan.mask_png))
+        params = params.model_copy(update={"mask": mask_name})
     try:
         with transaction.atomic():
-            job = _create_job_row(user, project, model, params, job_id, ip=ip)
+            job = _create_job_row(user, project, plan.model, params, job_id, ip=ip)
     except Exception:
         delete_stored_files([mask_name])
         raise
@@ -460,24 +313,24 @@ def _create_job_row(
     user: Any,
     project: Project,
     model: registry.ModelInfo,
-    params: dict[str, Any],
+    params: JobParams,
     job_id: Any,
     *,
     ip: str | None,
 ) -> Job:
     """Reserve the images against the quotas, store the queued job, audit it, and enqueue it on commit.
     Call inside a transaction."""
-    period_start = quotas.reserve(user, project, params["num_images"])
+    period_start = quotas.reserve(user, project, params.num_images)
     job = Job.objects.create(
         id=job_id,
         project=project,
         created_by=user,
         model_id=model.id,
-        params=params,
+        params=params.model_dump(mode="json", exclude_none=True),
         queue=settings.STUDIO_GPU_QUEUE,
-        progress_total=expected_steps(params),
+        progress_total=params.planned_steps(),
         quota_period_start=period_start,
-        reserved_images=params["num_images"],
+        reserved_images=params.num_images,
     )
     audit.record(
         user,
@@ -487,9 +340,9 @@ def _create_job_row(
         ip=ip,
         details={
             "model": model.id,
-            "num_images": params["num_images"],
-            "steps": params["steps"],
-            "mode": params["mode"],
+            "num_images": params.num_images,
+            "steps": params.steps,
+            "mode": params.mode,
         },
     )
     transaction.on_commit(lambda: enqueue(job.id, job.queue))

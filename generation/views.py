@@ -19,14 +19,13 @@ from studio.shortcuts import get_visible_or_404
 
 from .engine import registry
 from .permissions import can_cancel, jobs_visible_to
+from .schemas import MODE_LABELS, SizedFields
 from .serializers import job_to_dict
-from .services import JOB_FIELDS, MODE_LABELS, UPSCALE_FACTORS, VARIATION_STRENGTH
+from .services import UPSCALE_FACTORS, VARIATION_STRENGTH
 
 # Form fields a reproduced asset fills in: all of a job's parameters but the batch size and those of the
 # image-based modes (a start image is chosen on the page).
-REPRODUCIBLE = sorted(
-    JOB_FIELDS - {"num_images", "mode", "init_asset", "mask", "strength", "variation", "scale"}
-)
+REPRODUCIBLE = sorted(set(SizedFields.model_fields) - {"num_images"})
 # Start-image choices the generate page offers: the project's latest images.
 START_IMAGE_CHOICES = 24
 

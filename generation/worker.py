@@ -13,12 +13,14 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections
+from pydantic import ValidationError
 
 from studio.errors import InvalidInput
 
 from . import realtime, services
 from .engine import registry
 from .models import JobStatus
+from .schemas import JobParams
 
 logger = logging.getLogger(__name__)
 
@@ -81,19 +83,16 @@ class StartImageMissing(Exception):
     """The job's start image or mask can no longer be read (deleted since the job was queued)."""
 
 
-def load_start_images(job: Any) -> tuple[Any, Any]:
+def load_start_images(project_id: Any, params: JobParams) -> tuple[Any, Any]:
     """The job's start image (RGB) and inpainting mask (greyscale, white = repaint) as PIL images, read from
     storage and decoded afresh: only ids and stored names come from the job's params, and the start image
     must still belong to the job's project."""
-    import uuid
-
     from gallery.models import Asset
     from gallery.services import asset_storage, decode_image
 
-    params = job.params
-    if not params.get("init_asset"):
+    if params.init_asset is None:
         return None, None
-    asset = Asset.objects.filter(project_id=job.project_id, pk=uuid.UUID(str(params["init_asset"]))).first()
+    asset = Asset.objects.filter(project_id=project_id, pk=params.init_asset).first()
     if asset is None or not asset.file:
         raise StartImageMissing("The start image was deleted before the job ran.")
     unreadable = "The start image could not be read."
@@ -107,9 +106,9 @@ def load_start_images(job: Any) -> tuple[Any, Any]:
     except (OSError, InvalidInput) as exc:
         raise StartImageMissing(unreadable) from exc
     mask = None
-    if params.get("mask"):
+    if params.mask:
         try:
-            with asset_storage().open(params["mask"], "rb") as f:
+            with asset_storage().open(params.mask, "rb") as f:
                 data = f.read()
             mask = decode_image(
                 data,
@@ -130,7 +129,14 @@ def execute_job(job_id: str, worker: str) -> str:
         logger.info("Nothing queued beside job %s; nothing to do", job_id)
         return "skipped"
     job, attempt = started
-    params = job.params
+    try:
+        params = JobParams.model_validate(job.params)
+    except ValidationError:
+        logger.exception("Job %s has parameters the worker cannot read", job.id)
+        services.do_finish_job(
+            job.id, attempt, JobStatus.FAILED, error="The job's parameters could not be read."
+        )
+        return JobStatus.FAILED
     model = registry.get_model(job.model_id)
     if model is None:
         services.do_finish_job(
@@ -142,32 +148,15 @@ def execute_job(job_id: str, worker: str) -> str:
         return JobStatus.FAILED
 
     try:
-        init_image, mask_image = load_start_images(job)
+        init_image, mask_image = load_start_images(job.project_id, params)
     except StartImageMissing as exc:
         services.do_finish_job(job.id, attempt, JobStatus.FAILED, error=str(exc))
         return JobStatus.FAILED
 
     from .engine.runner import GenerationRequest, generate
 
-    request = GenerationRequest(
-        model=model,
-        prompt=params["prompt"],
-        negative_prompt=params.get("negative_prompt", ""),
-        width=params["width"],
-        height=params["height"],
-        steps=params["steps"],
-        guidance_scale=params["guidance_scale"],
-        seed=params["seed"],
-        scheduler=params["scheduler"],
-        num_images=params["num_images"],
-        init_image=init_image,
-        mask_image=mask_image,
-        strength=params.get("strength"),
-        loras=tuple((lora["id"], lora["weight"]) for lora in params.get("loras", ())),
-    )
-    monitor = JobMonitor(
-        job.id, attempt, services.expected_steps(params), max(params["width"], params["height"])
-    )
+    request = GenerationRequest(model, params, init_image=init_image, mask_image=mask_image)
+    monitor = JobMonitor(job.id, attempt, params.planned_steps(), max(params.width, params.height))
     try:
         result = generate(request, monitor)
     except SoftTimeLimitExceeded:

@@ -1,7 +1,7 @@
 """``/api/v1/admin/``: users and the audit log, for site admins (shared/API.md).
 
-For anyone else signed in these endpoints do not exist: 404, decided by ``permissions.can_use_admin_area``.
-Anonymous callers get 401 from ``@api`` before that.
+For anyone else these endpoints do not exist: 404, decided by ``permissions.can_use_admin_area``.
+Anonymous callers get 401 before that.
 """
 
 from __future__ import annotations
@@ -10,27 +10,37 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.http import Http404, HttpRequest
-from django.shortcuts import get_object_or_404
+from ninja import Query
 
 from . import audit_log, permissions, services, usage
-from .api_utils import api
+from .api import admin_user
 from .audit import client_ip
+from .boundary import StudioRouter, answers, guarded
+from .fields import Username
 from .pagination import keyset_page
+from .schemas import AdminUserOut, AuditPage, AuditQuery, UserStateOut
 
 User = get_user_model()
 
 AUDIT_PAGE_SIZE = 50
 
+router = StudioRouter(tags=["admin"])
 
-def _require_admin(request: HttpRequest) -> None:
+
+def admin_area(request: HttpRequest, **_: Any) -> None:
+    """Guard: the admin area, for site admins only."""
     if not permissions.can_use_admin_area(request.user):
         raise Http404
 
 
-@api(["GET"])
-def users(request: HttpRequest) -> tuple[int, Any]:
+@router.get(
+    "/admin/users",
+    response=answers({200: list[AdminUserOut]}, 404),
+    guard=admin_area,
+    url_name="api-admin-users",
+)
+def users(request: HttpRequest) -> list[dict[str, Any]]:
     """Every account, with what it used this month (calendar month, UTC)."""
-    _require_admin(request)
     used = usage.by_user_id(usage.current_month())
     result = []
     for user in User.objects.order_by("username"):
@@ -46,23 +56,28 @@ def users(request: HttpRequest) -> tuple[int, Any]:
                 },
             }
         )
-    return 200, result
+    return result
 
 
-@api(["POST"])
-def user_deactivate(request: HttpRequest, username: str) -> tuple[int, Any]:
-    _require_admin(request)
-    user = get_object_or_404(User, username=username)
-    user = services.do_deactivate_user(request.user, user, ip=client_ip(request))
-    return 200, {"username": user.get_username(), "is_active": user.is_active}
+@router.post(
+    "/admin/users/{username}/deactivate",
+    response=answers({200: UserStateOut}, 404),
+    guard=admin_user,
+    url_name="api-admin-user-deactivate",
+)
+def user_deactivate(request: HttpRequest, username: Username) -> dict[str, Any]:
+    """Deactivate the account: its sessions, tokens and open websockets end at once."""
+    user = services.do_deactivate_user(request.user, guarded(request), ip=client_ip(request))
+    return {"username": user.get_username(), "is_active": user.is_active}
 
 
-@api(["GET"])
-def audit(request: HttpRequest) -> tuple[int, Any]:
+@router.get(
+    "/admin/audit", response=answers({200: AuditPage}, 400, 404), guard=admin_area, url_name="api-admin-audit"
+)
+def audit(request: HttpRequest, query: Query[AuditQuery]) -> dict[str, Any]:
     """Events newest first, filtered by ``actor``, ``action``, ``project``, ``since`` and ``until``."""
-    _require_admin(request)
-    filters = audit_log.check_audit_filters(request.GET)
+    filters = audit_log.check_audit_filters(query.model_dump(exclude_none=True))
     page, next_cursor = keyset_page(
-        audit_log.audit_events(filters), request.GET.get("cursor"), AUDIT_PAGE_SIZE, field="time"
+        audit_log.audit_events(filters), query.cursor, AUDIT_PAGE_SIZE, field="time"
     )
-    return 200, {"results": [audit_log.event_to_dict(e) for e in page], "next": next_cursor}
+    return {"results": [audit_log.event_to_dict(e) for e in page], "next": next_cursor}

@@ -1,84 +1,172 @@
-"""``/api/v1/`` endpoints of the team layer, health checks, and answers for parts not offered yet."""
+"""``/api/v1/`` operations of the team layer (the caller, projects, members, quotas); health checks."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import SuspiciousOperation
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404
+from ninja import Status
 
 from . import permissions, quotas, services
-from .api_utils import api, error_response, json_body
 from .audit import client_ip
-from .errors import InvalidInput, NotAllowed
-from .models import QuotaScope
-from .openapi import schema
+from .boundary import StudioRouter, answers, error_response, guarded
+from .errors import NotAllowed
+from .fields import Slug, Username
+from .models import Project, QuotaScope
+from .schemas import (
+    MemberIn,
+    MemberOut,
+    MeOut,
+    ProjectIn,
+    ProjectOut,
+    ProjectQuotaOut,
+    QuotaIn,
+    QuotaSummaryOut,
+    RoleIn,
+    UserQuotaOut,
+)
+
+router = StudioRouter(tags=["team"])
 
 
 def project_to_dict(project: Any, role: str | None) -> dict[str, Any]:
     return {"slug": project.slug, "name": project.name, "role": role}
 
 
-@api(["GET"])
-def openapi(request: HttpRequest) -> tuple[int, Any]:
-    return 200, schema()
+def visible_project(request: HttpRequest, slug: str, **_: Any) -> Project:
+    """Guard: a project the caller sees (members, and admins for every project), else 404."""
+    return get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
 
 
-@api(["GET"])
-def me(request: HttpRequest) -> tuple[int, Any]:
+def member_manager(request: HttpRequest, slug: str, **_: Any) -> Project:
+    """Guard: a visible project whose members the caller may change (its leads, admins)."""
+    project = visible_project(request, slug)
+    if not permissions.can_manage_members(request.user, project):
+        raise NotAllowed("Only the project's leads may change its members.")
+    return project
+
+
+def quota_setter(request: HttpRequest, slug: str, **_: Any) -> Project:
+    project = visible_project(request, slug)
+    if not permissions.is_admin(request.user):
+        raise NotAllowed("Only site admins may set quotas.")
+    return project
+
+
+def admin_user(request: HttpRequest, username: str, **_: Any) -> Any:
+    """Guard: for site admins, the named account; for anyone else this does not exist (404)."""
+    if not permissions.can_use_admin_area(request.user):
+        raise Http404
+    return get_object_or_404(get_user_model(), username=username)
+
+
+@router.get("/me", response=answers({200: MeOut}), url_name="api-me")
+def me(request: HttpRequest) -> dict[str, Any]:
+    """The caller and the projects they belong to (admins: every project, as lead)."""
     user = request.user
-    roles = permissions.roles_of(request.user)
+    roles = permissions.roles_of(user)
     projects = permissions.projects_visible_to(user).order_by("name")
-    return 200, {
-        "username": user.username,
+    return {
+        "username": user.get_username(),
         "is_admin": permissions.is_admin(user),
         "projects": [project_to_dict(p, roles.get(p.id, "lead")) for p in projects],
     }
 
 
-@api(["GET", "POST"])
-def projects(request: HttpRequest) -> tuple[int, Any]:
-    if request.method == "POST":
-        project = services.do_create_project(
-            request.user, json_body(request).get("name"), ip=client_ip(request)
-        )
-        return 201, project_to_dict(project, "lead")
+@router.get("/me/quota", response=answers({200: QuotaSummaryOut}), url_name="api-me-quota")
+def me_quota(request: HttpRequest) -> dict[str, Any]:
+    """The caller's own quota in the current period (limit null = unlimited)."""
+    return quotas.summary(request.user)
+
+
+@router.get("/projects", response=answers({200: list[ProjectOut]}), url_name="api-projects")
+def list_projects(request: HttpRequest) -> list[dict[str, Any]]:
+    """Projects the caller belongs to (admins: all)."""
     roles = permissions.roles_of(request.user)
     visible = permissions.projects_visible_to(request.user).order_by("name")
-    return 200, [project_to_dict(p, roles.get(p.id, "lead")) for p in visible]
+    return [project_to_dict(p, roles.get(p.id, "lead")) for p in visible]
 
 
-@api(["POST"])
-def project_members(request: HttpRequest, slug: str) -> tuple[int, Any]:
-    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
-    body = json_body(request)
+@router.post("/projects", response=answers({201: ProjectOut}, 400))
+def create_project(request: HttpRequest, payload: ProjectIn) -> Status:
+    """A new project with the caller as its lead; its slug is made from the name."""
+    project = services.do_create_project(request.user, payload.name, ip=client_ip(request))
+    return Status(201, project_to_dict(project, "lead"))
+
+
+@router.post(
+    "/projects/{slug:slug}/members",
+    response=answers({201: MemberOut}, 400, 404, 409),
+    guard=member_manager,
+    url_name="api-project-members",
+)
+def add_member(request: HttpRequest, slug: Slug, payload: MemberIn) -> Status:
+    """Add an active user (by username or email) with a role, or change the role of one already in."""
     membership = services.do_add_member(
-        request.user, project, body.get("username"), body.get("role"), ip=client_ip(request)
+        request.user, guarded(request), payload.username, payload.role, ip=client_ip(request)
     )
-    return 201, {"username": membership.user.username, "role": membership.role, "project": project.slug}
+    return Status(201, {"username": membership.user.username, "role": membership.role, "project": slug})
 
 
-@api(["POST"])
-def project_uploads(request: HttpRequest, slug: str) -> tuple[int, Any]:
-    """Multipart ``image`` → 201 the new asset (kind ``upload``): a start image for the generation modes."""
-    from gallery.serializers import asset_to_dict
-    from gallery.services import check_upload, do_upload_image
+@router.patch(
+    "/projects/{slug:slug}/members/{username}",
+    response=answers({200: MemberOut}, 400, 404, 409),
+    guard=member_manager,
+    url_name="api-project-member",
+)
+def change_member(request: HttpRequest, slug: Slug, username: Username, payload: RoleIn) -> dict[str, Any]:
+    """Change a member's role; 409 when it would leave the project without a lead."""
+    membership = services.do_change_role(
+        request.user, guarded(request), username, payload.role, ip=client_ip(request)
+    )
+    return {"username": membership.user.username, "role": membership.role, "project": slug}
 
-    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
-    check_upload(request.user, project)
-    try:
-        file = request.FILES.get("image")
-    except (MultiPartParserError, SuspiciousOperation) as exc:
-        raise InvalidInput(
-            "The upload could not be read; send the file as multipart form data in the field “image”.",
-            {"image": ["Send one image file."]},
-        ) from exc
-    asset = do_upload_image(request.user, project, file, ip=client_ip(request))
-    return 201, asset_to_dict(asset)
+
+@router.delete(
+    "/projects/{slug:slug}/members/{username}",
+    response=answers({204: None}, 404, 409),
+    guard=member_manager,
+)
+def remove_member(request: HttpRequest, slug: Slug, username: Username) -> Status:
+    """Remove a member; 409 for the project's last lead."""
+    services.do_remove_member(request.user, guarded(request), username, ip=client_ip(request))
+    return Status(204, None)
+
+
+@router.put(
+    "/projects/{slug:slug}/quota",
+    response=answers({200: ProjectQuotaOut}, 400, 404),
+    guard=quota_setter,
+    url_name="api-project-quota",
+)
+def set_project_quota(request: HttpRequest, slug: Slug, payload: QuotaIn) -> dict[str, Any]:
+    """The project's own limits per period (site admins); null = unlimited."""
+    project = guarded(request)
+    limit = quotas.do_set_limits(
+        request.user, QuotaScope.PROJECT, payload.model_dump(), project=project, ip=client_ip(request)
+    )
+    return {"project": project.slug, **quotas.limits_to_dict(limit)}
+
+
+@router.put(
+    "/admin/users/{username}/quota",
+    response=answers({200: UserQuotaOut}, 400, 404),
+    guard=admin_user,
+    url_name="api-admin-user-quota",
+)
+def set_user_quota(request: HttpRequest, username: Username, payload: QuotaIn) -> dict[str, Any]:
+    """One user's own limits per period (site admins); null = unlimited."""
+    user = guarded(request)
+    limit = quotas.do_set_limits(
+        request.user, QuotaScope.USER, payload.model_dump(), user=user, ip=client_ip(request)
+    )
+    return {"username": user.get_username(), **quotas.limits_to_dict(limit)}
+
+
+# --- outside the API: health checks and unknown paths --
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -122,46 +210,12 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(checks, status=200 if ready else 503)
 
 
-def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
     return error_response(404, "No such API endpoint.")
 
 
-@api(["GET"])
-def me_quota(request: HttpRequest) -> tuple[int, Any]:
-    return 200, quotas.summary(request.user)
-
-
-@api(["PUT"])
-def admin_user_quota(request: HttpRequest, username: str) -> tuple[int, Any]:
-    if not permissions.is_admin(request.user):
-        raise Http404
-    user = get_object_or_404(get_user_model(), username=username)
-    limit = quotas.do_set_limits(
-        request.user, QuotaScope.USER, json_body(request), user=user, ip=client_ip(request)
+def sdapi_not_served(request: HttpRequest, path: str = "") -> HttpResponse:
+    message = (
+        f"/sdapi/{path} is not served by this studio (the README lists what the AUTOMATIC1111 API serves)."
     )
-    return 200, {"username": user.get_username(), **quotas.limits_to_dict(limit)}
-
-
-@api(["PUT"])
-def project_quota(request: HttpRequest, slug: str) -> tuple[int, Any]:
-    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
-    if not permissions.is_admin(request.user):
-        raise NotAllowed("Only site admins may set quotas.")
-    limit = quotas.do_set_limits(
-        request.user, QuotaScope.PROJECT, json_body(request), project=project, ip=client_ip(request)
-    )
-    return 200, {"project": project.slug, **quotas.limits_to_dict(limit)}
-
-
-@api(["PATCH", "DELETE"])
-def project_member(request: HttpRequest, slug: str, username: str) -> Any:
-    """PATCH ``{"role"}`` changes a member's role (200); DELETE removes them (204). 409 for the last lead."""
-    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
-    if request.method == "DELETE":
-        services.do_remove_member(request.user, project, username, ip=client_ip(request))
-        return HttpResponse(status=204)
-    body = json_body(request)
-    membership = services.do_change_role(
-        request.user, project, username, body.get("role"), ip=client_ip(request)
-    )
-    return 200, {"username": membership.user.username, "role": membership.role, "project": project.slug}
+    return error_response(404, message, extra={"detail": message})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import secrets
 from typing import Any
@@ -25,8 +27,8 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def user_for_token(token: str) -> Any | None:
-    """The active user owning this unrevoked token, or None."""
+def token_row(token: str) -> ApiToken | None:
+    """The unrevoked token of an active user, with its user, or None."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     row = (
@@ -39,7 +41,33 @@ def user_for_token(token: str) -> Any | None:
     now = timezone.now()
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
-    return row.user
+    return row
+
+
+def user_for_token(token: str) -> Any | None:
+    """The active user owning this unrevoked token, or None."""
+    row = token_row(token)
+    return row.user if row is not None else None
+
+
+# Where HTTP Basic with a username and an API token is accepted as well as Bearer: the AUTOMATIC1111 API,
+# whose clients send their --api-auth credentials that way. A password is never accepted there.
+BASIC_PREFIXES = ("/sdapi/",)
+
+
+def basic_token_row(value: str) -> ApiToken | None:
+    """``Basic base64(username:token)``: the token row when the token is that user's."""
+    scheme, _, encoded = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, _, token = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    row = token_row(token)
+    if row is None or row.user.get_username() != username:
+        return None
+    return row
 
 
 def bearer_from_header(value: str | bytes | None) -> str | None:
@@ -69,9 +97,13 @@ class BearerTokenMiddleware:
         header = request.headers.get("Authorization")
         if header is not None:
             token = bearer_from_header(header)
-            user = user_for_token(token) if token else None
-            if user is None:
+            row = token_row(token) if token else None
+            if row is None and request.path.startswith(BASIC_PREFIXES):
+                row = basic_token_row(header)
+            if row is None:
                 return JsonResponse({"error": "The API token is missing, invalid or revoked."}, status=401)
+            user = row.user
+            request.api_token = row  # type: ignore[attr-defined]
             request.user = user
             request._cached_user = user  # type: ignore[attr-defined]  # AuthenticationMiddleware keeps it
             request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]

@@ -8,11 +8,13 @@ from gallery import api as gallery_api
 from gallery import board_views
 from gallery import views as gallery_views
 from generation import api as generation_api
+from generation import sdapi
 from generation import views as generation_views
 
 from . import account_views, admin_api, manage_views, project_views, quota_views
 from . import api as studio_api
 from . import views as studio_views
+from .boundary import StudioAPI, schema_router
 
 handler404 = "studio.errors_views.not_found"
 handler500 = "studio.errors_views.server_error"
@@ -72,49 +74,39 @@ pages = [
     path("admin/", admin.site.urls),
 ]
 
-api_v1 = [
-    path("openapi.json", studio_api.openapi, name="api-openapi"),
-    path("me", studio_api.me, name="api-me"),
-    path("me/quota", studio_api.me_quota, name="api-me-quota"),
-    path("me/notifications", gallery_api.me_notifications, name="api-me-notifications"),
-    path("models", generation_api.models, name="api-models"),
-    path("projects", studio_api.projects, name="api-projects"),
-    path("projects/<slug:slug>/members", studio_api.project_members, name="api-project-members"),
-    path("projects/<slug:slug>/members/<str:username>", studio_api.project_member, name="api-project-member"),
-    path("projects/<slug:slug>/jobs", generation_api.project_jobs, name="api-project-jobs"),
-    path("projects/<slug:slug>/assets", gallery_api.project_assets, name="api-project-assets"),
-    path("projects/<slug:slug>/export", gallery_api.project_export, name="api-project-export"),
-    path("projects/<slug:slug>/uploads", studio_api.project_uploads, name="api-project-uploads"),
-    path("projects/<slug:slug>/quota", studio_api.project_quota, name="api-project-quota"),
-    path("jobs/<str:job_id>", generation_api.job_detail, name="api-job"),
-    path("jobs/<str:job_id>/cancel", generation_api.job_cancel, name="api-job-cancel"),
-    path("assets/<str:asset_id>", gallery_api.asset_detail, name="api-asset"),
-    path("assets/<str:asset_id>/image", gallery_api.asset_image, name="api-asset-image"),
-    path("assets/<str:asset_id>/thumbnail", gallery_api.asset_thumbnail, name="api-asset-thumbnail"),
-    path("assets/<str:asset_id>/mask", gallery_api.asset_mask, name="api-asset-mask"),
-    path("assets/<str:asset_id>/review", gallery_api.asset_review, name="api-asset-review"),
-    path("assets/<str:asset_id>/submit", gallery_api.asset_submit, name="api-asset-submit"),
-    path("assets/<str:asset_id>/reviews", gallery_api.asset_reviews, name="api-asset-reviews"),
-    path("assets/<str:asset_id>/comments", gallery_api.asset_comments, name="api-asset-comments"),
-    path("assets/<str:asset_id>/tags", gallery_api.asset_tags, name="api-asset-tags"),
-    path("assets/<str:asset_id>/favourite", gallery_api.asset_favourite, name="api-asset-favourite"),
-    path("projects/<slug:slug>/boards", gallery_api.project_boards, name="api-project-boards"),
-    path("boards/<int:board_id>", gallery_api.board_detail, name="api-board"),
-    path("boards/<int:board_id>/items", gallery_api.board_items, name="api-board-items"),
-    path("admin/users", admin_api.users, name="api-admin-users"),
-    path("admin/users/<str:username>/quota", studio_api.admin_user_quota, name="api-admin-user-quota"),
-    path(
-        "admin/users/<str:username>/deactivate",
-        admin_api.user_deactivate,
-        name="api-admin-user-deactivate",
-    ),
-    path("admin/audit", admin_api.audit, name="api-admin-audit"),
-]
+# /api/v1/: one typed boundary (studio/boundary.py); each app's operations are in its api.py.
+api_v1 = StudioAPI(
+    title="Studio API",
+    version="1",
+    description="The public API of the studio (shared/API.md is its contract).",
+    servers=[{"url": "/api/v1"}],
+    openapi_url=None,
+    urls_namespace="api-v1",
+)
+for router in (studio_api.router, admin_api.router, generation_api.router, gallery_api.router):
+    api_v1.add_router("", router)
+api_v1.add_router("", schema_router(api_v1))
+
+# /sdapi/v1/: the AUTOMATIC1111 API on the same boundary and services (generation/sdapi.py).
+sdapi_v1 = StudioAPI(
+    title="AUTOMATIC1111-compatible API",
+    version="1",
+    description="AUTOMATIC1111's /sdapi/v1 on the studio's accounts, projects, quotas, audit and gallery.",
+    servers=[{"url": "/sdapi/v1"}],
+    openapi_url=None,
+    urls_namespace="sdapi-v1",
+    auth=sdapi.TOKENS,
+    detail=True,
+)
+sdapi_v1.add_router("", sdapi.router)
+sdapi_v1.add_router("", schema_router(sdapi_v1, url_name="sdapi-openapi"))
 
 urlpatterns = [
     *pages,
-    path("api/v1/", include(api_v1)),
+    path("api/v1/", include(api_v1.urls[0])),
     re_path(r"^api/(?P<path>.*)$", studio_api.api_not_found),
+    path("sdapi/v1/", include(sdapi_v1.urls[0])),
+    re_path(r"^sdapi/(?P<path>.*)$", studio_api.sdapi_not_served, name="sdapi-not-served"),
     path("healthz", studio_api.healthz, name="healthz"),
     path("readyz", studio_api.readyz, name="readyz"),
 ]

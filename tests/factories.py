@@ -64,3 +64,21 @@ def asset(p: Project, author: User, *, status: str = "draft", prompt: str = "a r
     )
     a.file.save(f"{a.id}.png", ContentFile(buffer.getvalue()), save=True)
     return a
+
+
+def job_params(**overrides):
+    """The parameters a text-to-image job of the demo model runs with, as the studio stores them."""
+    params = {
+        "mode": "txt2img",
+        "prompt": "a red circle",
+        "negative_prompt": "",
+        "model": "demo",
+        "width": 64,
+        "height": 64,
+        "steps": 20,
+        "guidance_scale": 5.0,
+        "seed": 1,
+        "scheduler": "Euler",
+        "num_images": 1,
+    }
+    return {**params, **overrides}

@@ -200,7 +200,7 @@ def evaluate(
     (unless overridden) through ``runner.generate``, and read every picture back. ``held_out=False``: the
     validation prompts (training colour–shape pairs) instead."""
     from .registry import load_model_info
-    from .runner import GenerationRequest, generate
+    from .runner import generate, text_request
 
     info = load_model_info(Path(model_path))
     settings: dict[str, Any] = {
@@ -216,15 +216,11 @@ def evaluate(
     images: list[Image.Image] = []
     started = time.perf_counter()
     for scene in scenes.evaluation_scenes(prompts, held_out=held_out):
-        request = GenerationRequest(
-            model=info,
-            prompt=scene.caption,
-            negative_prompt="",
-            width=info.default_width,
-            height=info.default_height,
+        request = text_request(
+            info,
+            scene.caption,
             steps=int(settings["steps"]),
             guidance_scale=float(settings["guidance"]),
-            seed=0,
             scheduler=str(settings["scheduler"]),
             num_images=seeds,
         )
@@ -301,20 +297,9 @@ def time_generation(
     """Median seconds for one picture at the model's defaults (native size, default steps, scheduler and
     guidance) through ``runner.generate``, after one warm-up run that loads the pipeline."""
     from .registry import load_model_info
-    from .runner import GenerationRequest, generate
+    from .runner import generate, text_request
 
     info = load_model_info(Path(model_path))
-    request = GenerationRequest(
-        model=info,
-        prompt=prompt,
-        negative_prompt="",
-        width=info.default_width,
-        height=info.default_height,
-        steps=info.default_steps,
-        guidance_scale=info.default_guidance,
-        seed=0,
-        scheduler=info.default_scheduler,
-        num_images=1,
-    )
+    request = text_request(info, prompt)
     generate(request, _NoHooks())
     return float(np.median([generate(request, _NoHooks()).gpu_seconds for _ in range(runs)]))

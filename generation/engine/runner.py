@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..schemas import JobParams
 from . import pipelines
 from .preview import Previewer, latent_projector
 from .registry import ModelInfo
@@ -30,24 +31,30 @@ def cache() -> pipelines.PipelineCache:
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    """One run of a model: the job's parameters (the same ``JobParams`` the job row stores) and, for the
+    image-based modes, the start image and the inpainting mask (greyscale, white = repaint), both resized
+    here to the output size."""
+
     model: ModelInfo
-    prompt: str
-    negative_prompt: str
-    width: int
-    height: int
-    steps: int
-    guidance_scale: float
-    seed: int
-    scheduler: str
-    num_images: int
-    # Image-based modes: the start image (img2img, variations, upscales) and, for inpainting, the mask
-    # (greyscale, white = repaint). Both are resized here to width × height; strength is the share of the
-    # steps that repaint the start image.
+    params: JobParams
     init_image: Image.Image | None = None
     mask_image: Image.Image | None = None
-    strength: float | None = None
-    # LoRAs applied for this job only: (installed LoRA id, weight) pairs.
-    loras: tuple[tuple[str, float], ...] = ()
+
+
+def text_request(model: ModelInfo, prompt: str, **params: Any) -> GenerationRequest:
+    """A text-to-image run at the model's defaults (seed 0), with ``params`` overriding any of them."""
+    values: dict[str, Any] = {
+        "model": model.id,
+        "prompt": prompt,
+        "width": model.default_width,
+        "height": model.default_height,
+        "steps": model.default_steps,
+        "guidance_scale": model.default_guidance,
+        "seed": 0,
+        "scheduler": model.default_scheduler,
+        **params,
+    }
+    return GenerationRequest(model, JobParams.model_validate(values))
 
 
 @dataclass
@@ -73,14 +80,15 @@ class StepHooks(Protocol):
 def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
     """Run the model's pipeline. Each image ``i`` uses seed ``seed + i`` on its own CPU generator, so a
     seed reproduces the same image whatever the device or batch."""
+    params = request.params
     loaded = cache().get(request.model)
-    pipelines.set_scheduler(loaded, request.scheduler)
+    pipelines.set_scheduler(loaded, params.scheduler)
     pipe = loaded.pipe
-    mode_kwargs: dict[str, Any] = {"width": request.width, "height": request.height}
+    mode_kwargs: dict[str, Any] = {"width": params.width, "height": params.height}
     init_image = mask_image = None
     if request.init_image is not None:
         pipe, mode_kwargs, init_image, mask_image = _mode_call(loaded, request)
-    seeds = [(request.seed + i) % 2**32 for i in range(request.num_images)]
+    seeds = [(params.seed + i) % 2**32 for i in range(params.num_images)]
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     channels = pipe.vae.config.latent_channels  # (the denoiser's input may be packed: FLUX)
     factors, bias = latent_projector(
@@ -100,7 +108,7 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
             shown = done
             hooks.on_step(done, planned)
             if hooks.wants_preview(done, planned):
-                latents = pipelines.preview_latents(loaded, kwargs["latents"], request.width, request.height)
+                latents = pipelines.preview_latents(loaded, kwargs["latents"], params.width, params.height)
                 hooks.on_preview(done, planned, to_rgb(latents))
         if hooks.should_cancel():
             canceled = True
@@ -110,13 +118,14 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
     if loaded.device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    with pipelines.loras_applied(loaded, request.loras), torch.inference_mode():
+    loras = tuple((lora.id, lora.weight) for lora in params.loras)
+    with pipelines.loras_applied(loaded, loras), torch.inference_mode():
         output = pipe(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            num_images_per_prompt=request.num_images,
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt or None,
+            num_inference_steps=params.steps,
+            guidance_scale=params.guidance_scale,
+            num_images_per_prompt=params.num_images,
             generator=generators,
             callback_on_step_end=on_step_end,
             output_type="pil",
@@ -127,7 +136,7 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
     elapsed = time.perf_counter() - started
     images = list(output.images)
     if init_image is not None and mask_image is not None:
-        images = [keep_unmasked(image, init_image, mask_image) for image in images]
+        images = [keep_unmasked(image, init_image, mask_image, params.mask_blur) for image in images]
     return GenerationResult(
         images=images,
         seeds=seeds,
@@ -140,19 +149,13 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
 
 # --- image-based modes --
 
-DEFAULT_STRENGTH = 0.6
-
 
 def planned_steps(request: GenerationRequest) -> int:
-    """The denoising steps a job runs and reports: all of them from noise, the last ``strength`` share of
-    them from a start image (``generation.services.expected_steps`` says the same before the job runs)."""
+    """The denoising steps the run makes and reports (``JobParams.planned_steps``, which the job row's
+    progress total was set from)."""
     if request.init_image is None:
-        return request.steps
-    strength = DEFAULT_STRENGTH if request.strength is None else request.strength
-    return max(1, min(int(request.steps * strength), request.steps))
-
-
-MASK_FEATHER = 2  # px of soft edge where a repainted area meets the kept image
+        return request.params.steps
+    return request.params.planned_steps()
 
 
 def _mode_call(
@@ -162,37 +165,40 @@ def _mode_call(
     at a given strength and size) or inpainting. The start image is resized to the output size with Lanczos
     (an upscale's enlargement happens here), the mask with nearest-neighbour so it stays black and white."""
     assert request.init_image is not None
-    size = (request.width, request.height)
+    params = request.params
+    size = (params.width, params.height)
     init_image = request.init_image.convert("RGB")
     if init_image.size != size:
         init_image = init_image.resize(size, Image.Resampling.LANCZOS)
-    strength = DEFAULT_STRENGTH if request.strength is None else request.strength
+    strength = params.strength if params.strength is not None else 1.0
     repainted = planned_steps(request)
-    if loaded.info.flow_matching and repainted < request.steps:
+    if loaded.info.flow_matching and repainted < params.steps:
         # SD3's and FLUX's image pipelines round the repainted share of the steps up, Stable Diffusion's
         # round it down: ask for the latter's count (the job's progress total) with a strength midway
         # between two counts, which float rounding cannot tip either way.
-        strength = (repainted - 0.5) / request.steps
+        strength = (repainted - 0.5) / params.steps
     kwargs: dict[str, Any] = {"image": init_image, "strength": strength}
     if request.mask_image is None:
         pipe = pipelines.mode_pipeline(loaded, "img2img")
         # Stable Diffusion's image-to-image pipelines take the size from the image; others (FLUX) ask for it.
         if "width" in inspect.signature(pipe.__call__).parameters:
-            kwargs.update(width=request.width, height=request.height)
+            kwargs.update(width=params.width, height=params.height)
         return pipe, kwargs, init_image, None
     mask = request.mask_image.convert("L")
     if mask.size != size:
         mask = mask.resize(size, Image.Resampling.NEAREST)
-    kwargs.update(mask_image=mask, width=request.width, height=request.height)
+    kwargs.update(mask_image=mask, width=params.width, height=params.height)
     return pipelines.mode_pipeline(loaded, "inpaint"), kwargs, init_image, mask
 
 
-def keep_unmasked(image: Image.Image, init_image: Image.Image, mask: Image.Image) -> Image.Image:
+def keep_unmasked(
+    image: Image.Image, init_image: Image.Image, mask: Image.Image, feather: int
+) -> Image.Image:
     """The inpainted image with the start image's own pixels wherever the mask keeps them (the VAE's round
-    trip would otherwise soften the whole picture), blended over a narrow feathered edge."""
+    trip would otherwise soften the whole picture), blended over an edge ``feather`` pixels wide."""
     from PIL import ImageFilter
 
-    soft = mask.filter(ImageFilter.GaussianBlur(MASK_FEATHER)) if MASK_FEATHER else mask
+    soft = mask.filter(ImageFilter.GaussianBlur(feather)) if feather else mask
     # Never let the feather reach into the painted area: it stays fully repainted.
     soft = Image.composite(mask, soft, mask)
     return Image.composite(image.convert("RGB"), init_image, soft)

@@ -19,7 +19,7 @@ def test_cuda_is_chosen_in_half_precision():
 
 def test_a_job_runs_on_the_gpu_and_reproduces(demo_model_dir):
     from generation.engine import registry
-    from generation.engine.runner import GenerationRequest, generate
+    from generation.engine.runner import generate, text_request
 
     class Hooks:
         steps = 0
@@ -37,7 +37,17 @@ def test_a_job_runs_on_the_gpu_and_reproduces(demo_model_dir):
             return False
 
     model = registry.get_model("demo")
-    request = GenerationRequest(model, "a red circle", "", 64, 64, 20, 5.0, 11, "Euler", 2)
+    request = text_request(
+        model,
+        "a red circle",
+        width=64,
+        height=64,
+        steps=20,
+        guidance_scale=5.0,
+        seed=11,
+        scheduler="Euler",
+        num_images=2,
+    )
     first, second = generate(request, Hooks()), generate(request, Hooks())
     assert first.device.startswith("cuda")
     assert [im.tobytes() for im in first.images] == [im.tobytes() for im in second.images]

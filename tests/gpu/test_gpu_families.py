@@ -117,6 +117,7 @@ def run(team, seen, body: dict[str, Any], size: int):
 
     from gallery.models import Asset
     from generation import services
+    from generation.schemas import JobParams
     from generation.tasks import run_job
 
     seen["steps"].clear()
@@ -124,7 +125,7 @@ def run(team, seen, body: dict[str, Any], size: int):
     job = services.do_create_job(team["bob"], team["project"], {"prompt": "a lighthouse", "seed": 5, **body})
     assert run_job(str(job.id)) == "succeeded", job.id
     job.refresh_from_db()
-    total = services.expected_steps(job.params)
+    total = JobParams.model_validate(job.params).planned_steps()
     assert seen["steps"] == [(i, total) for i in range(1, total + 1)], body.get("mode", "txt2img")
     assert seen["previews"], f"no preview arrived ({body.get('mode', 'txt2img')})"
     assert job.gpu_seconds > 0

@@ -93,7 +93,7 @@ def test_outsiders_get_404_and_their_websocket_is_refused(stack):
         created_by=alice,
         model_id="demo",
         queue="none",
-        params={"prompt": "x"},
+        params=factories.job_params(prompt="x"),
         status="succeeded",
     )
     token = factories.token(charlie)

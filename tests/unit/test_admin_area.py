@@ -234,7 +234,7 @@ def finished_job(
         created_by=user,
         status=status,
         model_id="demo",
-        params={"prompt": "a shape"},
+        params=factories.job_params(prompt="a shape"),
         queue="gpu",
         gpu_seconds=gpu,
         finished_at=at,
@@ -249,7 +249,7 @@ def finished_job(
             height=64,
             seed=i,
             prompt="a shape",
-            params={},
+            params=factories.job_params(),
             model_id="demo",
             model_name="Demo",
             model_sha256="0" * 64,
@@ -272,7 +272,9 @@ def used(team):
     finished_job(poster, team["bob"], at=now, gpu=2.5, status=JobStatus.FAILED)
     finished_job(poster, team["bob"], at=last_month, gpu=100, images=7)
     finished_job(moodboard, team["alice"], at=now, gpu=20, images=4)
-    Job.objects.create(project=poster, created_by=team["vera"], model_id="demo", params={}, queue="gpu")
+    Job.objects.create(
+        project=poster, created_by=team["vera"], model_id="demo", params=factories.job_params(), queue="gpu"
+    )
     return {"moodboard": moodboard, "last_month": f"{last_month.astimezone(UTC):%Y-%m}"}
 
 

@@ -231,15 +231,15 @@ def test_sides_that_are_not_multiples_of_16_are_refused_for_sd3_and_flux(team, i
     assert FAMILIES[family].size_multiple == 16
     body = {"prompt": "x", "model": model.id, "width": SIZE + 8, "height": SIZE}
     with pytest.raises(InvalidInput) as refused:
-        services.check_job_params(body)
+        services.check_job_body(body)
     assert refused.value.errors["width"] == ["Must be a multiple of 16."]
     # A start image of any size is fitted to the family's multiple.
     start = factories.asset(team["project"], team["bob"], size=SIZE)
     start.width, start.height = SIZE + 8, SIZE + 24
     start.save()
-    _, params = services.check_job_params(
+    params = services.check_job_body(
         {"prompt": "x", "model": model.id, "mode": "img2img", "init_asset": str(start.id)},
         user=team["bob"],
         project=team["project"],
-    )
-    assert params["width"] % 16 == 0 and params["height"] % 16 == 0
+    ).params
+    assert params.width % 16 == 0 and params.height % 16 == 0

@@ -57,20 +57,21 @@ class Steps:
         return False
 
 
-def request(model: registry.ModelInfo, scheduler: str, steps: int, **mode: Any) -> runner.GenerationRequest:
-    return runner.GenerationRequest(
-        model=model,
-        prompt="a red circle",
-        negative_prompt="",
+def request(
+    model: registry.ModelInfo, scheduler: str, steps: int, init_image: Any = None, **mode: Any
+) -> runner.GenerationRequest:
+    made = runner.text_request(
+        model,
+        "a red circle",
         width=SIZE,
         height=SIZE,
         steps=steps,
         guidance_scale=4.0,
         seed=5,
         scheduler=scheduler,
-        num_images=1,
         **mode,
     )
+    return runner.GenerationRequest(model, made.params, init_image=init_image)
 
 
 @pytest.mark.parametrize(("family", "scheduler"), CASES, ids=[f"{f}-{s}" for f, s in CASES])
@@ -99,15 +100,28 @@ def test_each_listed_scheduler_samples_two_steps(tiny_model, family, scheduler):
 def test_progress_counts_the_steps_the_job_announced_in_every_mode(tiny_model, scheduler):
     from PIL import Image
 
-    from generation.services import expected_steps
+    from generation.schemas import JobParams
 
     model = tiny_model("sd1")
     start = Image.new("RGB", (SIZE, SIZE), (200, 40, 40))
     for steps, strength in ((5, None), (10, 0.5), (7, 0.3)):
         hooks = Steps()
-        runner.generate(
-            request(model, scheduler, steps, init_image=start if strength else None, strength=strength), hooks
-        )
         mode = "img2img" if strength else "txt2img"
-        announced = expected_steps({"steps": steps, "strength": strength, "mode": mode})
+        runner.generate(
+            request(
+                model, scheduler, steps, init_image=start if strength else None, strength=strength, mode=mode
+            ),
+            hooks,
+        )
+        announced = JobParams(
+            prompt="x",
+            width=8,
+            height=8,
+            steps=steps,
+            guidance_scale=1,
+            seed=1,
+            scheduler="Euler",
+            strength=strength,
+            mode=mode,
+        ).planned_steps()
         assert hooks.steps == [(step, announced) for step in range(1, announced + 1)], (steps, strength)

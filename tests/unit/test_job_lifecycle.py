@@ -274,7 +274,7 @@ def test_fair_share_single_jobs_do_not_wait_behind_a_batch(team, monkeypatch, de
         hooks.on_step(1, 1)
         return runner.GenerationResult(
             images=[Image.new("RGB", (8, 8))],
-            seeds=[request.seed],
+            seeds=[request.params.seed],
             model_sha256="0" * 64,
             gpu_seconds=2.0,
             canceled=False,

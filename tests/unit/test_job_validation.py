@@ -119,16 +119,18 @@ def test_valid_job_records_every_parameter_as_used(
     assert sent == [(job["id"], "gpu")]
 
 
-def test_numbers_from_a_form_are_accepted(artist_client, team, monkeypatch):
-    monkeypatch.setattr("generation.services.enqueue", lambda job_id, queue: None)
+def test_numbers_must_be_json_numbers(artist_client, team):
+    """The typed boundary is strict: "128" is text, not a number (the generate page sends numbers)."""
     response = post_job(
         artist_client,
         team["project"],
         {"prompt": "a star", "width": "128", "steps": "10", "guidance_scale": "7.5", "seed": "7"},
     )
-    assert response.status_code == 201, response.content
-    assert response.json()["params"]["width"] == 128
-    assert response.json()["params"]["seed"] == 7
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert errors["width"] == errors["steps"] == errors["seed"] == ["Enter a whole number."]
+    assert errors["guidance_scale"] == ["Enter a number."]
+    assert Job.objects.count() == 0
 
 
 def test_no_model_installed_is_a_clear_error(client, db, settings, tmp_path):

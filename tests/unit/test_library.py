@@ -189,12 +189,12 @@ def test_job_loras_are_checked(team, models_dir, tmp_path):
     def errors(loras):
         body = {"prompt": "x", "model": "tiny", "width": 256, "height": 256, "loras": loras}
         with pytest.raises(InvalidInput) as refused:
-            services.check_job_params(body)
+            services.check_job_body(body)
         return refused.value.errors["loras"]
 
     assert errors([{"id": "nope", "weight": 1}]) == ["No such LoRA: 'nope'."]
     assert "not Tiny" in errors([{"id": "other", "weight": 1}])[0]
-    assert errors([{"id": "ink", "weight": 3}]) == ["Ink: the weight must be between -2 and 2."]
+    assert errors([{"id": "ink", "weight": 3}]) == ["Item 1, weight: must be between -2 and 2."]
     assert errors([{"id": "ink", "weight": 1}, {"id": "ink", "weight": 0.5}]) == ["Ink is chosen twice."]
     assert errors([{"id": "ink", "weight": 1}] * 6) == ["At most 5 LoRAs at once."]
     assert errors("ink") == ['Give a list of {"id": LoRA id, "weight": number}.']

@@ -18,7 +18,7 @@ def job(team, demo_model_dir):
         project=team["project"],
         created_by=team["bob"],
         model_id="demo",
-        params={"prompt": "a red circle", "steps": 20},
+        params=factories.job_params(),
         queue="gpu",
         progress_total=20,
     )

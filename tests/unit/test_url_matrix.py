@@ -38,6 +38,7 @@ ADMIN_PAGE = expect(302, 404, 404, 404, 404, 200)
 API_USER = expect(401, 200, 200, 200, 200, 200)
 API_MEMBER = expect(401, 404, 200, 200, 200, 200)
 API_ADMIN = expect(401, 404, 404, 404, 404, 200)
+SESSION_REFUSED = expect(401, 401, 401, 401, 401, 401)
 
 # name → (method, URL kwargs, body, expected status per role)
 MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
@@ -109,25 +110,25 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     # Uploads: artists, leads and admins (400 for the body without a file), viewers may not.
     "api-project-uploads": ("POST", {"slug": "poster"}, {}, expect(401, 404, 403, 400, 400, 400)),
     "api-project-quota": ("PUT", {"slug": "poster"}, {"images": -1}, expect(401, 404, 403, 403, 403, 400)),
-    "api-job": ("GET", {"job_id": "{job}"}, None, API_MEMBER),
-    "api-job-cancel": ("POST", {"job_id": "{job}"}, {}, expect(401, 404, 403, 202, 202, 202)),
-    "api-asset": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
-    "api-asset-image": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
-    "api-asset-thumbnail": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
-    "api-asset-mask": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
+    "api-job": ("GET", {"id": "{job}"}, None, API_MEMBER),
+    "api-job-cancel": ("POST", {"id": "{job}"}, {}, expect(401, 404, 403, 202, 202, 202)),
+    "api-asset": ("GET", {"id": "{asset}"}, None, API_MEMBER),
+    "api-asset-image": ("GET", {"id": "{asset}"}, None, API_MEMBER),
+    "api-asset-thumbnail": ("GET", {"id": "{asset}"}, None, API_MEMBER),
+    "api-asset-mask": ("GET", {"id": "{asset}"}, None, API_MEMBER),
     # The asset is Bob's draft: Bob (its author), leads and admins may submit it; a decision needs a
     # submitted asset and a decision, so leads get 400 for the empty body.
-    "api-asset-review": ("POST", {"asset_id": "{asset}"}, {}, expect(401, 404, 403, 403, 400, 400)),
-    "api-asset-submit": ("POST", {"asset_id": "{asset}"}, {}, expect(401, 404, 403, 200, 200, 200)),
-    "api-asset-reviews": ("GET", {"asset_id": "{asset}"}, None, API_MEMBER),
+    "api-asset-review": ("POST", {"id": "{asset}"}, {}, expect(401, 404, 403, 403, 400, 400)),
+    "api-asset-submit": ("POST", {"id": "{asset}"}, {}, expect(401, 404, 403, 200, 200, 200)),
+    "api-asset-reviews": ("GET", {"id": "{asset}"}, None, API_MEMBER),
     "api-project-boards": ("POST", {"slug": "poster"}, {"name": ""}, expect(401, 404, 403, 400, 400, 400)),
-    "api-board": ("GET", {"board_id": "{board}"}, None, API_MEMBER),
-    "api-board-items": ("POST", {"board_id": "{board}"}, {}, expect(401, 404, 403, 400, 400, 400)),
-    "api-asset-tags": ("POST", {"asset_id": "{asset}"}, {"tag": ""}, expect(401, 404, 403, 400, 400, 400)),
-    "api-asset-favourite": ("POST", {"asset_id": "{asset}"}, None, API_MEMBER),
+    "api-board": ("GET", {"id": "{board}"}, None, API_MEMBER),
+    "api-board-items": ("POST", {"id": "{board}"}, {}, expect(401, 404, 403, 400, 400, 400)),
+    "api-asset-tags": ("POST", {"id": "{asset}"}, {"tag": ""}, expect(401, 404, 403, 400, 400, 400)),
+    "api-asset-favourite": ("POST", {"id": "{asset}"}, None, API_MEMBER),
     "api-asset-comments": (
         "POST",
-        {"asset_id": "{asset}"},
+        {"id": "{asset}"},
         {"text": ""},
         expect(401, 404, 400, 400, 400, 400),
     ),
@@ -142,6 +143,33 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "api-admin-user-deactivate": ("POST", {"username": "bob"}, {}, API_ADMIN),
     "api-admin-audit": ("GET", {}, None, API_ADMIN),
     "api-not-found": ("GET", {"path": "v1/nothing"}, None, expect(404, 404, 404, 404, 404, 404)),
+    "api-root": ("GET", {}, None, expect(404, 404, 404, 404, 404, 404)),
+    # The AUTOMATIC1111 API takes API tokens only (tests/unit/test_sdapi.py walks it with tokens): a browser
+    # session, whoever's, is not a credential there.
+    **{
+        name: (method, {}, body, SESSION_REFUSED)
+        for name, method, body in [
+            ("sdapi-txt2img", "POST", {"prompt": "x"}),
+            ("sdapi-img2img", "POST", {}),
+            ("sdapi-progress", "GET", None),
+            ("sdapi-interrupt", "POST", {}),
+            ("sdapi-skip", "POST", {}),
+            ("sdapi-sd-models", "GET", None),
+            ("sdapi-samplers", "GET", None),
+            ("sdapi-schedulers", "GET", None),
+            ("sdapi-upscalers", "GET", None),
+            ("sdapi-loras", "GET", None),
+            ("sdapi-options", "GET", None),
+            ("sdapi-png-info", "POST", {}),
+            ("sdapi-memory", "GET", None),
+            ("sdapi-scripts", "GET", None),
+            ("sdapi-sd-vae", "GET", None),
+            ("sdapi-prompt-styles", "GET", None),
+            ("sdapi-refresh", "POST", {}),
+            ("sdapi-openapi", "GET", None),
+        ]
+    },
+    "sdapi-not-served": ("GET", {"path": "v1/interrogate"}, None, expect(404, 404, 404, 404, 404, 404)),
     "healthz": ("GET", {}, None, expect(200, 200, 200, 200, 200, 200)),
     "readyz": ("GET", {}, None, expect(503, 503, 503, 503, 503, 503)),  # no broker or worker in unit tests
 }
@@ -183,7 +211,15 @@ def world(db, demo_model_dir):
         created_by=team["bob"],
         model_id="demo",
         queue="gpu",
-        params={"prompt": "a red circle", "steps": 20},
+        params={
+            "prompt": "a red circle",
+            "steps": 20,
+            "width": 64,
+            "height": 64,
+            "guidance_scale": 5.0,
+            "seed": 1,
+            "scheduler": "Euler",
+        },
         progress_total=20,
     )
     png = png_with_provenance(
@@ -243,11 +279,11 @@ def test_url(client, world, name, role):
     if role != "anonymous":
         client.force_login(team[WHO[role]])
     path = build_path(http_patterns()[name], kwargs, values)
-    data = json.dumps(body) if body is not None and name.startswith("api") else body
+    data = json.dumps(body) if body is not None and name.startswith(("api", "sdapi")) else body
     send = getattr(client, method.lower())
     if method == "GET":
         response = send(path)
-    elif name.startswith("api"):
+    elif name.startswith(("api", "sdapi")):
         response = send(path, data=data, content_type="application/json")
     else:
         response = send(path, data=data or {})
@@ -259,17 +295,17 @@ def test_url(client, world, name, role):
 # URLs that answer more than one method: the other methods, checked the same way.
 # (name, method) → (URL kwargs, body, expected status per role)
 MORE_METHODS: dict[tuple[str, str], tuple[dict[str, str], Any, dict[str, int]]] = {
-    ("api-asset", "DELETE"): ({"asset_id": "{asset}"}, None, expect(401, 404, 403, 403, 204, 204)),
-    ("api-asset-comments", "GET"): ({"asset_id": "{asset}"}, None, API_MEMBER),
+    ("api-asset", "DELETE"): ({"id": "{asset}"}, None, expect(401, 404, 403, 403, 204, 204)),
+    ("api-asset-comments", "GET"): ({"id": "{asset}"}, None, API_MEMBER),
     ("api-project-boards", "GET"): ({"slug": "poster"}, None, API_MEMBER),
-    ("api-board", "DELETE"): ({"board_id": "{board}"}, None, expect(401, 404, 403, 403, 204, 204)),
-    ("api-board-items", "DELETE"): ({"board_id": "{board}"}, {}, expect(401, 404, 403, 400, 400, 400)),
+    ("api-board", "DELETE"): ({"id": "{board}"}, None, expect(401, 404, 403, 403, 204, 204)),
+    ("api-board-items", "DELETE"): ({"id": "{board}"}, {}, expect(401, 404, 403, 400, 400, 400)),
     ("api-asset-tags", "DELETE"): (
-        {"asset_id": "{asset}"},
+        {"id": "{asset}"},
         {"tag": ""},
         expect(401, 404, 403, 400, 400, 400),
     ),
-    ("api-asset-favourite", "DELETE"): ({"asset_id": "{asset}"}, None, API_MEMBER),
+    ("api-asset-favourite", "DELETE"): ({"id": "{asset}"}, None, API_MEMBER),
     # An install with an empty form: the form again with its errors, for admins only.
     ("manage-models", "POST"): ({}, {}, expect(302, 404, 404, 404, 404, 400)),
 }

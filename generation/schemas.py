@@ -1,0 +1,360 @@
+"""The declared types of generation: what a job request may hold, the parameters a job runs with, and the
+API's answers about models and jobs.
+
+One job specification travels the whole way: the API and the generate page send a ``JobRequest`` (one shape
+per mode); ``services.check_job`` resolves it against the model into ``JobParams`` — every value as used, the
+seed included — which is stored on the job row, read back by the worker and handed to the engine. A new job
+parameter is a field of ``JobFields`` (with its limits and default), the engine's use of it, and the form's
+input; nothing else copies it.
+
+The schema also lists what is installed now (model ids, schedulers, LoRAs and the sizes the models make), so a
+client that generates values from it sends values the studio takes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from gallery.schemas import AssetOut
+from studio.fields import Messages, Moment, Real, Text, Whole
+from studio.pagination import UUID_CURSOR
+
+from .engine import registry
+
+MAX_PROMPT = 2000
+MAX_SEED = 2**32 - 1
+MAX_IMAGES = 8
+MAX_LORAS = 5
+LORA_WEIGHT = (-2.0, 2.0)
+SIZE_MULTIPLE = 8
+SIZE_LIMITS = (8, 8192)  # the widest any family allows; each model's own limits are checked at submit
+MASK_PREFIX = "data:image/png;base64,"
+MASK_MAX_CHARS = 8 * 1024 * 1024
+EMPTY_MASK = "Paint the area to repaint first."
+NO_SUCH_ASSET = "No such asset."
+
+Mode = Literal["txt2img", "img2img", "inpaint", "variation", "upscale"]
+MODE_LABELS: dict[str, str] = {
+    "txt2img": "Text to image",
+    "img2img": "Image to image",
+    "inpaint": "Inpainting",
+    "variation": "Variations",
+    "upscale": "Upscaling",
+}
+Variation = Literal["subtle", "strong"]
+UpscaleFactor = Literal[2, 4]
+
+
+# --- what is installed, as the schema shows it --
+
+
+class Installed:
+    """JSON-schema metadata: the value is one of what is installed now (``models``, ``schedulers`` or
+    ``loras``), read when the schema is generated."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def choices(self) -> list[str]:
+        models = registry.list_models()
+        if self.kind == "models":
+            return sorted(m.id for m in models)
+        if self.kind == "schedulers":
+            return sorted({name for m in models for name in m.schedulers})
+        return sorted(lora.id for lora in registry.list_loras())
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema = dict(handler(core_schema))
+        choices = self.choices()
+        if choices:
+            schema["enum"] = choices
+        else:
+            schema["not"] = {}  # nothing is installed: no value is valid
+        return schema
+
+
+class InstalledSizes:
+    """JSON-schema metadata for an image side: the range the installed models make, in steps of 8."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema = dict(handler(core_schema))
+        models = registry.list_models()
+        if models:
+            schema["minimum"] = min(m.min_size for m in models)
+            schema["maximum"] = max(m.max_size for m in models)
+        return schema
+
+
+ModelId = Annotated[str, Field(max_length=200), Installed("models")]
+SchedulerName = Annotated[str, Field(max_length=100), Installed("schedulers")]
+Side = Annotated[int, Whole(*SIZE_LIMITS), Field(multiple_of=SIZE_MULTIPLE), InstalledSizes()]
+Prompt = Annotated[str, Text(MAX_PROMPT, required=True)]
+StartImage = Annotated[
+    uuid.UUID,
+    Messages(missing="Choose a start image.", uuid_parsing=NO_SUCH_ASSET, uuid_type=NO_SUCH_ASSET),
+    Field(description="An image of the job's project (made here or uploaded) to start from."),
+]
+Strength = Annotated[
+    Annotated[float, Real(0, 1)],
+    Field(gt=0, description="How much of the start image is repainted (at least one step always is)."),
+]
+Mask = Annotated[
+    str,
+    Field(
+        max_length=MASK_MAX_CHARS,
+        pattern=r"^data:image/png;base64,",
+        description="A PNG data URL of the start image's size: white = repaint, black or transparent = keep.",
+    ),
+    Messages(
+        missing=EMPTY_MASK,
+        string_pattern_mismatch="Send the mask as a PNG data URL (data:image/png;base64,…).",
+        string_too_long="The mask is too large.",
+    ),
+]
+
+
+class LoraRef(BaseModel):
+    """An installed LoRA applied to this job only."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[str, Field(max_length=200), Installed("loras")]
+    weight: Annotated[float, Real(*LORA_WEIGHT)] = 1.0
+
+
+LoraList = Annotated[
+    list[LoraRef],
+    Field(max_length=MAX_LORAS),
+    Messages(
+        too_long=f"At most {MAX_LORAS} LoRAs at once.",
+        list_type='Give a list of {"id": LoRA id, "weight": number}.',
+    ),
+]
+
+
+# --- a job request, one shape per mode --
+
+
+class JobFields(BaseModel):
+    """What every job takes. A field given a static default here reaches the engine as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+    union_tag: ClassVar[str] = ""  # each mode's shape names its mode
+
+    prompt: Prompt
+    negative_prompt: Annotated[str, Text(MAX_PROMPT)] | None = None
+    model: ModelId | None = Field(
+        None, description="A model id from GET /api/v1/models (default: the site's)."
+    )
+    steps: Annotated[int, Whole(1, 150)] | None = Field(
+        None, description="Denoising steps (default: the model's)."
+    )
+    guidance_scale: Annotated[float, Real(0, 30)] | None = Field(None, description="Default: the model's.")
+    seed: Annotated[int, Whole(0, MAX_SEED)] | None = Field(
+        None, description="Default: random; the seed used is recorded."
+    )
+    scheduler: SchedulerName | None = Field(None, description="One of the model's schedulers.")
+    num_images: Annotated[int, Whole(1, MAX_IMAGES)] = 1
+    loras: LoraList | None = None
+
+
+class SizedFields(JobFields):
+    width: Side | None = Field(None, description="Default: the model's, or the start image's fitted.")
+    height: Side | None = Field(None, description="Default: the model's, or the start image's fitted.")
+
+
+class Txt2ImgRequest(SizedFields):
+    union_tag: ClassVar[str] = "txt2img"
+    mode: Literal["txt2img"] = "txt2img"
+
+
+class Img2ImgRequest(SizedFields):
+    union_tag: ClassVar[str] = "img2img"
+    mode: Literal["img2img"]
+    init_asset: StartImage
+    strength: Strength | None = Field(None, description="Default 0.6.")
+
+
+class InpaintRequest(SizedFields):
+    union_tag: ClassVar[str] = "inpaint"
+    mode: Literal["inpaint"]
+    init_asset: StartImage
+    mask: Mask
+    mask_blur: Annotated[int, Whole(0, 64)] = Field(
+        2, description="The soft edge, in pixels, where the repainted area meets the kept image."
+    )
+    strength: Strength | None = Field(None, description="Default 0.85.")
+
+
+class VariationRequest(SizedFields):
+    union_tag: ClassVar[str] = "variation"
+    mode: Literal["variation"]
+    prompt: Annotated[str, Text(MAX_PROMPT)] | None = Field(None, description="Default: the start image's.")  # type: ignore[assignment]
+    init_asset: StartImage
+    variation: Variation = "subtle"
+    strength: Strength | None = Field(None, description="Default: 0.3 subtle, 0.6 strong.")
+
+
+class UpscaleRequest(JobFields):
+    union_tag: ClassVar[str] = "upscale"
+    mode: Literal["upscale"]
+    prompt: Annotated[str, Text(MAX_PROMPT)] | None = Field(None, description="Default: the start image's.")  # type: ignore[assignment]
+    init_asset: StartImage
+    scale: UpscaleFactor = 2
+    strength: Strength | None = Field(None, description="Default 0.3.")
+
+
+REQUESTS: tuple[type[JobFields], ...] = (
+    Txt2ImgRequest,
+    Img2ImgRequest,
+    InpaintRequest,
+    VariationRequest,
+    UpscaleRequest,
+)
+
+
+def _only_used_for(field: str) -> str:
+    modes = [MODE_LABELS[r.union_tag].lower() for r in REQUESTS if field in r.model_fields]
+    return f"Only used for {', '.join(modes)}."
+
+
+def _unknown_field_sentences() -> None:
+    """A field that belongs to other modes says which ones, rather than just "Unknown field."."""
+    every = {name for r in REQUESTS for name in r.model_fields}
+    for request in REQUESTS:
+        foreign = {name: _only_used_for(name) for name in every - set(request.model_fields)}
+        if request is Txt2ImgRequest:
+            foreign["init_asset"] = "Text to image starts from no image; choose another mode."
+        if request is UpscaleRequest:
+            for side in ("width", "height"):
+                foreign[side] = "An upscale's size is its start image's size times the scale; leave it out."
+        request.unknown_fields = foreign  # type: ignore[attr-defined]
+
+
+_unknown_field_sentences()
+
+
+def job_mode(value: Any) -> str:
+    """The request's mode, the tag that picks its shape (text to image when it is left out)."""
+    if isinstance(value, dict):
+        mode = value.get("mode", "txt2img")
+    else:
+        mode = getattr(value, "mode", None)
+    return mode if isinstance(mode, str) and mode else ("txt2img" if mode is None else "?")
+
+
+JobRequest = Annotated[
+    Annotated[Txt2ImgRequest, Tag("txt2img")]
+    | Annotated[Img2ImgRequest, Tag("img2img")]
+    | Annotated[InpaintRequest, Tag("inpaint")]
+    | Annotated[VariationRequest, Tag("variation")]
+    | Annotated[UpscaleRequest, Tag("upscale")],
+    Discriminator(
+        job_mode,
+        custom_error_type="mode_invalid",
+        custom_error_message=f"Choose one of: {', '.join(MODE_LABELS)}.",
+        custom_error_context={"field": "mode"},
+    ),
+]
+
+
+# --- the parameters a job runs with --
+
+
+class LoraUse(BaseModel):
+    id: str
+    weight: float
+    sha256: str = ""
+
+
+class JobParams(BaseModel):
+    """Every parameter of a job as it runs: stored on the job row, shown in the API, read by the worker
+    and the engine. The image modes' fields are None for text to image."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    mode: Mode = "txt2img"
+    prompt: str
+    negative_prompt: str = ""
+    model: str = ""
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    scheduler: str
+    num_images: int = 1
+    loras: list[LoraUse] = []
+    init_asset: uuid.UUID | None = None
+    strength: float | None = None
+    variation: Variation | None = None
+    scale: UpscaleFactor | None = None
+    mask: str | None = Field(None, description="Where the job's mask is stored (inpainting).")
+    mask_blur: int = 2
+
+    def planned_steps(self) -> int:
+        """The denoising steps the job runs and reports: all of them from noise, the last ``strength`` share
+        of them from a start image, and at least one."""
+        if self.mode == "txt2img" or self.strength is None:
+            return self.steps
+        return max(1, min(int(self.steps * self.strength), self.steps))
+
+
+# --- answers --
+
+
+class LoraOut(BaseModel):
+    id: str
+    name: str
+    family: str
+
+
+class ModelOut(BaseModel):
+    id: str
+    name: str
+    family: str
+    default_width: int
+    default_height: int
+    default_steps: int
+    default_guidance: float
+    default_scheduler: str
+    min_size: int
+    max_size: int
+    schedulers: list[str]
+    modes: list[Mode]
+    loras: list[LoraOut]
+
+
+class Progress(BaseModel):
+    step: int
+    total: int
+
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class JobOut(BaseModel):
+    id: uuid.UUID
+    project: str
+    status: JobStatusName
+    model: str
+    params: JobParams
+    progress: Progress
+    queue_position: int | None = Field(description="Place in the queue while queued (1 = next), else null.")
+    created_by: str
+    created_at: Moment
+    started_at: Moment | None
+    finished_at: Moment | None
+    error: str | None
+    assets: list[AssetOut] = Field(description="The job's images once it has succeeded.")
+
+
+class JobPage(BaseModel):
+    results: list[JobOut]
+    next: str | None
+
+
+class JobPageQuery(BaseModel):
+    cursor: Annotated[str, Field(pattern=UUID_CURSOR)] | None = None

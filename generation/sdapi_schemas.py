@@ -1,0 +1,218 @@
+"""The declared types of the AUTOMATIC1111-compatible API (``/sdapi/v1/``).
+
+The request bodies declare every field AUTOMATIC1111's own API takes (so the tools that speak it send nothing
+unknown), with the studio's limits. ``generation.a1111`` says which of them the studio serves and how; a field
+it does not serve is refused with a sentence when it asks for something other than the default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from studio.fields import Bool, Real, Text, Whole
+
+from .schemas import MAX_IMAGES, MAX_PROMPT, MAX_SEED, Side
+
+# Images as AUTOMATIC1111 sends them: base64, bare or as a data URL.
+IMAGE_MAX_CHARS = 40 * 1024 * 1024
+Base64Image = Annotated[
+    str,
+    Field(
+        max_length=IMAGE_MAX_CHARS,
+        description="A PNG, JPEG or WebP image in base64 (bare, or as a data: URL).",
+    ),
+]
+Name = Annotated[str, Field(max_length=200)]
+Seed = Annotated[int, Whole(-1, MAX_SEED), Field(description="-1 = random.")]
+
+
+class Common(BaseModel):
+    """The fields txt2img and img2img share (AUTOMATIC1111's StableDiffusionProcessing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Annotated[str, Text(MAX_PROMPT)] = ""
+    negative_prompt: Annotated[str, Text(MAX_PROMPT)] = ""
+    styles: Annotated[list[Name], Field(max_length=20)] | None = Field(None, description="Not served.")
+    seed: Seed = -1
+    subseed: Seed = -1
+    subseed_strength: Annotated[float, Real(0, 1)] = Field(
+        0, description="Variation seeds are not served: 0 only."
+    )
+    seed_resize_from_h: Annotated[int, Whole(-1, 8192)] = -1
+    seed_resize_from_w: Annotated[int, Whole(-1, 8192)] = -1
+    seed_enable_extras: Bool = True
+    sampler_name: Name | None = Field(None, description="One of GET samplers (the model's schedulers).")
+    sampler_index: Name | None = Field(None, description="The old name of sampler_name.")
+    scheduler: Name | None = Field(None, description="automatic, or a schedule type of GET schedulers.")
+    batch_size: Annotated[int, Whole(1, MAX_IMAGES)] = 1
+    n_iter: Annotated[int, Whole(1, MAX_IMAGES)] = Field(
+        1, description="Batches, run one after the other (one job each)."
+    )
+    steps: Annotated[int, Whole(1, 150)] = 50
+    cfg_scale: Annotated[float, Real(0, 30)] = 7.0
+    width: Side | None = Field(None, description="Default: the model's.")
+    height: Side | None = Field(None, description="Default: the model's.")
+    restore_faces: Bool | None = Field(None, description="Not served: false only.")
+    tiling: Bool | None = Field(None, description="Not served: false only.")
+    do_not_save_samples: Bool = Field(False, description="The studio keeps every image in the gallery.")
+    do_not_save_grid: Bool = Field(False, description="The studio makes no grids.")
+    eta: Annotated[float, Real(0, 1)] | None = None
+    denoising_strength: Annotated[float, Real(0, 1)] | None = None
+    s_min_uncond: Annotated[float, Real(0, 100)] | None = None
+    s_churn: Annotated[float, Real(0, 100)] | None = None
+    s_tmax: Annotated[float, Real(0, 1000)] | None = None
+    s_tmin: Annotated[float, Real(0, 1000)] | None = None
+    s_noise: Annotated[float, Real(0, 10)] | None = None
+    override_settings: dict[str, Any] | None = Field(
+        None, description="sd_model_checkpoint is served (for this call); other settings are ignored."
+    )
+    override_settings_restore_afterwards: Bool = True
+    refiner_checkpoint: Name | None = Field(None, description="Not served.")
+    refiner_switch_at: Annotated[float, Real(0, 1)] | None = Field(None, description="Not served.")
+    disable_extra_networks: Bool = Field(False, description="true: <lora:…> in the prompt is left as text.")
+    firstpass_image: Base64Image | None = Field(None, description="Not served.")
+    comments: dict[str, Any] | None = None
+    force_task_id: Annotated[str, Field(max_length=200)] | None = None
+    script_name: Name | None = Field(None, description="Scripts are not served.")
+    script_args: Annotated[list[Any], Field(max_length=100)] = []
+    send_images: Bool = True
+    save_images: Bool = Field(False, description="The studio keeps every image in the gallery.")
+    alwayson_scripts: dict[str, Any] = Field(
+        {}, description="None is served; each is ignored, and the answer's info says so."
+    )
+    infotext: Annotated[str, Field(max_length=MAX_PROMPT * 2)] | None = Field(None, description="Not served.")
+
+
+class Txt2ImgIn(Common):
+    enable_hr: Bool = Field(False, description="Hires. fix: each image is then upscaled by hr_scale.")
+    firstphase_width: Annotated[int, Whole(0, 8192)] = 0
+    firstphase_height: Annotated[int, Whole(0, 8192)] = 0
+    hr_scale: Annotated[float, Real(1, 4)] = Field(2.0, description="2 or 4 (the studio's upscale mode).")
+    hr_upscaler: Name | None = Field(None, description="The upscale repaints with the same model.")
+    hr_second_pass_steps: Annotated[int, Whole(0, 150)] = Field(0, description="0 = the same steps.")
+    hr_resize_x: Annotated[int, Whole(0, 8192)] = 0
+    hr_resize_y: Annotated[int, Whole(0, 8192)] = 0
+    hr_checkpoint_name: Name | None = None
+    hr_sampler_name: Name | None = None
+    hr_scheduler: Name | None = None
+    hr_prompt: Annotated[str, Text(MAX_PROMPT)] = ""
+    hr_negative_prompt: Annotated[str, Text(MAX_PROMPT)] = ""
+
+
+class Img2ImgIn(Common):
+    init_images: Annotated[list[Base64Image], Field(min_length=1, max_length=1)] = Field(
+        description="One start image (it is kept in the project's gallery as an upload)."
+    )
+    resize_mode: Annotated[int, Whole(0, 3)] = Field(0, description="0 (resize) only.")
+    image_cfg_scale: Annotated[float, Real(0, 30)] | None = None
+    mask: Base64Image | None = Field(None, description="Inpainting: white = repaint.")
+    mask_blur_x: Annotated[int, Whole(0, 64)] = 4
+    mask_blur_y: Annotated[int, Whole(0, 64)] = 4
+    mask_blur: Annotated[int, Whole(0, 64)] | None = Field(
+        None, description="The soft edge of the repainted area, in pixels."
+    )
+    mask_round: Bool = True
+    inpainting_fill: Annotated[int, Whole(0, 3)] = 1
+    inpaint_full_res: Bool | Annotated[int, Whole(0, 1)] = True
+    inpaint_full_res_padding: Annotated[int, Whole(0, 256)] = 0
+    inpainting_mask_invert: Annotated[int, Whole(0, 1)] = Field(0, description="1: black = repaint.")
+    initial_noise_multiplier: Annotated[float, Real(0, 2)] | None = None
+    latent_mask: Base64Image | None = None
+    include_init_images: Bool = False
+    denoising_strength: Annotated[float, Real(0, 1)] = 0.75
+
+
+class ImagesOut(BaseModel):
+    images: list[str] = Field(description="The images as base64 PNGs, each carrying its provenance.")
+    parameters: dict[str, Any]
+    info: str = Field(description="A JSON string: what was made, as AUTOMATIC1111 reports it, and more.")
+
+
+class ProgressQuery(BaseModel):
+    skip_current_image: bool = False
+
+
+class ProgressOut(BaseModel):
+    progress: float
+    eta_relative: float
+    state: dict[str, Any]
+    current_image: str | None
+    textinfo: str | None
+
+
+class InterruptOut(BaseModel):
+    interrupted: int = Field(description="How many of the caller's jobs were stopped.")
+
+
+class SdModelOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    title: str
+    model_name: str
+    hash: str | None
+    sha256: str | None
+    filename: str
+    config: str | None
+
+
+class SamplerOut(BaseModel):
+    name: str
+    aliases: list[str]
+    options: dict[str, Any]
+
+
+class SchedulerOut(BaseModel):
+    name: str
+    label: str
+    aliases: list[str] | None
+    default_rho: float | None
+    need_inner_model: bool | None
+
+
+class UpscalerOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    name: str
+    model_name: str | None
+    model_path: str | None
+    model_url: str | None
+    scale: float | None
+
+
+class LoraOut(BaseModel):
+    name: str
+    alias: str
+    path: str
+    metadata: dict[str, Any]
+
+
+class OptionsOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    sd_model_checkpoint: str | None
+    sd_checkpoint_hash: str | None
+
+
+class OptionsIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    sd_model_checkpoint: Name | None = Field(None, description="A title, name or id from GET sd-models.")
+
+
+class OptionsSetOut(BaseModel):
+    ignored: list[str] = Field(description="Options the studio does not keep.")
+
+
+class PngInfoIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: Base64Image
+
+
+class PngInfoOut(BaseModel):
+    info: str
+    items: dict[str, Any]
+    parameters: dict[str, Any]
+
+
+class ScriptsOut(BaseModel):
+    txt2img: list[str]
+    img2img: list[str]

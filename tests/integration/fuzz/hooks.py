@@ -1,0 +1,82 @@
+"""schemathesis hooks for the studio's fuzz run (loaded through SCHEMATHESIS_HOOKS).
+
+A schema can say "a uuid", "a PNG data URL" or "a username", but not which ones exist: for cases generated as
+valid, these hooks put the rows the test made in those places (an image of the project, a member, a real
+PNG). They drop valid-looking cases that break rules no JSON schema can state (a repaint too weak to change
+anything in its steps, a date range that ends before it starts). Cases generated as invalid pass untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+
+import schemathesis
+from PIL import Image
+
+ASSET = os.environ.get("FUZZ_ASSET", "")
+MEMBER = os.environ.get("FUZZ_MEMBER", "")
+ADMIN = os.environ.get("FUZZ_ADMIN", "")
+
+
+def _png(mode: str = "RGB", size: tuple[int, int] = (64, 64)) -> bytes:
+    buffer = io.BytesIO()
+    image = Image.new(mode, size, 255 if mode == "L" else (30, 90, 200))
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# generation.services' defaults, for requests that leave the strength out.
+DEFAULT_STRENGTH = {"img2img": 0.6, "inpaint": 0.85, "upscale": 0.3, "variation": 0.3}
+MASK = "data:image/png;base64," + base64.b64encode(_png("L")).decode()
+PNG = _png()
+
+
+def _positive(case) -> bool:
+    meta = case.meta
+    return meta is not None and meta.generation.mode.is_positive
+
+
+@schemathesis.hook
+def map_case(context, case):
+    if not _positive(case):
+        return case
+    path = case.operation.path
+    body = case.body if isinstance(case.body, dict) else None
+    if body is not None:
+        if "init_asset" in body:
+            body["init_asset"] = ASSET
+        if "mask" in body and path.endswith("/jobs"):
+            body["mask"] = MASK
+        if path.endswith("/members") and "username" in body:
+            body["username"] = ADMIN  # the caller: any other member may have been deactivated by now
+        if path.endswith("/items") and "asset" in body:
+            body["asset"] = ASSET
+        if path.endswith("/uploads") and "image" in body:
+            body["image"] = PNG
+    if case.query:
+        if case.query.get("author"):
+            case.query["author"] = MEMBER
+        if case.query.get("ids"):
+            case.query["ids"] = ASSET
+    return case
+
+
+@schemathesis.hook
+def filter_case(context, case):
+    if not _positive(case):
+        return True
+    body = case.body if isinstance(case.body, dict) else {}
+    mode = body.get("mode")
+    if mode in DEFAULT_STRENGTH:
+        default = 0.6 if body.get("variation") == "strong" else DEFAULT_STRENGTH[mode]
+        strength = body.get("strength") or default
+        steps = body.get("steps") or 20
+        if int(steps * strength) < 1:
+            return False  # too weak to repaint a single step: refused with a sentence, by design
+    query = case.query or {}
+    since, until = query.get("since"), query.get("until")
+    if isinstance(since, str) and isinstance(until, str) and until[:10] <= since[:10]:
+        return False  # a range that ends before it starts is refused, by design
+    return True
