@@ -3,13 +3,12 @@ notifications, and the queries that filter and export them (the gallery page rea
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from studio.fields import Moment, Text
+from studio.fields import Day, Moment, Text
 from studio.pagination import UUID_CURSOR
 
 from .models import BOARD_NAME_MAX, TAG_NAME_MAX
@@ -69,8 +68,8 @@ class AssetQuery(BaseModel):
         None, description="A member's username."
     )
     model: Annotated[str, Field(max_length=100, pattern=r"^[\w.\-]+$")] | None = None
-    since: dt.date | None = Field(None, description="From this day on (YYYY-MM-DD, the studio's time zone).")
-    until: dt.date | None = Field(None, description="Up to and including this day.")
+    since: Day | None = Field(None, description="From this day on (YYYY-MM-DD, the studio's time zone).")
+    until: Day | None = Field(None, description="Up to and including this day.")
     q: Annotated[str, Text(SEARCH_MAX)] | None = Field(
         None, description='Search the prompts: words, "quoted phrases", -not, or.'
     )
@@ -89,9 +88,9 @@ class ExportQuery(BaseModel):
         Annotated[
             str,
             Field(
-                max_length=37 * 500,
+                max_length=37 * 100,
                 pattern=r"^[0-9a-fA-F-]{32,36}(,[0-9a-fA-F-]{32,36})*$",
-                description="Asset ids of this project, separated by commas.",
+                description="At most 100 asset ids of this project, separated by commas.",
             ),
         ]
         | None

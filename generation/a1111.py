@@ -50,8 +50,6 @@ NO_PROJECT = (
     "default project (Account page, or manage.py studio_token USER --project SLUG)."
 )
 VERSION = "studio"
-# AUTOMATIC1111's schedule types that the studio's schedulers carry in their names.
-SCHEDULE_TYPES = {"karras": "Karras"}
 LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([-+]?[0-9]*\.?[0-9]+))?>")
 # Request fields whose studio counterpart has another name: errors are reported under the client's name.
 FIELD_NAMES = {
@@ -129,10 +127,10 @@ def find_model(name: str) -> registry.ModelInfo | None:
     return None
 
 
-def chosen_model(token_id: int | None, override: dict[str, Any] | None) -> registry.ModelInfo | None:
+def chosen_model(token_id: int | None, override: Any = None) -> registry.ModelInfo | None:
     """This call's model: ``override_settings.sd_model_checkpoint``, else the token's option, else the site's
     default. None only when the name given matches nothing."""
-    name = (override or {}).get("sd_model_checkpoint")
+    name = getattr(override, "sd_model_checkpoint", None)
     if not name and token_id is not None:
         name = (
             A1111Options.objects.filter(token_id=token_id)
@@ -183,47 +181,22 @@ def sampler_names() -> list[str]:
     return names
 
 
-def scheduler_name(payload: Common, model: registry.ModelInfo) -> str | None:
-    """The studio scheduler an AUTOMATIC1111 sampler and schedule type name (None: the model's default)."""
-    sampler = payload.sampler_name or payload.sampler_index
-    if not sampler:
-        return None
-    schedule = (payload.scheduler or "").strip().lower()
-    if schedule in ("", "automatic"):
-        return sampler
-    label = SCHEDULE_TYPES.get(schedule)
-    if label is None:
-        raise InvalidInput(
-            "Unknown schedule type.",
-            {"scheduler": [f"Choose one of: automatic, {', '.join(SCHEDULE_TYPES)}."]},
-        )
-    return sampler if sampler.endswith(label) else f"{sampler} {label}"
+def scheduler_name(payload: Any, model: registry.ModelInfo) -> str | None:
+    """The studio scheduler an AUTOMATIC1111 sampler names (None: the model's default). The schedule type
+    is always "automatic": a scheduler's schedule is part of its name."""
+    return payload.sampler_name or payload.sampler_index or None
 
 
 # --- turning a call into job requests --
 
 
-def _refuse_unserved(payload: Common, errors: dict[str, list[str]], notes: list[str]) -> None:
-    """Fields whose non-default values the studio cannot honour are refused; harmless ones are noted."""
-    if payload.styles:
-        errors["styles"] = ["Prompt styles are not served by this studio; put the words in the prompt."]
-    if payload.subseed_strength:
-        errors["subseed_strength"] = ["Variation seeds are not served; use a variation job instead."]
-    if payload.restore_faces:
-        errors["restore_faces"] = ["Face restoration is not served by this studio."]
-    if payload.tiling:
-        errors["tiling"] = ["Tiling is not served by this studio."]
-    if payload.refiner_checkpoint:
-        errors["refiner_checkpoint"] = ["Refiners are not served by this studio."]
-    if payload.script_name:
-        errors["script_name"] = ["Scripts are not served by this studio."]
-    if payload.infotext:
-        errors["infotext"] = ["Reading parameters from infotext is not served; send them as fields."]
-    if payload.firstpass_image:
-        errors["firstpass_image"] = ["A first-pass image is not served by this studio."]
+def _notes(payload: Common, notes: list[str]) -> None:
+    """What a call asked for that cannot change the picture and is ignored (the request types refuse what
+    would)."""
     for name in payload.alwayson_scripts:
         notes.append(f"alwayson_scripts.{name} is not served and was ignored.")
-    for name in sorted(set(payload.override_settings or {}) - {"sd_model_checkpoint"}):
+    extra = (payload.override_settings.model_extra or {}) if payload.override_settings else {}
+    for name in sorted(extra):
         notes.append(f"override_settings.{name} is not served and was ignored.")
     for name, default in (("eta", None), ("s_churn", 0), ("s_tmin", 0), ("s_noise", 1), ("s_min_uncond", 0)):
         value = getattr(payload, name)
@@ -265,11 +238,7 @@ def _base(payload: Common, model: registry.ModelInfo, errors: dict[str, list[str
     }
     if loras:
         body["loras"] = loras
-    try:
-        scheduler = scheduler_name(payload, model)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-        scheduler = None
+    scheduler = scheduler_name(payload, model)
     if scheduler:
         body["scheduler"] = scheduler
     for side in ("width", "height"):
@@ -297,14 +266,18 @@ def plan_txt2img(user: Any, project: Project, token_id: int | None, payload: Txt
     """The jobs of a txt2img call, checked before any is made."""
     errors: dict[str, list[str]] = {}
     notes: list[str] = []
-    _refuse_unserved(payload, errors, notes)
+    _notes(payload, notes)
     model = _model(payload, token_id, errors)
     base = _base(payload, model, errors)
     hires = None
     if payload.enable_hr:
         hires = _hires(payload, base, model, errors)
-        if payload.firstphase_width and payload.firstphase_height:
-            base["width"], base["height"] = payload.firstphase_width, payload.firstphase_height
+        side = max(base.get("width", model.default_width), base.get("height", model.default_height))
+        if side * payload.hr_scale > model.max_size:
+            errors["hr_scale"] = [
+                f"Upscaling ×{payload.hr_scale} gives {side * payload.hr_scale} px; "
+                f"{model.name} makes at most {model.max_size} px."
+            ]
     requests = [{**base, "mode": "txt2img", "seed": seed} for seed in _seeds(payload)]
     return _checked(Call(user, project, token_id, requests, hires, notes), errors)
 
@@ -330,13 +303,14 @@ def _hires(
         "negative_prompt": payload.hr_negative_prompt or base["negative_prompt"],
         "steps": payload.hr_second_pass_steps or base["steps"],
         "guidance_scale": base["guidance_scale"],
-        "scale": int(scale) if scale in (2, 4) else 2,
+        "scale": payload.hr_scale,
         "strength": payload.denoising_strength if payload.denoising_strength else 0.7,
     }
     if "loras" in base:
         upscale["loras"] = base["loras"]
-    if "scheduler" in base:
-        upscale["scheduler"] = base["scheduler"]
+    scheduler = payload.hr_sampler_name or base.get("scheduler")
+    if scheduler:
+        upscale["scheduler"] = scheduler
     if payload.hr_upscaler not in (None, "", "Latent", "None"):
         upscale["note"] = f"hr_upscaler {payload.hr_upscaler!r} is not served: the studio's upscale repaints."
     return upscale
@@ -347,9 +321,7 @@ def plan_img2img(user: Any, project: Project, token_id: int | None, payload: Img
     the project, which the jobs start from (and the gallery shows)."""
     errors: dict[str, list[str]] = {}
     notes: list[str] = []
-    _refuse_unserved(payload, errors, notes)
-    if payload.resize_mode:
-        errors["resize_mode"] = ["Only 0 (resize) is served."]
+    _notes(payload, notes)
     if payload.inpainting_fill != 1 and payload.mask:
         notes.append("inpainting_fill is not served: the masked area starts from the original.")
     model = _model(payload, token_id, errors)

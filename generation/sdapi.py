@@ -16,7 +16,6 @@ from ninja.security.base import AuthBase
 
 from studio.audit import client_ip
 from studio.boundary import ApiToken, StudioRouter, answers
-from studio.errors import Unavailable
 
 from . import a1111
 from .engine import registry
@@ -26,6 +25,7 @@ from .sdapi_schemas import (
     Img2ImgIn,
     InterruptOut,
     LoraOut,
+    MemoryOut,
     OptionsIn,
     OptionsOut,
     OptionsSetOut,
@@ -140,11 +140,15 @@ def samplers(request: HttpRequest) -> list[dict[str, Any]]:
 
 @router.get("/schedulers", response=answers({200: list[SchedulerOut]}), url_name="sdapi-schedulers")
 def schedulers(request: HttpRequest) -> list[dict[str, Any]]:
-    """Schedule types: automatic (the sampler's own) and Karras (samplers named "… Karras")."""
-    rows = [("automatic", "Automatic"), *a1111.SCHEDULE_TYPES.items()]
+    """Schedule types: automatic only (a sampler's schedule is part of its name, "DPM++ 2M Karras")."""
     return [
-        {"name": name, "label": label, "aliases": None, "default_rho": None, "need_inner_model": None}
-        for name, label in rows
+        {
+            "name": "automatic",
+            "label": "Automatic",
+            "aliases": None,
+            "default_rho": None,
+            "need_inner_model": None,
+        }
     ]
 
 
@@ -179,11 +183,11 @@ def png_info(request: HttpRequest, payload: PngInfoIn) -> dict[str, Any]:
     return a1111.png_info(payload.image)
 
 
-@router.get("/memory", response=answers({200: None}, 501), url_name="sdapi-memory")
-def memory(request: HttpRequest) -> None:
-    raise Unavailable(
-        "Memory is not reported here: the models run on the GPU workers, not on the host that answers."
-    )
+@router.get("/memory", response=answers({200: MemoryOut}), url_name="sdapi-memory")
+def memory(request: HttpRequest) -> dict[str, Any]:
+    """As AUTOMATIC1111 answers where it cannot read a figure: each part says why it is missing."""
+    why = "Not reported here: the models run on the studio's GPU workers, not on the host that answers."
+    return {"ram": {"error": why}, "cuda": {"error": why}}
 
 
 @router.get("/scripts", response=answers({200: ScriptsOut}), url_name="sdapi-scripts")

@@ -7,13 +7,31 @@ it does not serve is refused with a sentence when it asks for something other th
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
+import annotated_types
 from pydantic import BaseModel, ConfigDict, Field
 
-from studio.fields import Bool, Real, Text, Whole
+from studio.fields import Bool, Messages, Real, Text, Whole
 
-from .schemas import MAX_IMAGES, MAX_PROMPT, MAX_SEED, Side
+from .engine import registry
+from .schemas import MAX_IMAGES, MAX_PROMPT, MAX_SEED, Installed, Side
+
+
+class InstalledCheckpoints:
+    """JSON-schema metadata: one of the installed models, by id or by AUTOMATIC1111 title."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema = dict(handler(core_schema))
+        names: list[str] = []
+        for model in registry.list_models():
+            digest = model.sha256[:10] if model.sha256 else None
+            names += [model.id, f"{model.id} [{digest}]"] if digest else [model.id]
+        if names:
+            schema["enum"] = names
+        return schema
+
 
 # Images as AUTOMATIC1111 sends them: base64, bare or as a data URL.
 IMAGE_MAX_CHARS = 40 * 1024 * 1024
@@ -25,7 +43,45 @@ Base64Image = Annotated[
     ),
 ]
 Name = Annotated[str, Field(max_length=200)]
+Sampler = Annotated[str, Field(max_length=200), Installed("schedulers")]
+# AUTOMATIC1111's schedule types: the studio's samplers carry theirs in their names ("DPM++ 2M Karras").
+ScheduleType = Annotated[
+    Literal["automatic", "Automatic"],
+    Messages(
+        literal_error='Only "automatic": pick a sampler named with its schedule, such as "DPM++ 2M Karras".'
+    ),
+]
+
+
+class Unserved(Messages, annotated_types.GroupedMetadata):
+    """``Annotated[str, Unserved(sentence)] | None``: a text field the studio does not serve. Only empty
+    (or null) is taken; anything else is refused with ``sentence``."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(string_too_long=sentence)
+
+    def __iter__(self) -> Iterator[Any]:
+        yield annotated_types.MaxLen(0)
+
+
+def off(sentence: str) -> Messages:
+    """For ``Annotated[Literal[False], off(sentence)] | None``: a switch the studio does not serve."""
+    return Messages(literal_error=sentence)
+
+
 Seed = Annotated[int, Whole(-1, MAX_SEED), Field(description="-1 = random.")]
+
+
+LEGACY_HIRES = "The old first-phase size is not served: give width and height, and hr_scale."
+HR_RESIZE = "Resizing to a size is not served: give hr_scale (2 or 4)."
+
+
+class OverrideSettings(BaseModel):
+    """Settings for one call. The checkpoint is served; any other setting is ignored, and the answer's
+    info says so."""
+
+    model_config = ConfigDict(extra="allow")
+    sd_model_checkpoint: Annotated[str, Field(max_length=200), InstalledCheckpoints()] | None = None
 
 
 class Common(BaseModel):
@@ -33,20 +89,33 @@ class Common(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: Annotated[str, Text(MAX_PROMPT)] = ""
+    prompt: Annotated[str, Text(MAX_PROMPT, required=True)] = Field(
+        description="Required: the studio makes no image from an empty prompt."
+    )
     negative_prompt: Annotated[str, Text(MAX_PROMPT)] = ""
-    styles: Annotated[list[Name], Field(max_length=20)] | None = Field(None, description="Not served.")
+    styles: (
+        Annotated[
+            list[Name],
+            Field(max_length=0),
+            Messages(too_long="Prompt styles are not served by this studio; put the words in the prompt."),
+        ]
+        | None
+    ) = Field(None, description="Not served: empty only.")
     seed: Seed = -1
     subseed: Seed = -1
-    subseed_strength: Annotated[float, Real(0, 1)] = Field(
-        0, description="Variation seeds are not served: 0 only."
-    )
+    subseed_strength: Annotated[
+        float,
+        Real(0, 0),
+        Messages(less_than_equal="Variation seeds are not served; use a variation job instead."),
+    ] = Field(0, description="Variation seeds are not served: 0 only.")
     seed_resize_from_h: Annotated[int, Whole(-1, 8192)] = -1
     seed_resize_from_w: Annotated[int, Whole(-1, 8192)] = -1
     seed_enable_extras: Bool = True
-    sampler_name: Name | None = Field(None, description="One of GET samplers (the model's schedulers).")
-    sampler_index: Name | None = Field(None, description="The old name of sampler_name.")
-    scheduler: Name | None = Field(None, description="automatic, or a schedule type of GET schedulers.")
+    sampler_name: Sampler | None = Field(None, description="One of GET samplers (the model's schedulers).")
+    sampler_index: Sampler | None = Field(None, description="The old name of sampler_name.")
+    scheduler: ScheduleType | None = Field(
+        None, description="automatic, or a schedule type of GET schedulers."
+    )
     batch_size: Annotated[int, Whole(1, MAX_IMAGES)] = 1
     n_iter: Annotated[int, Whole(1, MAX_IMAGES)] = Field(
         1, description="Batches, run one after the other (one job each)."
@@ -55,8 +124,10 @@ class Common(BaseModel):
     cfg_scale: Annotated[float, Real(0, 30)] = 7.0
     width: Side | None = Field(None, description="Default: the model's.")
     height: Side | None = Field(None, description="Default: the model's.")
-    restore_faces: Bool | None = Field(None, description="Not served: false only.")
-    tiling: Bool | None = Field(None, description="Not served: false only.")
+    restore_faces: Annotated[Literal[False], off("Face restoration is not served by this studio.")] | None = (
+        None
+    )
+    tiling: Annotated[Literal[False], off("Tiling is not served by this studio.")] | None = None
     do_not_save_samples: Bool = Field(False, description="The studio keeps every image in the gallery.")
     do_not_save_grid: Bool = Field(False, description="The studio makes no grids.")
     eta: Annotated[float, Real(0, 1)] | None = None
@@ -66,38 +137,47 @@ class Common(BaseModel):
     s_tmax: Annotated[float, Real(0, 1000)] | None = None
     s_tmin: Annotated[float, Real(0, 1000)] | None = None
     s_noise: Annotated[float, Real(0, 10)] | None = None
-    override_settings: dict[str, Any] | None = Field(
+    override_settings: OverrideSettings | None = Field(
         None, description="sd_model_checkpoint is served (for this call); other settings are ignored."
     )
     override_settings_restore_afterwards: Bool = True
-    refiner_checkpoint: Name | None = Field(None, description="Not served.")
-    refiner_switch_at: Annotated[float, Real(0, 1)] | None = Field(None, description="Not served.")
+    refiner_checkpoint: Annotated[str, Unserved("Refiners are not served by this studio.")] | None = None
+    refiner_switch_at: Annotated[float, Real(0, 1)] | None = Field(None, description="Not used.")
     disable_extra_networks: Bool = Field(False, description="true: <lora:…> in the prompt is left as text.")
-    firstpass_image: Base64Image | None = Field(None, description="Not served.")
+    firstpass_image: Annotated[str, Unserved("A first-pass image is not served by this studio.")] | None = (
+        None
+    )
     comments: dict[str, Any] | None = None
     force_task_id: Annotated[str, Field(max_length=200)] | None = None
-    script_name: Name | None = Field(None, description="Scripts are not served.")
+    script_name: Annotated[str, Unserved("Scripts are not served by this studio.")] | None = None
     script_args: Annotated[list[Any], Field(max_length=100)] = []
     send_images: Bool = True
     save_images: Bool = Field(False, description="The studio keeps every image in the gallery.")
     alwayson_scripts: dict[str, Any] = Field(
         {}, description="None is served; each is ignored, and the answer's info says so."
     )
-    infotext: Annotated[str, Field(max_length=MAX_PROMPT * 2)] | None = Field(None, description="Not served.")
+    infotext: (
+        Annotated[str, Unserved("Reading parameters from infotext is not served; send them as fields.")]
+        | None
+    ) = None
 
 
 class Txt2ImgIn(Common):
     enable_hr: Bool = Field(False, description="Hires. fix: each image is then upscaled by hr_scale.")
-    firstphase_width: Annotated[int, Whole(0, 8192)] = 0
-    firstphase_height: Annotated[int, Whole(0, 8192)] = 0
-    hr_scale: Annotated[float, Real(1, 4)] = Field(2.0, description="2 or 4 (the studio's upscale mode).")
+    firstphase_width: Annotated[Literal[0], Messages(literal_error=LEGACY_HIRES)] = 0
+    firstphase_height: Annotated[Literal[0], Messages(literal_error=LEGACY_HIRES)] = 0
+    hr_scale: Annotated[
+        Literal[2, 4], Messages(literal_error="Choose one of: 2, 4 (the studio upscales by 2 or 4).")
+    ] = Field(2, description="2 or 4 (the studio's upscale mode).")
     hr_upscaler: Name | None = Field(None, description="The upscale repaints with the same model.")
     hr_second_pass_steps: Annotated[int, Whole(0, 150)] = Field(0, description="0 = the same steps.")
-    hr_resize_x: Annotated[int, Whole(0, 8192)] = 0
-    hr_resize_y: Annotated[int, Whole(0, 8192)] = 0
-    hr_checkpoint_name: Name | None = None
-    hr_sampler_name: Name | None = None
-    hr_scheduler: Name | None = None
+    hr_resize_x: Annotated[Literal[0], Messages(literal_error=HR_RESIZE)] = 0
+    hr_resize_y: Annotated[Literal[0], Messages(literal_error=HR_RESIZE)] = 0
+    hr_checkpoint_name: (
+        Annotated[str, Unserved("The upscale uses the same checkpoint; another is not served.")] | None
+    ) = None
+    hr_sampler_name: Sampler | None = Field(None, description="Default: the first pass's sampler.")
+    hr_scheduler: ScheduleType | None = None
     hr_prompt: Annotated[str, Text(MAX_PROMPT)] = ""
     hr_negative_prompt: Annotated[str, Text(MAX_PROMPT)] = ""
 
@@ -106,7 +186,9 @@ class Img2ImgIn(Common):
     init_images: Annotated[list[Base64Image], Field(min_length=1, max_length=1)] = Field(
         description="One start image (it is kept in the project's gallery as an upload)."
     )
-    resize_mode: Annotated[int, Whole(0, 3)] = Field(0, description="0 (resize) only.")
+    resize_mode: Annotated[Literal[0], Messages(literal_error="Only 0 (resize) is served.")] = Field(
+        0, description="0 (resize) only."
+    )
     image_cfg_scale: Annotated[float, Real(0, 30)] | None = None
     mask: Base64Image | None = Field(None, description="Inpainting: white = repaint.")
     mask_blur_x: Annotated[int, Whole(0, 64)] = 4
@@ -120,7 +202,9 @@ class Img2ImgIn(Common):
     inpaint_full_res_padding: Annotated[int, Whole(0, 256)] = 0
     inpainting_mask_invert: Annotated[int, Whole(0, 1)] = Field(0, description="1: black = repaint.")
     initial_noise_multiplier: Annotated[float, Real(0, 2)] | None = None
-    latent_mask: Base64Image | None = None
+    latent_mask: Annotated[str, Unserved("A separate latent mask is not served; send the mask.")] | None = (
+        None
+    )
     include_init_images: Bool = False
     denoising_strength: Annotated[float, Real(0, 1)] = 0.75
 
@@ -187,6 +271,11 @@ class LoraOut(BaseModel):
     metadata: dict[str, Any]
 
 
+class MemoryOut(BaseModel):
+    ram: dict[str, Any]
+    cuda: dict[str, Any]
+
+
 class OptionsOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     sd_model_checkpoint: str | None
@@ -195,7 +284,9 @@ class OptionsOut(BaseModel):
 
 class OptionsIn(BaseModel):
     model_config = ConfigDict(extra="allow")
-    sd_model_checkpoint: Name | None = Field(None, description="A title, name or id from GET sd-models.")
+    sd_model_checkpoint: Annotated[str, Field(max_length=200), InstalledCheckpoints()] | None = Field(
+        None, description="A title or id from GET sd-models."
+    )
 
 
 class OptionsSetOut(BaseModel):

@@ -4,6 +4,8 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from studio import daphne_bodies  # noqa: F401 - daphne passes bodies to Django unparsed
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 django_asgi_app = get_asgi_application()
 

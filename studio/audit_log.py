@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from .audit import ACTIONS
 from .errors import InvalidInput
 from .models import AuditEvent
 
 FILTERS = ("actor", "action", "project", "since", "until")
-DATE_HELP = "Enter a date as YYYY-MM-DD (or an ISO 8601 date and time)."
+DATE_HELP = "Enter a date as YYYY-MM-DD, or a date and time with its offset (2026-03-07T09:05:00Z)."
 CSV_COLUMNS = ["time", "actor", "action", "target", "project", "ip", "details"]
 
 
@@ -40,25 +40,39 @@ class AuditFilters:
         return urlencode(params)
 
 
-def _moment(value: str, *, end: bool) -> datetime | None:
-    """A date means a whole day in the studio's time zone: ``since`` from its start, ``until`` through its
-    end. A date and time is taken as given, in the studio's time zone when it carries no offset. Both bounds
-    come back as instants: ``since`` inclusive, ``until`` exclusive. None when the value is not a date."""
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# RFC 3339: a date and time with its offset (``2026-03-07T09:05:00Z``, ``…+01:00``).
+_MOMENT = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def parse_moment(value: str, *, end: bool) -> datetime | None:
+    """A day (``YYYY-MM-DD``) means a whole day in the studio's time zone: ``since`` from its start,
+    ``until`` through its end. A date and time (RFC 3339, with its offset) is taken as given. Both bounds
+    come back as instants in UTC: ``since`` inclusive, ``until`` exclusive. None when the value is neither."""
     # In a query string an unencoded "+" of a UTC offset arrives as a space.
-    value = value.strip().replace(" ", "+") if "T" in value else value.strip()
+    value = value.strip()
+    if "T" in value or "t" in value:
+        value = value.replace(" ", "+")
     try:
-        day = parse_date(value)
-        moment = None if day else parse_datetime(value)
+        if _DAY.match(value):
+            start = timezone.make_aware(datetime.combine(date.fromisoformat(value), time.min))
+            moment = start + timedelta(days=1) if end else start
+        elif match := _MOMENT.match(value):
+            day, minutes, seconds, fraction, offset = match.groups()
+            seconds = min(int(seconds), 59)  # a leap second is the last second of its minute here
+            fraction = (fraction or ".0")[1:7].ljust(6, "0")
+            offset = "+00:00" if offset in ("Z", "z") else offset
+            moment = datetime.fromisoformat(f"{day}T{minutes}:{seconds:02d}.{fraction}{offset}")
+            if end:
+                moment += timedelta(microseconds=1)
+        else:
+            return None
+        # In UTC: the database takes offsets of at most 15:59, RFC 3339 up to 23:59.
+        return moment.astimezone(UTC)
     except ValueError:  # well formed but impossible, such as 2026-02-30
         return None
-    if day is not None:
-        start = timezone.make_aware(datetime.combine(day, time.min))
-        return start + timedelta(days=1) if end else start
-    if moment is None:
-        return None
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return moment + timedelta(microseconds=1) if end else moment
+    except OverflowError:  # at the very edge of the calendar: every event is on one side of it
+        return datetime.max.replace(tzinfo=UTC) if value >= "5000" else datetime.min.replace(tzinfo=UTC)
 
 
 def check_audit_filters(params: Mapping[str, Any]) -> AuditFilters:
@@ -73,11 +87,11 @@ def check_audit_filters(params: Mapping[str, Any]) -> AuditFilters:
         errors["project"] = ["At most 60 characters."]
     since = until = None
     if raw["since"]:
-        since = _moment(raw["since"], end=False)
+        since = parse_moment(raw["since"], end=False)
         if since is None:
             errors["since"] = [DATE_HELP]
     if raw["until"]:
-        until = _moment(raw["until"], end=True)
+        until = parse_moment(raw["until"], end=True)
         if until is None:
             errors["until"] = [DATE_HELP]
     if since and until and until <= since:

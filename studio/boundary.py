@@ -67,9 +67,9 @@ def error_response(
 def answers(ok: dict[int, Any], *errors: int) -> dict[Any, Any]:
     """An operation's ``response=``: its success shapes and the error statuses it can give.
 
-    401 (no or bad credentials) and 403 (a token without the scope the call needs) can come from every
-    operation, so they are always listed."""
-    statuses = frozenset({401, 403, *errors})
+    400 (a parameter or body that does not validate), 401 (no or bad credentials) and 403 (a token without
+    the scope the call needs) can come from every operation, so they are always listed."""
+    statuses = frozenset({400, 401, 403, *errors})
     return {**ok, statuses: ErrorOut}
 
 
@@ -195,13 +195,19 @@ class BodyNotJson(ValueError):
     pass
 
 
+def _json_number(text: str) -> int | float:
+    """JSON has one kind of number: ``20.0`` is the whole number 20, as JSON Schema's "integer" counts it."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+
+
 class JsonParser(Parser):
     """JSON bodies. NaN and Infinity are read as numbers, so the field that holds one is named in the
     answer ("Enter a number.") rather than the whole body being refused."""
 
     def parse_body(self, request: HttpRequest) -> Any:
         try:
-            return json.loads(request.body)
+            return json.loads(request.body, parse_float=_json_number)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BodyNotJson(str(exc)) from exc
 

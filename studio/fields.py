@@ -9,6 +9,7 @@ type says exactly that, so a client generating values from the schema sends only
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -80,22 +81,14 @@ class Text(annotated_types.GroupedMetadata):
         yield WithJsonSchema(schema)
 
 
-def _whole_number(value: Any) -> Any:
-    """JSON has one number type: ``20.0`` is the whole number 20 (JSON Schema's "integer" says so too)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        return int(value)
-    return value
-
-
 class Whole(annotated_types.GroupedMetadata):
-    """``Annotated[int, Whole(1, 150)]``: a whole JSON number from ``ge`` to ``le`` (never a string or a
-    boolean; ``20.0`` counts as 20)."""
+    """``Annotated[int, Whole(1, 150)]``: a whole JSON number from ``ge`` to ``le``, never a string or a
+    boolean (the API's JSON parser reads ``20.0`` as 20, as JSON Schema's "integer" does)."""
 
     def __init__(self, ge: int, le: int) -> None:
         self.ge, self.le = ge, le
 
     def __iter__(self) -> Iterator[Any]:
-        yield BeforeValidator(_whole_number)
         yield Strict()
         yield annotated_types.Ge(self.ge)
         yield annotated_types.Le(self.le)
@@ -124,3 +117,21 @@ Username = Annotated[str, Field(max_length=150, pattern=USERNAME_PATTERN)]
 
 # A moment in answers: written as Python's isoformat() (``2026-03-07T09:05:00+00:00``), as the API always has.
 Moment = Annotated[dt.datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_day(value: Any) -> Any:
+    """A day as RFC 3339 writes one (``2026-03-07``): not ``2026-3-7``, and not a number of seconds."""
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and _DAY.match(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError("date_parsing", "Enter a date as YYYY-MM-DD.")
+
+
+Day = Annotated[dt.date, BeforeValidator(_iso_day), WithJsonSchema({"type": "string", "format": "date"})]

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from .audit import ACTIONS
+from .audit_log import DATE_HELP, parse_moment
 from .fields import Moment, Text, Username, Whole
 from .pagination import INT_CURSOR
 
@@ -115,13 +116,25 @@ DAY_OR_MOMENT = {
 }
 
 
+def _day_or_moment(value: str) -> str:
+    if parse_moment(value, end=False) is None:
+        raise PydanticCustomError("date_parsing", DATE_HELP)
+    return value
+
+
+# A day or a date and time, as the audit filters read them (studio.audit_log).
+DayOrMoment = Annotated[
+    str, Field(max_length=40, json_schema_extra=DAY_OR_MOMENT), AfterValidator(_day_or_moment)
+]
+
+
 class AuditQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     actor: Username | None = None
     action: ActionName | None = None
     project: Annotated[str, Field(max_length=60, pattern=r"^[-a-zA-Z0-9_]+$")] | None = None
-    since: Annotated[str, Field(max_length=40, json_schema_extra=DAY_OR_MOMENT)] | None = None
-    until: Annotated[str, Field(max_length=40, json_schema_extra=DAY_OR_MOMENT)] | None = None
+    since: DayOrMoment | None = None
+    until: DayOrMoment | None = None
     cursor: Annotated[str, Field(pattern=INT_CURSOR)] | None = None
 
 

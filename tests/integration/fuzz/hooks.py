@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import uuid
 
 import schemathesis
 from PIL import Image
@@ -18,6 +19,16 @@ from PIL import Image
 ASSET = os.environ.get("FUZZ_ASSET", "")
 MEMBER = os.environ.get("FUZZ_MEMBER", "")
 ADMIN = os.environ.get("FUZZ_ADMIN", "")
+MAX_SIZE = int(os.environ.get("FUZZ_MAX_SIZE", "256"))  # the largest side the installed models make
+# The rows a valid case's path names: the project, and an image, a job and a board of it (deletions get rows
+# of their own, so the other operations keep theirs).
+PATH_ROWS = [
+    ("DELETE", "/assets/{id}", "FUZZ_ASSET_TO_DELETE"),
+    ("DELETE", "/boards/{id}", "FUZZ_BOARD_TO_DELETE"),
+    (None, "/assets/", "FUZZ_ASSET"),
+    (None, "/jobs/", "FUZZ_JOB"),
+    (None, "/boards/", "FUZZ_BOARD"),
+]
 
 
 def _png(mode: str = "RGB", size: tuple[int, int] = (64, 64)) -> bytes:
@@ -31,6 +42,8 @@ def _png(mode: str = "RGB", size: tuple[int, int] = (64, 64)) -> bytes:
 DEFAULT_STRENGTH = {"img2img": 0.6, "inpaint": 0.85, "upscale": 0.3, "variation": 0.3}
 MASK = "data:image/png;base64," + base64.b64encode(_png("L")).decode()
 PNG = _png()
+PNG_B64 = base64.b64encode(PNG).decode()
+MASK_B64 = base64.b64encode(_png("L")).decode()
 
 
 def _positive(case) -> bool:
@@ -43,6 +56,19 @@ def map_case(context, case):
     if not _positive(case):
         return case
     path = case.operation.path
+    params = case.path_parameters
+    if params:
+        if "slug" in params:
+            params["slug"] = os.environ["FUZZ_PROJECT"]
+        if "id" in params:
+            for method, prefix, variable in PATH_ROWS:
+                if (method is None or method == case.method.upper()) and (
+                    path == prefix if method else path.startswith(prefix)
+                ):
+                    params["id"] = (
+                        int(os.environ[variable]) if prefix.startswith("/boards") else os.environ[variable]
+                    )
+                    break
     body = case.body if isinstance(case.body, dict) else None
     if body is not None:
         if "init_asset" in body:
@@ -55,12 +81,28 @@ def map_case(context, case):
             body["asset"] = ASSET
         if path.endswith("/uploads") and "image" in body:
             body["image"] = PNG
+        # The AUTOMATIC1111 API takes its images in base64.
+        if path in ("/img2img",) and body.get("init_images"):
+            body["init_images"] = [PNG_B64]
+        if path == "/img2img" and body.get("mask"):
+            body["mask"] = MASK_B64
+        if path == "/png-info" and "image" in body:
+            body["image"] = PNG_B64
     if case.query:
         if case.query.get("author"):
             case.query["author"] = MEMBER
         if case.query.get("ids"):
             case.query["ids"] = ASSET
     return case
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    """Board names are unique in a project, and a case may be sent more than once: name it at each send."""
+    body = case.body
+    if _positive(case) and case.operation.path.endswith("/boards") and isinstance(body, dict):
+        if isinstance(body.get("name"), str):
+            body["name"] = f"{body['name'].split(' ~')[0][:60]} ~{uuid.uuid4().hex}"
 
 
 @schemathesis.hook
@@ -75,6 +117,16 @@ def filter_case(context, case):
         steps = body.get("steps") or 20
         if int(steps * strength) < 1:
             return False  # too weak to repaint a single step: refused with a sentence, by design
+    path = case.operation.path
+    if path == "/img2img" and int((body.get("steps") or 50) * body.get("denoising_strength", 0.75)) < 1:
+        return False  # AUTOMATIC1111's img2img: the same rule
+    if path == "/txt2img" and body.get("enable_hr"):
+        strength = body.get("denoising_strength") or 0.7
+        if int((body.get("hr_second_pass_steps") or body.get("steps") or 50) * strength) < 1:
+            return False
+        side = max(body.get("width") or 64, body.get("height") or 64)
+        if side * (body.get("hr_scale") or 2) > MAX_SIZE:
+            return False  # the upscaled image would be larger than the model makes, refused by design
     query = case.query or {}
     since, until = query.get("since"), query.get("until")
     if isinstance(since, str) and isinstance(until, str) and until[:10] <= since[:10]:
