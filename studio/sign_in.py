@@ -93,8 +93,9 @@ def record_lockout_once(request: HttpRequest, username: str, which: str, until: 
     the trail keeps it forever. An address lockout is recorded whatever names were tried."""
     ip = client_ip(request)
     subject = throttle_key(username) if which == "account" else str(ip)
-    marker = "studio:lockout:" + hashlib.sha256(f"{which}:{subject}".encode()).hexdigest()
-    if not cache.add(marker, 1, timeout=max(1, math.ceil(until - time.time()))):
+    # While locked, refused attempts are not counted, so every refusal of one lockout sees the same end.
+    marker = "studio:lockout:" + hashlib.sha256(f"{which}:{subject}:{until:.6f}".encode()).hexdigest()
+    if not cache.add(marker, 1, timeout=max(1, math.ceil(until - time.time())) + 60):
         return
     if which == "account":
         user = get_user_model().objects.filter(username__iexact=subject).first()
