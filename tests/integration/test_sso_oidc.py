@@ -82,7 +82,7 @@ def test_an_idp_group_maps_to_site_admin_and_back(sso_stack):
     [granted] = events(audit.USER_ADMIN_CHANGE)
     assert granted.details == {"from": False, "to": True, "via": "sso", "groups": ["studio-admins"]}
 
-    # Out of the admin group at the IdP: no longer an admin at the next sign-in (still admitted as contractor).
+    # Out of the admin group at the IdP: no longer an admin at the next sign-in (a contractor still).
     sso_stack.idp.set_account(
         "gail", email="gail@contractor.example", email_verified=True, groups=["contractors"]
     )
