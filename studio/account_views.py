@@ -1,9 +1,10 @@
-"""Account settings: the signed-in user's API tokens, two-factor authentication and password."""
+"""Account settings: the signed-in user's API tokens, two-factor authentication and password.
+
+These are pages, so API tokens never reach them (``studio.auth``): a token cannot mint more tokens, which
+would let it outlive its own revocation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from allauth.mfa.models import Authenticator
@@ -25,25 +26,6 @@ from .models import ApiToken, TokenScope, User
 from .user_sessions import remember_session
 
 EXPIRY_CHOICES = [("", "Never"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365", "1 year")]
-
-View = Callable[..., HttpResponse]
-
-
-def session_only(view: View) -> View:
-    """Account settings need a signed-in browser session, not an API token: a token that could mint more
-    tokens would outlive its own revocation."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if getattr(request, "token_authenticated", False):
-            return HttpResponse(
-                "Account settings are only available when signed in with a password.",
-                status=403,
-                content_type="text/plain",
-            )
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _user(request: HttpRequest) -> User:
@@ -93,7 +75,6 @@ def _render(request: HttpRequest, status: int = 200, **context: Any) -> HttpResp
 
 
 @login_required
-@session_only
 @require_GET
 def account(request: HttpRequest) -> HttpResponse:
     return _render(request)
@@ -101,7 +82,6 @@ def account(request: HttpRequest) -> HttpResponse:
 
 @never_cache  # the response holds the new token: no browser or proxy may keep a copy
 @login_required
-@session_only
 @require_POST
 def token_create(request: HttpRequest) -> HttpResponse:
     name = request.POST.get("name", "")
@@ -123,7 +103,6 @@ def token_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@session_only
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     try:
@@ -135,7 +114,6 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 
 
 @login_required
-@session_only
 @require_POST
 def password_change(request: HttpRequest) -> HttpResponse:
     user = _user(request)

@@ -199,7 +199,6 @@ class BearerTokenMiddleware:
         request.user = user
         request._cached_user = user  # type: ignore[attr-defined]  # AuthenticationMiddleware keeps it
         request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
-        request.token_authenticated = True  # type: ignore[attr-defined]
         request.api_token = row  # type: ignore[attr-defined]
         return self.get_response(request)
 

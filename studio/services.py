@@ -469,6 +469,29 @@ def do_set_site_admin(
     return changed
 
 
+def do_reset_mfa(actor: Any, user: Any, *, ip: str | None = None) -> list[str]:
+    """Remove every second factor of ``user`` (authenticator app, recovery codes, passkeys), for someone
+    who lost them; they set MFA up again at their next sign-in when the policy requires it. Site admins
+    only; audited as MFA_ADMIN_RESET. Returns the kinds of factor removed."""
+    from allauth.mfa.models import Authenticator
+
+    if not permissions.can_use_admin_area(actor):
+        raise NotAllowed("Only site admins may reset two-factor authentication.")
+    with transaction.atomic():
+        factors = Authenticator.objects.filter(user=user)
+        removed = sorted(set(factors.values_list("type", flat=True)))
+        factors.delete()
+        if removed:
+            audit.record(
+                actor,
+                audit.MFA_ADMIN_RESET,
+                target=f"user:{user.get_username()}",
+                ip=ip,
+                details={"removed": removed},
+            )
+    return removed
+
+
 def do_deactivate_user(actor: Any, user: Any, *, ip: str | None = None) -> Any:
     """Deactivate ``user`` and end every way they are connected.
 

@@ -37,6 +37,11 @@ pages = [
         manage_views.user_deactivate,
         name="manage-user-deactivate",
     ),
+    path(
+        "manage/users/<str:username>/mfa-reset/",
+        manage_views.user_mfa_reset,
+        name="manage-user-mfa-reset",
+    ),
     path("manage/usage/", manage_views.usage_dashboard, name="manage-usage"),
     path("manage/audit/", manage_views.audit_page, name="manage-audit"),
     path("manage/audit/export.csv", manage_views.audit_export, name="manage-audit-export"),

@@ -52,6 +52,19 @@ def test_a_first_sign_in_from_an_allowed_domain_creates_the_account(sso_stack):
     assert len(events(audit.SSO_SIGN_UP)) == 1 and len(events(audit.SIGN_IN)) == 2
 
 
+def test_a_verified_email_signs_in_the_account_that_already_has_it(sso_stack):
+    bob = factories.user("bob")  # bob@studio.test, made by an admin before single sign-on
+    sso_stack.idp.set_account(
+        "b.smith", email="bob@studio.test", email_verified=True, preferred_username="robert"
+    )
+    browser, back = sso_sign_in(sso_stack.base_url, "b.smith")
+    assert back.status_code == 200, back.text[:500]
+    assert browser.get(f"{sso_stack.base_url}/api/v1/me", timeout=10).json()["username"] == "bob"
+    assert list(User.objects.filter(email="bob@studio.test")) == [bob]
+    assert not events(audit.SSO_SIGN_UP)
+    assert events(audit.SIGN_IN)[0].actor == bob
+
+
 def test_an_identity_from_a_disallowed_domain_is_refused(sso_stack):
     sso_stack.idp.set_account(
         "mallory", email="mallory@elsewhere.example", email_verified=True, groups=["visitors"]

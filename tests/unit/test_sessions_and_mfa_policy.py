@@ -14,8 +14,8 @@ from allauth.mfa.models import Authenticator
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from studio import mfa_policy, services
-from studio.models import UserSession
+from studio import audit, mfa_policy, services
+from studio.models import AuditEvent, UserSession
 from studio.user_sessions import SEEN, STARTED
 from tests import factories
 
@@ -164,3 +164,27 @@ def test_mfa_secrets_are_stored_encrypted_and_survive_a_key_rotation(settings):
     settings.SECRET_KEY_FALLBACKS = []
     with pytest.raises(ValueError, match="SECRET_KEY_FALLBACKS"):
         adapter.decrypt(stored)
+
+
+def test_a_site_admin_resets_the_mfa_of_someone_who_lost_their_phone(team):
+    give_totp(team["bob"])
+    Authenticator.objects.create(user=team["bob"], type=Authenticator.Type.RECOVERY_CODES, data={})
+    root = signed_in(team["root"])
+    users = root.get("/manage/users/").content.decode()
+    assert (
+        'href="/manage/users/bob/mfa-reset/"' in users
+        and 'href="/manage/users/alice/mfa-reset/"' not in users
+    )
+    assert "recovery_codes, totp" in root.get("/manage/users/bob/mfa-reset/").content.decode()
+    assert signed_in(team["alice"]).post("/manage/users/bob/mfa-reset/").status_code == 404
+    assert Authenticator.objects.filter(user=team["bob"]).count() == 2
+
+    response = root.post("/manage/users/bob/mfa-reset/", follow=True)
+    assert "Two-factor authentication of “bob” was reset." in response.content.decode()
+    assert not Authenticator.objects.filter(user=team["bob"]).exists()
+    [event] = AuditEvent.objects.filter(action=audit.MFA_ADMIN_RESET)
+    assert (event.actor, event.target, event.details) == (
+        team["root"],
+        "user:bob",
+        {"removed": ["recovery_codes", "totp"]},
+    )

@@ -199,3 +199,38 @@ def test_studio_token_takes_a_scope_a_project_and_an_expiry(team):
         call_command("studio_token", "bob", "--scope", "admin", stdout=io.StringIO())
     with pytest.raises(CommandError, match="No such project"):
         call_command("studio_token", "bob", "--project", "elsewhere", stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websockets_refuse_an_expired_or_revoked_token(team):
+    import asyncio
+
+    from channels.testing import WebsocketCommunicator
+
+    from studio.asgi import application
+
+    row, token = services.do_create_token(team["alice"], "watcher")
+
+    async def attempt() -> bool:
+        headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())]
+        ws = WebsocketCommunicator(application, "/ws/projects/poster/", headers=headers)
+        connected, _ = await ws.connect()
+        if connected:
+            await ws.disconnect()
+        return connected
+
+    assert asyncio.run(attempt())
+    ApiToken.objects.filter(pk=row.pk).update(expires_at=timezone.now())
+    assert not asyncio.run(attempt())
+    ApiToken.objects.filter(pk=row.pk).update(expires_at=None)
+    services.do_revoke_token(team["alice"], row.pk)
+    assert not asyncio.run(attempt())
+
+
+def test_the_sign_in_page_offers_single_sign_on_beside_the_password(team, settings):
+    settings.STUDIO_OIDC_ISSUER = "https://idp.studio.test"
+    settings.STUDIO_OIDC_NAME = "Acme ID"
+    page = Client().get("/accounts/login/?next=/p/poster/").content.decode()
+    assert '<form method="post" action="/accounts/oidc/sso/login/" class="stack sso-form">' in page
+    assert "Sign in with Acme ID" in page and 'name="password"' in page
+    assert '<input type="hidden" name="next" value="/p/poster/">' in page

@@ -47,6 +47,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "manage-users": ("GET", {}, None, ADMIN_PAGE),
     "manage-user-new": ("GET", {}, None, ADMIN_PAGE),
     "manage-user-deactivate": ("GET", {"username": "bob"}, None, ADMIN_PAGE),
+    "manage-user-mfa-reset": ("GET", {"username": "bob"}, None, ADMIN_PAGE),
     "manage-usage": ("GET", {}, None, ADMIN_PAGE),
     "manage-audit": ("GET", {}, None, ADMIN_PAGE),
     "manage-audit-export": ("GET", {}, None, ADMIN_PAGE),
