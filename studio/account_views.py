@@ -40,7 +40,7 @@ def _mfa_context(user: User) -> dict[str, Any]:
     codes = by_type.get(Authenticator.Type.RECOVERY_CODES)
     unused = None
     if codes is not None:
-        unused = len(codes.wrap().get_unused_codes())  # type: ignore[attr-defined]
+        unused = len(codes.wrap().get_unused_codes())
     return {
         "totp": by_type.get(Authenticator.Type.TOTP),
         "passkeys": [a for a in authenticators if a.type == Authenticator.Type.WEBAUTHN],

@@ -10,7 +10,7 @@ from allauth.socialaccount.providers.openid_connect import views as openid_conne
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.generic import RedirectView
 
 from gallery import api as gallery_api
@@ -26,7 +26,7 @@ from . import views as studio_views
 handler404 = "studio.errors_views.not_found"
 handler500 = "studio.errors_views.server_error"
 
-pages = [
+pages: list[URLPattern | URLResolver] = [
     path("", studio_views.home, name="home"),
     path("help/permissions/", studio_views.permissions_help, name="help-permissions"),
     path("manage/", manage_views.index, name="manage"),

@@ -117,7 +117,7 @@ def sso_stack(django_db_setup, django_db_blocker, tmp_path_factory):
     try:
         idp.start()
         s.start_web()
-        s.idp = idp  # type: ignore[attr-defined]
+        s.idp = idp
         yield s
     except BaseException:
         print(s.logs())

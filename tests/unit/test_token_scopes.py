@@ -19,14 +19,7 @@ from django.test import Client
 from studio import services
 from studio.auth import required_scope
 from studio.models import ApiToken
-from tests.unit.test_url_matrix import (  # noqa: F401  (world is a fixture)
-    MATRIX,
-    MORE_METHODS,
-    WEBSOCKETS,
-    build_path,
-    http_patterns,
-    world,
-)
+from tests.unit.test_url_matrix import MATRIX, MORE_METHODS, WEBSOCKETS, build_path, http_patterns
 
 SCOPES = ["read", "generate", "admin"]
 PAGE, OPEN = "page", "open"

@@ -13,15 +13,9 @@ from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from django.core.files.base import ContentFile
 from django.urls import URLResolver, get_resolver
-from PIL import Image
 
-from gallery.models import Asset, Board
-from gallery.pngmeta import png_with_provenance
-from generation.models import Job
 from generation.routing import websocket_urlpatterns
-from studio.models import ApiToken
 from tests import factories
 
 ROLES = ["anonymous", "outsider", "viewer", "artist", "lead", "admin"]
@@ -199,57 +193,6 @@ def test_every_url_is_in_the_matrix():
     assert sorted(set(http_patterns()) - set(MATRIX)) == []
     assert sorted({p.name for p in websocket_urlpatterns} - set(WEBSOCKETS)) == []
     assert sorted(set(MATRIX) - set(http_patterns())) == [], "the matrix names URLs that no longer exist"
-
-
-@pytest.fixture
-def world(db, demo_model_dir):
-    team = factories.team()
-    job = Job.objects.create(
-        project=team["project"],
-        created_by=team["bob"],
-        model_id="demo",
-        queue="gpu",
-        params={"prompt": "a red circle", "steps": 20},
-        progress_total=20,
-    )
-    png = png_with_provenance(
-        Image.new("RGB", (8, 8)),
-        {
-            "prompt": "x",
-            "steps": 1,
-            "scheduler": "Euler",
-            "guidance_scale": 1,
-            "seed": 1,
-            "width": 8,
-            "height": 8,
-        },
-        {"model_name": "Demo", "model_sha256": "0" * 64},
-    )
-    asset = Asset(
-        project=team["project"],
-        job=job,
-        width=8,
-        height=8,
-        seed=1,
-        prompt="x",
-        params={},
-        model_id="demo",
-        model_name="Demo",
-        model_sha256="0" * 64,
-        created_by=team["bob"],
-    )
-    asset.file.save("m.png", ContentFile(png), save=True)
-    asset.mask.save("m.mask.png", ContentFile(png), save=True)  # as if inpainted
-    factories.token(team["alice"])
-    values = {
-        "job": str(job.id),
-        "asset": str(asset.id),
-        "alice_token": str(ApiToken.objects.get(user=team["alice"]).id),
-        "board": str(
-            Board.objects.create(project=team["project"], name="Picks", created_by=team["alice"]).id
-        ),
-    }
-    return team, values
 
 
 def build_path(route: str, kwargs: dict[str, str], values: dict[str, str]) -> str:
