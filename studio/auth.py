@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from . import permissions
 from .models import ApiToken, TokenScope
+from .user_sessions import WebsocketSessionLifetime
 
 TOKEN_PREFIX = "stu_"  # noqa: S105 - a public marker, not a secret
 TOKEN_PATHS = ("/api/", "/sdapi/")
@@ -219,8 +220,6 @@ class WebsocketTokenAuthMiddleware:
     """
 
     def __init__(self, inner: Any) -> None:
-        from .user_sessions import WebsocketSessionLifetime
-
         self.inner = inner
         self.session_stack = AuthMiddlewareStack(WebsocketSessionLifetime(inner))
 

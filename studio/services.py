@@ -6,6 +6,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+from allauth.mfa.models import Authenticator
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import SetPasswordForm
 from django.contrib.auth.validators import UnicodeUsernameValidator
@@ -473,8 +474,6 @@ def do_reset_mfa(actor: Any, user: Any, *, ip: str | None = None) -> list[str]:
     """Remove every second factor of ``user`` (authenticator app, recovery codes, passkeys), for someone
     who lost them; they set MFA up again at their next sign-in when the policy requires it. Site admins
     only; audited as MFA_ADMIN_RESET. Returns the kinds of factor removed."""
-    from allauth.mfa.models import Authenticator
-
     if not permissions.can_use_admin_area(actor):
         raise NotAllowed("Only site admins may reset two-factor authentication.")
     with transaction.atomic():
