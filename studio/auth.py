@@ -173,26 +173,22 @@ class BearerTokenMiddleware:
         header = request.headers.get("Authorization")
         if header is None or not accepts_tokens(request.path_info):
             return self.get_response(request)
-        token, claimed_username = token_from_request(header, request.path_info)
+        path = request.path_info
+        a1111 = path.startswith("/sdapi/")
+        token, claimed_username = token_from_request(header, path)
         try:
             if not token:
-                raise TokenRefused(
-                    "Send an API token: Authorization: Bearer <token>"
-                    + (
-                        ", or HTTP Basic with your username and a token."
-                        if "/sdapi/" in request.path
-                        else "."
-                    )
-                )
+                also = ", or HTTP Basic with your username and a token" if a1111 else ""
+                raise TokenRefused(f"Send an API token: Authorization: Bearer <token>{also}.")
             row = token_row(token)
             if claimed_username is not None and claimed_username != row.user.get_username():
                 raise TokenRefused("The API token is missing, invalid or revoked.")
         except TokenRefused as refused:
             response = JsonResponse({"error": refused.message}, status=401)
-            response["WWW-Authenticate"] = 'Bearer realm="studio"'
+            response["WWW-Authenticate"] = f'{"Basic" if a1111 else "Bearer"} realm="studio"'
             return response
         user = row.user
-        refusal = scope_refusal(row, request.method or "GET", request.path_info)
+        refusal = scope_refusal(row, request.method or "GET", path)
         if refusal is not None and (permissions.is_admin(user) or not _needs_admin(request)):
             return refusal
         # (Someone who is no site admin asking the admin API is told it does not exist, by the view, exactly

@@ -168,6 +168,7 @@ def test_the_automatic1111_api_takes_http_basic_with_a_token_never_a_password(te
     ):
         response = middleware(RequestFactory().get("/sdapi/v1/sd-models", **refused))
         assert response.status_code == 401, refused
+        assert response["WWW-Authenticate"] == 'Basic realm="studio"'
     # HTTP Basic is for the A1111 API only.
     assert middleware(RequestFactory().get("/api/v1/me", **basic("bob", token))).status_code == 401
 
