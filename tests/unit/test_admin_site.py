@@ -1,6 +1,6 @@
 """Django's admin site: off by default (test_url_matrix), and read-only when turned on, so nothing goes
-around the services. The review's three holes stay shut: a revoked token cannot be un-revoked or given to
-someone else, nobody is made superuser there, and no project is deleted there."""
+around the services. Three holes that were once open stay shut: a revoked token cannot be un-revoked or
+given to someone else, nobody is made superuser there, and no project is deleted there."""
 
 from __future__ import annotations
 

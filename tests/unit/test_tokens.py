@@ -70,7 +70,7 @@ def test_the_admin_api_needs_an_admin_token(team):
 
 
 def test_an_admin_token_never_acts_on_pages(team):
-    """The review's attack: an admin's token made a superuser through the admin page, with no CSRF token."""
+    """An attack that once worked: an admin's token made a superuser through the admin page, without CSRF."""
     _, token = services.do_create_token(team["root"], "ops")
     script = Client(enforce_csrf_checks=True)
     response = script.post(
