@@ -20,8 +20,14 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml constraints.txt
 	$(PIP) -e ".[test]"
 	touch $@
 
+# The OpenID Connect provider the single sign-on tests run (Node.js, pinned in tests/oidc/package-lock.json).
+OIDC_PROVIDER := tests/oidc/node_modules/.package-lock.json
+$(OIDC_PROVIDER): tests/oidc/package.json tests/oidc/package-lock.json
+	cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(OIDC_PROVIDER)
 
 run: install
 	$(BIN)/python manage.py studio_run --port $(PORT)

@@ -92,9 +92,8 @@ class Call:
 def project_for(user: Any, token: Any, header: str | None) -> Project:
     """The project a call works in: the ``X-Studio-Project`` header's, or the token's default project."""
     slug = (header or "").strip()
-    if not slug and token is not None:
-        default = getattr(token, "project", None)
-        slug = default.slug if default is not None else ""
+    if not slug and token is not None and token.default_project_id is not None:
+        slug = token.default_project.slug
     if not slug:
         raise InvalidInput(NO_PROJECT, {PROJECT_HEADER: [NO_PROJECT]})
     project = studio_permissions.projects_visible_to(user).filter(slug=slug).first()

@@ -1,11 +1,14 @@
 """The audit trail: one call records who did what, to what, from where.
 
-Services call ``record`` for every action the studio audits; sign-in, failed sign-in and sign-out are recorded
-from Django's auth signals. Details never hold prompts or secrets: only ids, names, roles and numbers.
+Services call ``record`` for every action the studio audits; sign-in and sign-out are recorded from Django's
+auth signals. A failed sign-in is not: anyone can cause one, and the trail is append-only, so failures go to
+the log and count towards the sign-in throttle, which records one ``auth.lockout`` per lockout
+(``studio.sign_in``). Details never hold prompts or secrets: only ids, names, roles and numbers.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
@@ -14,10 +17,20 @@ from django.http import HttpRequest
 
 from .models import AuditEvent, Project
 
+logger = logging.getLogger("studio.auth")
+
 # Actions. The audit page and the API filter on these names.
 SIGN_IN = "auth.sign_in"
-SIGN_IN_FAILED = "auth.sign_in_failed"
+SIGN_IN_FAILED = "auth.sign_in_failed"  # no longer recorded (see above); kept so older events can be found
 SIGN_OUT = "auth.sign_out"
+SIGN_IN_LOCKOUT = "auth.lockout"
+SSO_SIGN_UP = "auth.sso_sign_up"
+SSO_REFUSED = "auth.sso_refused"
+MFA_ADD = "mfa.add"
+MFA_REMOVE = "mfa.remove"
+MFA_RESET = "mfa.recovery_codes_reset"
+MFA_ADMIN_RESET = "mfa.admin_reset"
+USER_ADMIN_CHANGE = "user.admin_change"
 PROJECT_CREATE = "project.create"
 MEMBER_ADD = "member.add"
 MEMBER_ROLE = "member.role_change"
@@ -41,6 +54,8 @@ ACTIONS = [
     SIGN_IN, SIGN_IN_FAILED, SIGN_OUT, PROJECT_CREATE, MEMBER_ADD, MEMBER_ROLE, MEMBER_REMOVE,
     QUOTA_CHANGE, JOB_CREATE, JOB_CANCEL, MODEL_INSTALL, MODEL_REMOVE, ASSET_REVIEW, ASSET_DELETE,
     ASSET_UPLOAD, ASSET_EXPORT, TOKEN_CREATE, TOKEN_REVOKE, USER_CREATE, USER_DEACTIVATE, PASSWORD_CHANGE,
+    SIGN_IN_LOCKOUT, SSO_SIGN_UP, SSO_REFUSED, MFA_ADD, MFA_REMOVE, MFA_RESET, MFA_ADMIN_RESET,
+    USER_ADMIN_CHANGE,
 ]  # fmt: skip
 
 
@@ -78,9 +93,31 @@ def record(
     )
 
 
+def sign_in_method(request: HttpRequest | None) -> dict[str, Any]:
+    """How this session signed in, from allauth's record of it: ``{"method": "password"}``,
+    ``{"method": "sso", "provider": ...}``, with ``"mfa": type`` when a second factor was used."""
+    records = getattr(request, "session", {}).get("account_authentication_methods", []) if request else []
+    found: dict[str, Any] = {}
+    for entry in records:
+        method = entry.get("method")
+        if method == "socialaccount":
+            found.update(method="sso", provider=entry.get("provider", ""))
+        elif method == "password":
+            found.setdefault("method", "password")
+        elif method == "mfa":
+            found["mfa"] = entry.get("type", "")
+    return found
+
+
 @receiver(user_logged_in)
 def _signed_in(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-    record(user, SIGN_IN, target=f"user:{user.get_username()}", ip=client_ip(request))
+    record(
+        user,
+        SIGN_IN,
+        target=f"user:{user.get_username()}",
+        ip=client_ip(request),
+        details=sign_in_method(request),
+    )
 
 
 @receiver(user_logged_out)
@@ -93,10 +130,7 @@ def _signed_out(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> 
 def _sign_in_failed(
     sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
-    # The username tried is kept (it is how an admin spots guessing); the password never is.
-    record(
-        None,
-        SIGN_IN_FAILED,
-        target=f"user:{str(credentials.get('username', ''))[:150]}",
-        ip=client_ip(request),
+    # The username tried goes to the log (it is how an operator spots guessing); the password never does.
+    logger.info(
+        "failed sign-in for %r from %s", str(credentials.get("username", ""))[:150], client_ip(request)
     )

@@ -84,7 +84,7 @@ class ApiToken(AuthBase):
     openapi_scheme = "bearer"
 
     def __call__(self, request: HttpRequest) -> Any:
-        if getattr(request, "token_authenticated", False) and request.user.is_active:
+        if getattr(request, "api_token", None) is not None and request.user.is_active:
             return request.user
         return None
 
@@ -97,7 +97,7 @@ class SessionCookie(AuthBase):
     openapi_name = settings.SESSION_COOKIE_NAME
 
     def __call__(self, request: HttpRequest) -> Any:
-        if getattr(request, "token_authenticated", False):
+        if getattr(request, "api_token", None) is not None:
             return None
         user = request.user
         if not (user.is_authenticated and user.is_active):

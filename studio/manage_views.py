@@ -12,15 +12,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import audit, audit_log, permissions, services, usage
+from . import audit, audit_log, mfa_policy, permissions, services, usage
 from .audit import client_ip
 from .errors import InvalidInput, ServiceError
 from .models import ApiToken, UserSession
@@ -59,9 +61,10 @@ def index(request: HttpRequest) -> HttpResponse:
 def users(request: HttpRequest) -> HttpResponse:
     period = usage.current_month()
     used = usage.by_user_id(period)
+    with_mfa = Authenticator.objects.filter(user=OuterRef("pk"), type__in=mfa_policy.SECOND_FACTORS)
     rows = [
         {"user": u, "usage": used.get(u.pk) or usage.UsageRow(u.pk, u.username)}
-        for u in User.objects.order_by("username")
+        for u in User.objects.annotate(has_mfa=Exists(with_mfa)).order_by("username")
     ]
     return render(request, "manage/users.html", {"section": "users", "rows": rows, "period": period})
 
@@ -124,6 +127,24 @@ def user_deactivate(request: HttpRequest, username: str) -> HttpResponse:
         "tokens": ApiToken.objects.filter(user=target, revoked_at__isnull=True).count(),
     }
     return render(request, "manage/user_deactivate.html", context)
+
+
+@login_required
+@admin_only
+@require_http_methods(["GET", "POST"])
+def user_mfa_reset(request: HttpRequest, username: str) -> HttpResponse:
+    """GET asks for confirmation; POST removes the user's second factors (someone who lost their phone)."""
+    target = get_object_or_404(User, username=username)
+    if request.method == "POST":
+        removed = services.do_reset_mfa(request.user, target, ip=client_ip(request))
+        if removed:
+            messages.success(request, f"Two-factor authentication of “{target.get_username()}” was reset.")
+        else:
+            messages.info(request, f"“{target.get_username()}” had no two-factor authentication to reset.")
+        return redirect("manage-users")
+    factors = Authenticator.objects.filter(user=target).values_list("type", flat=True)
+    context = {"section": "users", "target": target, "factors": sorted(set(factors))}
+    return render(request, "manage/user_mfa_reset.html", context)
 
 
 @login_required

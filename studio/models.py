@@ -49,6 +49,17 @@ class Membership(models.Model):
         return f"{self.user} in {self.project} ({self.role})"
 
 
+class TokenScope(models.TextChoices):
+    """What an API token may do, each including the ones before it. Roles still decide inside the scope."""
+
+    READ = "read", "Read: look at projects, jobs and images"
+    GENERATE = "generate", "Generate: read, and run jobs, upload, review as your role allows"
+    ADMIN = "admin", "Admin: everything, the admin API included"
+
+
+SCOPE_ORDER = [TokenScope.READ, TokenScope.GENERATE, TokenScope.ADMIN]
+
+
 class ApiToken(models.Model):
     """A bearer token. Only its SHA-256 is stored; the token itself is shown once, at creation."""
 
@@ -56,12 +67,22 @@ class ApiToken(models.Model):
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=12)
     digest = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(max_length=10, choices=TokenScope.choices, default=TokenScope.GENERATE)
+    # The project that tools speaking the AUTOMATIC1111 API work in when they name none.
+    default_project = models.ForeignKey(
+        Project, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+    def allows(self, scope: str) -> bool:
+        """Whether this token's scope covers ``scope``."""
+        return SCOPE_ORDER.index(TokenScope(self.scope)) >= SCOPE_ORDER.index(TokenScope(scope))
 
 
 class UserSession(models.Model):

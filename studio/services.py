@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
+from allauth.mfa.models import Authenticator
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import SetPasswordForm
 from django.contrib.auth.validators import UnicodeUsernameValidator
@@ -19,7 +21,7 @@ from generation import realtime
 from . import audit, permissions, user_sessions
 from .auth import digest_token, new_token
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
-from .models import ApiToken, Membership, Project, Role
+from .models import ApiToken, Membership, Project, Role, TokenScope
 
 User = get_user_model()
 
@@ -97,11 +99,88 @@ def do_add_member(
     return membership
 
 
-def do_create_token(user: Any, name: str = "", *, ip: str | None = None) -> tuple[ApiToken, str]:
-    """Create an API token; the plain token is returned once and never stored."""
+TOKEN_MAX_DAYS = 3650
+
+
+def check_token_scope(user: Any, scope: Any) -> str:
+    """The scope asked for, or the default: ``generate``, or ``admin`` for a site admin (what scripts had
+    before tokens had scopes). Only site admins may hold ``admin`` tokens."""
+    if scope in (None, ""):
+        return TokenScope.ADMIN if permissions.is_admin(user) else TokenScope.GENERATE
+    if scope not in TokenScope.values:
+        raise InvalidInput(
+            "Unknown token scope.", {"scope": [f"Choose one of {', '.join(TokenScope.values)}."]}
+        )
+    if scope == TokenScope.ADMIN and not permissions.is_admin(user):
+        raise InvalidInput(
+            "Only site admins can create admin tokens.", {"scope": ["Choose read or generate."]}
+        )
+    return scope
+
+
+def check_token_expiry(days: Any) -> datetime | None:
+    """When a token made now with ``days`` of life expires; None (never) for an empty value."""
+    if days in (None, ""):
+        return None
+    try:
+        number = int(days)
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(days, bool) or not 1 <= number <= TOKEN_MAX_DAYS:
+        raise InvalidInput(
+            "The expiry is invalid.", {"expires_in_days": [f"A whole number of days, 1 to {TOKEN_MAX_DAYS}."]}
+        )
+    return timezone.now() + timedelta(days=number)
+
+
+def check_token_project(user: Any, slug: Any) -> Project | None:
+    """The token's default project: one the user can see, or None for an empty value."""
+    if slug in (None, ""):
+        return None
+    project = permissions.projects_visible_to(user).filter(slug=str(slug)).first()
+    if project is None:
+        raise InvalidInput("No such project.", {"default_project": ["Choose one of your projects, or none."]})
+    return project
+
+
+def do_create_token(
+    user: Any,
+    name: str = "",
+    *,
+    scope: Any = None,
+    expires_in_days: Any = None,
+    default_project: Any = None,
+    ip: str | None = None,
+) -> tuple[ApiToken, str]:
+    """Create an API token; the plain token is returned once and never stored.
+
+    ``scope``, ``expires_in_days`` and ``default_project`` (a slug) are checked here (InvalidInput naming
+    the field); the scope defaults to ``generate``, or ``admin`` for a site admin."""
+    scope = check_token_scope(user, scope)
+    expires_at = check_token_expiry(expires_in_days)
+    project = check_token_project(user, default_project)
     token = new_token()
-    row = ApiToken.objects.create(user=user, name=name[:100], prefix=token[:12], digest=digest_token(token))
-    audit.record(user, audit.TOKEN_CREATE, target=f"token:{row.prefix}", ip=ip, details={"name": row.name})
+    row = ApiToken.objects.create(
+        user=user,
+        name=name[:100],
+        prefix=token[:12],
+        digest=digest_token(token),
+        scope=scope,
+        expires_at=expires_at,
+        default_project=project,
+    )
+    audit.record(
+        user,
+        audit.TOKEN_CREATE,
+        target=f"token:{row.prefix}",
+        project=project,
+        ip=ip,
+        details={
+            "name": row.name,
+            "scope": scope,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
     return row, token
 
 
@@ -112,6 +191,23 @@ def do_revoke_token(user: Any, token_id: int, *, ip: str | None = None) -> None:
     ):
         raise NotFound("No such token.")
     audit.record(user, audit.TOKEN_REVOKE, target=f"token:{row.prefix}", ip=ip)
+
+
+def end_sessions(user: Any, *, keep: str | None = None) -> int:
+    """End every browser session of ``user`` except the one keyed ``keep``; returns how many ended.
+
+    The one place sessions are ended for a user (deactivation, a password change): their recorded session
+    keys are deleted through the session engine, and when every session ends (``keep`` None) their open
+    websockets are told to close once the transaction commits (``SESSION_END`` to their user group).
+    API tokens are not affected.
+    """
+    ended = user_sessions.delete_sessions(user, keep=keep)
+    if keep is None:
+        user_id = user.pk
+        transaction.on_commit(
+            lambda: realtime.send(realtime.user_group(user_id), {"type": realtime.SESSION_END})
+        )
+    return ended
 
 
 def do_ensure_admin(username: str, password: str | None) -> tuple[Any, bool, str | None]:
@@ -140,13 +236,19 @@ def check_token_name(name: Any) -> str:
     return name
 
 
-def do_change_password(user: Any, form_or_password: SetPasswordForm | str, *, ip: str | None = None) -> None:
+def do_change_password(
+    user: Any,
+    form_or_password: SetPasswordForm | str,
+    *,
+    ip: str | None = None,
+    keep_session: str | None = None,
+) -> None:
     """Set the user's password and record it.
 
     Takes a bound ``PasswordChangeForm``/``SetPasswordForm`` for ``user`` (its checks, the old password
     included, must pass) or the new password as a string, checked against AUTH_PASSWORD_VALIDATORS here.
-    Every session of the user ends, because the session auth hash changes; a view that wants to keep its
-    own session calls ``update_session_auth_hash`` afterwards. API tokens are not affected.
+    Every session of the user but ``keep_session`` ends (``end_sessions``); the view that keeps its own
+    session calls ``update_session_auth_hash`` afterwards. API tokens are not affected.
     """
     if isinstance(form_or_password, str):
         password = form_or_password
@@ -165,7 +267,14 @@ def do_change_password(user: Any, form_or_password: SetPasswordForm | str, *, ip
     with transaction.atomic():
         user.set_password(password)
         user.save(update_fields=["password"])
-        audit.record(user, audit.PASSWORD_CHANGE, target=f"user:{user.get_username()}", ip=ip)
+        ended = end_sessions(user, keep=keep_session)
+        audit.record(
+            user,
+            audit.PASSWORD_CHANGE,
+            target=f"user:{user.get_username()}",
+            ip=ip,
+            details={"sessions_ended": ended},
+        )
     password_validation.password_changed(password, user)
 
 
@@ -338,6 +447,50 @@ def do_create_user(
     return user
 
 
+def do_set_site_admin(
+    user: Any, is_admin: bool, *, via: str, groups: list[str] | None = None, ip: str | None = None
+) -> bool:
+    """Make ``user`` a site admin or take it away, as the identity provider's groups say (``via``: what
+    decided). Audited as USER_ADMIN_CHANGE when it changes anything; returns whether it did."""
+    with transaction.atomic():
+        changed = bool(
+            User.objects.filter(pk=user.pk)
+            .exclude(is_superuser=is_admin)
+            .update(is_superuser=is_admin, is_staff=is_admin)
+        )
+        if changed:
+            audit.record(
+                None,
+                audit.USER_ADMIN_CHANGE,
+                target=f"user:{user.get_username()}",
+                ip=ip,
+                details={"from": not is_admin, "to": is_admin, "via": via, "groups": groups or []},
+            )
+    user.is_superuser = user.is_staff = is_admin
+    return changed
+
+
+def do_reset_mfa(actor: Any, user: Any, *, ip: str | None = None) -> list[str]:
+    """Remove every second factor of ``user`` (authenticator app, recovery codes, passkeys), for someone
+    who lost them; they set MFA up again at their next sign-in when the policy requires it. Site admins
+    only; audited as MFA_ADMIN_RESET. Returns the kinds of factor removed."""
+    if not permissions.can_use_admin_area(actor):
+        raise NotAllowed("Only site admins may reset two-factor authentication.")
+    with transaction.atomic():
+        factors = Authenticator.objects.filter(user=user)
+        removed = sorted(set(factors.values_list("type", flat=True)))
+        factors.delete()
+        if removed:
+            audit.record(
+                actor,
+                audit.MFA_ADMIN_RESET,
+                target=f"user:{user.get_username()}",
+                ip=ip,
+                details={"removed": removed},
+            )
+    return removed
+
+
 def do_deactivate_user(actor: Any, user: Any, *, ip: str | None = None) -> Any:
     """Deactivate ``user`` and end every way they are connected.
 
@@ -352,7 +505,7 @@ def do_deactivate_user(actor: Any, user: Any, *, ip: str | None = None) -> Any:
         raise NotAllowed("You cannot deactivate your own account; another admin can.")
     with transaction.atomic():
         was_active = bool(User.objects.filter(pk=user.pk, is_active=True).update(is_active=False))
-        sessions = user_sessions.end_sessions(user)
+        sessions = end_sessions(user)
         tokens = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if was_active:
             audit.record(
@@ -362,9 +515,5 @@ def do_deactivate_user(actor: Any, user: Any, *, ip: str | None = None) -> Any:
                 ip=ip,
                 details={"sessions_ended": sessions, "tokens_revoked": tokens},
             )
-        user_id = user.pk
-        transaction.on_commit(
-            lambda: realtime.send(realtime.user_group(user_id), {"type": realtime.SESSION_END})
-        )
     user.is_active = False
     return user

@@ -140,7 +140,13 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # allauth's passkey pages
     "channels",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.mfa",
     "studio",
     "generation",
     "gallery",
@@ -154,7 +160,10 @@ MIDDLEWARE = [
     "studio.boundary.ApiErrorsMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "studio.user_sessions.SessionLifetimeMiddleware",
+    "studio.mfa_policy.MfaRequiredMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -300,17 +309,127 @@ STUDIO_UPLOAD_MAX_PIXELS = env_int("STUDIO_UPLOAD_MAX_PIXELS", 16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- auth --
-LOGIN_URL = "login"
+# Sign-in is django-allauth's: the password form, OpenID Connect single sign-on, MFA and the throttle. The
+# studio's own rules sit in its adapters (studio/sign_in.py, studio/sso.py, studio/mfa_policy.py).
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"
-LOGOUT_REDIRECT_URL = "login"
+LOGOUT_REDIRECT_URL = "account_login"
+AUTHENTICATION_BACKENDS = ["studio.sign_in.PasswordBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "studio.breached.BreachedPasswordValidator"},
 ]
+# Sorted SHA-1 digests of breached passwords, one upper-case hex digest a line (optionally ":count", as in
+# the Pwned Passwords downloads); the studio ships a list, and an operator may point this at a larger one.
+STUDIO_BREACHED_PASSWORDS_FILE = Path(
+    env_str("STUDIO_BREACHED_PASSWORDS_FILE", str(BASE_DIR / "studio" / "data" / "breached-sha1.txt"))
+)
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+ACCOUNT_ADAPTER = "studio.sign_in.AccountAdapter"
+ACCOUNT_FORMS = {"login": "studio.sign_in.LoginForm"}
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "email", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_SESSION_REMEMBER = True  # how long a session lasts is STUDIO_SESSION_* below, not a checkbox
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_EMAIL_NOTIFICATIONS = False
+ACCOUNT_PREVENT_ENUMERATION = True
+# Failed password sign-ins: at most this many per account and per client address within the window; then
+# that account (or address) is refused, the right password included, until the window has passed.
+STUDIO_SIGN_IN_FAILURES_PER_ACCOUNT = env_int("STUDIO_SIGN_IN_FAILURES_PER_ACCOUNT", 5)
+STUDIO_SIGN_IN_FAILURES_PER_IP = env_int("STUDIO_SIGN_IN_FAILURES_PER_IP", 20)
+STUDIO_SIGN_IN_LOCKOUT_SECONDS = env_int("STUDIO_SIGN_IN_LOCKOUT_SECONDS", 15 * 60)
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": (
+        f"{STUDIO_SIGN_IN_FAILURES_PER_IP}/{STUDIO_SIGN_IN_LOCKOUT_SECONDS}s/ip,"
+        f"{STUDIO_SIGN_IN_FAILURES_PER_ACCOUNT}/{STUDIO_SIGN_IN_LOCKOUT_SECONDS}s/key"
+    ),
+    # Signing in at all (right or wrong), per address: a brake on scripted guessing across many accounts.
+    "login": "60/m/ip",
+    "reauthenticate": "10/m/ip",
+}
+
+# Single sign-on: OpenID Connect with the studio's identity provider, when STUDIO_OIDC_ISSUER is set.
+STUDIO_OIDC_ISSUER = env_str("STUDIO_OIDC_ISSUER").rstrip("/")
+STUDIO_OIDC_CLIENT_ID = env_str("STUDIO_OIDC_CLIENT_ID")
+STUDIO_OIDC_CLIENT_SECRET = env_secret("STUDIO_OIDC_CLIENT_SECRET")
+STUDIO_OIDC_NAME = env_str("STUDIO_OIDC_NAME", "Single sign-on")
+STUDIO_OIDC_PROVIDER_ID = "sso"
+STUDIO_OIDC_SCOPES = env_list("STUDIO_OIDC_SCOPES", ["openid", "profile", "email", "groups"])
+STUDIO_OIDC_GROUPS_CLAIM = env_str("STUDIO_OIDC_GROUPS_CLAIM", "groups")
+# Who may sign in (an account is made at the first sign-in): an email domain or an IdP group listed here.
+# Nobody when both are empty.
+STUDIO_SSO_ALLOWED_DOMAINS = [d.lower().lstrip("@") for d in env_list("STUDIO_SSO_ALLOWED_DOMAINS", [])]
+STUDIO_SSO_ALLOWED_GROUPS = env_list("STUDIO_SSO_ALLOWED_GROUPS", [])
+# An email domain counts only when the IdP marks the email verified (turn off for IdPs that never say).
+STUDIO_SSO_REQUIRE_VERIFIED_EMAIL = env_bool("STUDIO_SSO_REQUIRE_VERIFIED_EMAIL", True)
+# Members of these IdP groups are site admins; the mapping is applied at every SSO sign-in.
+STUDIO_SSO_ADMIN_GROUPS = env_list("STUDIO_SSO_ADMIN_GROUPS", [])
+# SSO only: password sign-in is off for everyone but these break-glass accounts (usernames).
+STUDIO_SSO_ONLY = env_bool("STUDIO_SSO_ONLY", False)
+STUDIO_SSO_BREAK_GLASS = env_list("STUDIO_SSO_BREAK_GLASS", [])
+if STUDIO_OIDC_ISSUER and not (STUDIO_OIDC_CLIENT_ID and STUDIO_OIDC_CLIENT_SECRET):
+    raise ImproperlyConfigured(
+        "STUDIO_OIDC_ISSUER needs STUDIO_OIDC_CLIENT_ID and STUDIO_OIDC_CLIENT_SECRET."
+    )
+if STUDIO_SSO_ONLY and not STUDIO_OIDC_ISSUER:
+    raise ImproperlyConfigured("STUDIO_SSO_ONLY=true needs single sign-on configured (STUDIO_OIDC_ISSUER).")
+
+SOCIALACCOUNT_ADAPTER = "studio.sso.SocialAccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_LOGIN_ON_GET = False  # the sign-in button posts; a link elsewhere cannot start a sign-in
+SOCIALACCOUNT_STORE_TOKENS = False
+# A verified email from the IdP signs in the studio account that already has it.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_EMAIL_REQUIRED = False
+SOCIALACCOUNT_PROVIDERS: dict = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": []}}
+if STUDIO_OIDC_ISSUER:
+    SOCIALACCOUNT_PROVIDERS["openid_connect"]["APPS"] = [
+        {
+            "provider_id": STUDIO_OIDC_PROVIDER_ID,
+            "name": STUDIO_OIDC_NAME,
+            "client_id": STUDIO_OIDC_CLIENT_ID,
+            "secret": STUDIO_OIDC_CLIENT_SECRET,
+            "settings": {
+                "server_url": STUDIO_OIDC_ISSUER,
+                "token_auth_method": env_str("STUDIO_OIDC_TOKEN_AUTH_METHOD", "client_secret_basic"),
+                "oauth_pkce_enabled": True,
+                "fetch_userinfo": True,
+            },
+        }
+    ]
+    SOCIALACCOUNT_PROVIDERS["openid_connect"]["SCOPE"] = STUDIO_OIDC_SCOPES
+
+# Multi-factor authentication: authenticator apps (TOTP) with recovery codes, and passkeys / security keys.
+MFA_ADAPTER = "studio.mfa_policy.MfaAdapter"
+STUDIO_PASSKEYS = env_bool("STUDIO_PASSKEYS", True)
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"] + (["webauthn"] if STUDIO_PASSKEYS else [])
+MFA_TOTP_ISSUER = env_str("STUDIO_MFA_ISSUER", "Studio")
+MFA_RECOVERY_CODE_COUNT = 10
+# WebAuthn needs a secure origin; embedded and test mode serve plain http on this machine.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not PRODUCTION
+# Who must have MFA before using the studio: off, admins (site admins) or everyone.
+STUDIO_MFA_REQUIRED = env_str("STUDIO_MFA_REQUIRED", "off").strip().lower()
+if STUDIO_MFA_REQUIRED not in {"off", "admins", "everyone"}:
+    raise ImproperlyConfigured("STUDIO_MFA_REQUIRED must be off, admins or everyone.")
+# A session that signed in through the IdP counts as multi-factor (the IdP enforces its own policy).
+STUDIO_MFA_TRUST_SSO = env_bool("STUDIO_MFA_TRUST_SSO", True)
+
+# Sessions end after this long without a request (idle), and this long after sign-in whatever happens.
+STUDIO_SESSION_IDLE_SECONDS = env_int("STUDIO_SESSION_IDLE_SECONDS", 8 * 3600)
+STUDIO_SESSION_MAX_SECONDS = env_int("STUDIO_SESSION_MAX_SECONDS", 7 * 24 * 3600)
+SESSION_COOKIE_AGE = STUDIO_SESSION_MAX_SECONDS
+
+# Django's own admin site (/admin/): off unless turned on, and read-only when on.
+STUDIO_DJANGO_ADMIN = env_bool("STUDIO_DJANGO_ADMIN", False)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("STUDIO_TIME_ZONE", "UTC")

@@ -1,8 +1,17 @@
 """Every URL of the studio. Pages first, then ``/api/v1/`` (shared/API.md), then health checks."""
 
+from allauth.account import views as account
+from allauth.mfa.base import views as mfa
+from allauth.mfa.recovery_codes import views as recovery_codes
+from allauth.mfa.totp import views as totp
+from allauth.mfa.webauthn import views as webauthn
+from allauth.socialaccount import views as socialaccount
+from allauth.socialaccount.providers.openid_connect import views as openid_connect
+from django.conf import settings
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
+from django.contrib.auth.decorators import login_required
+from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.views.generic import RedirectView
 
 from gallery import api as gallery_api
 from gallery import board_views
@@ -11,7 +20,7 @@ from generation import api as generation_api
 from generation import sdapi
 from generation import views as generation_views
 
-from . import account_views, admin_api, manage_views, project_views, quota_views
+from . import account_views, admin_api, manage_views, project_views, quota_views, sign_in
 from . import api as studio_api
 from . import views as studio_views
 from .boundary import StudioAPI, schema_router
@@ -19,7 +28,7 @@ from .boundary import StudioAPI, schema_router
 handler404 = "studio.errors_views.not_found"
 handler500 = "studio.errors_views.server_error"
 
-pages = [
+pages: list[URLPattern | URLResolver] = [
     path("", studio_views.home, name="home"),
     path("help/permissions/", studio_views.permissions_help, name="help-permissions"),
     path("manage/", manage_views.index, name="manage"),
@@ -29,6 +38,11 @@ pages = [
         "manage/users/<str:username>/deactivate/",
         manage_views.user_deactivate,
         name="manage-user-deactivate",
+    ),
+    path(
+        "manage/users/<str:username>/mfa-reset/",
+        manage_views.user_mfa_reset,
+        name="manage-user-mfa-reset",
     ),
     path("manage/usage/", manage_views.usage_dashboard, name="manage-usage"),
     path("manage/audit/", manage_views.audit_page, name="manage-audit"),
@@ -40,8 +54,6 @@ pages = [
         manage_views.model_remove,
         name="manage-model-remove",
     ),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("p/<slug:slug>/", generation_views.project_generate, name="project"),
     path("p/<slug:slug>/gallery/", gallery_views.gallery, name="gallery"),
     path("p/<slug:slug>/settings/", project_views.project_settings, name="project-settings"),
@@ -71,7 +83,6 @@ pages = [
     path("assets/<str:asset_id>/tags/", board_views.asset_tag, name="asset-tag"),
     path("assets/<str:asset_id>/tags/remove/", board_views.asset_untag, name="asset-untag"),
     path("assets/<str:asset_id>/favourite/", board_views.asset_favourite, name="asset-favourite"),
-    path("admin/", admin.site.urls),
 ]
 
 # /api/v1/: one typed boundary (studio/boundary.py); each app's operations are in its api.py.
@@ -100,6 +111,57 @@ sdapi_v1 = StudioAPI(
 )
 sdapi_v1.add_router("", sdapi.router)
 sdapi_v1.add_router("", schema_router(sdapi_v1, url_name="sdapi-openapi"))
+
+# Signing in: allauth's views that the studio uses, under the names allauth reverses. Local sign-up, email
+# management and password reset by email are left out: admins create accounts, and passwords change on the
+# Account page.
+sign_in_pages = [
+    path("login/", sign_in.LoginView.as_view(), name="account_login"),
+    path("logout/", account.logout, name="account_logout"),
+    path("inactive/", account.account_inactive, name="account_inactive"),
+    path("reauthenticate/", account.reauthenticate, name="account_reauthenticate"),
+    # Two-factor: the Account page is the overview; allauth's pages set each factor up.
+    path("2fa/", login_required(RedirectView.as_view(url="/account/#mfa")), name="mfa_index"),
+    path("2fa/authenticate/", mfa.authenticate, name="mfa_authenticate"),
+    path("2fa/reauthenticate/", mfa.reauthenticate, name="mfa_reauthenticate"),
+    path("2fa/totp/activate/", totp.activate_totp, name="mfa_activate_totp"),
+    path("2fa/totp/deactivate/", totp.deactivate_totp, name="mfa_deactivate_totp"),
+    path("2fa/recovery-codes/", recovery_codes.view_recovery_codes, name="mfa_view_recovery_codes"),
+    path(
+        "2fa/recovery-codes/generate/",
+        recovery_codes.generate_recovery_codes,
+        name="mfa_generate_recovery_codes",
+    ),
+    path(
+        "2fa/recovery-codes/download/",
+        recovery_codes.download_recovery_codes,
+        name="mfa_download_recovery_codes",
+    ),
+    # Single sign-on: the identity provider's round trip, and what allauth shows around it.
+    path("oidc/<str:provider_id>/login/", openid_connect.login, name="openid_connect_login"),
+    path("oidc/<str:provider_id>/login/callback/", openid_connect.callback, name="openid_connect_callback"),
+    path("3rdparty/", socialaccount.connections, name="socialaccount_connections"),
+    path("3rdparty/login/cancelled/", socialaccount.login_cancelled, name="socialaccount_login_cancelled"),
+    path("3rdparty/login/error/", socialaccount.login_error, name="socialaccount_login_error"),
+    path("3rdparty/signup/", socialaccount.signup, name="socialaccount_signup"),
+]
+if settings.STUDIO_PASSKEYS:
+    sign_in_pages += [
+        path("2fa/webauthn/", webauthn.list_webauthn, name="mfa_list_webauthn"),
+        path("2fa/webauthn/add/", webauthn.add_webauthn, name="mfa_add_webauthn"),
+        path(
+            "2fa/webauthn/reauthenticate/",
+            webauthn.reauthenticate_webauthn,
+            name="mfa_reauthenticate_webauthn",
+        ),
+        path("2fa/webauthn/keys/<int:pk>/remove/", webauthn.remove_webauthn, name="mfa_remove_webauthn"),
+        path("2fa/webauthn/keys/<int:pk>/edit/", webauthn.edit_webauthn, name="mfa_edit_webauthn"),
+    ]
+pages += [path("accounts/", include(sign_in_pages))]
+
+if settings.STUDIO_DJANGO_ADMIN:
+    # Read-only (studio/admin.py); its sign-in is the studio's, with the throttle, SSO-only and MFA.
+    pages.append(path("admin/", admin.site.urls))
 
 urlpatterns = [
     *pages,

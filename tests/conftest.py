@@ -85,3 +85,44 @@ def stack(django_db_setup, django_db_blocker, demo_model_dir):
         raise
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def sso_stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    """daphne signing in through a real OpenID Connect provider on loopback, for the whole session.
+
+    Its settings: SSO only, with root as the break-glass account; accounts for the studio.test domain and
+    for the studio-admins and contractors groups; studio-admins are site admins; MFA is required for site
+    admins. No worker: these tests never generate."""
+    from django.db import connection
+
+    from tests.integration.oidc import IdentityProvider
+    from tests.integration.stack import Stack
+
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+    s = Stack(name, Path(settings.DATA_DIR))
+    s.log_dir = Path(settings.DATA_DIR) / "logs-sso"
+    s.log_dir.mkdir(parents=True, exist_ok=True)
+    idp = IdentityProvider(tmp_path_factory.mktemp("idp"), s.base_url)
+    s.extra_env = {
+        **idp.env(),
+        "STUDIO_SSO_ONLY": "true",
+        "STUDIO_SSO_BREAK_GLASS": "root",
+        "STUDIO_SSO_ALLOWED_DOMAINS": "studio.test",
+        "STUDIO_SSO_ALLOWED_GROUPS": "studio-admins,contractors",
+        "STUDIO_SSO_ADMIN_GROUPS": "studio-admins",
+        "STUDIO_MFA_REQUIRED": "admins",
+    }
+    try:
+        idp.start()
+        s.start_web()
+        s.idp = idp
+        yield s
+    except BaseException:
+        print(s.logs())
+        print(idp.log_path.read_text(errors="replace")[-4000:] if idp.log_path.exists() else "")
+        raise
+    finally:
+        s.stop()
+        idp.stop()

@@ -82,6 +82,7 @@ class Stack:
         self.worker: subprocess.Popen | None = None
         self.web: subprocess.Popen | None = None
         self.worker_count = 0
+        self.extra_env: dict[str, str] = {}  # settings of this stack's own (single sign-on, MFA policy)
 
     def env(self) -> dict[str, str]:
         from django.conf import settings
@@ -101,6 +102,7 @@ class Stack:
             STUDIO_PREVIEW_MIN_INTERVAL="0",
             STUDIO_DB_CONN_MAX_AGE="0",
             PYTHONUNBUFFERED="1",
+            **self.extra_env,
         )
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:

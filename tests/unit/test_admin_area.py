@@ -521,27 +521,16 @@ def test_events_outlive_the_project_and_user_they_name(team):
     assert (event.actor, event.actor_name, event.project, event.project_slug) == (None, "dana", None, "temp")
 
 
-def test_the_django_admin_shows_audit_events_read_only(team):
-    event = audit.record(team["alice"], audit.MEMBER_ADD, target="user:bob")
-    root = signed_in(team["root"])
-    assert root.get("/admin/studio/auditevent/").status_code == 200
-    assert root.get(f"/admin/studio/auditevent/{event.pk}/change/").status_code == 200  # a view-only page
-    assert root.get("/admin/studio/auditevent/add/").status_code == 403
-    assert root.get(f"/admin/studio/auditevent/{event.pk}/delete/").status_code == 403
-    response = root.post(f"/admin/studio/auditevent/{event.pk}/change/", {"target": "user:nobody"})
-    assert response.status_code == 403
-    assert AuditEvent.objects.get(pk=event.pk).target == "user:bob"
-
-
 # --- what is audited --
 
 
-def test_sign_in_failed_sign_in_and_sign_out_are_audited(client, team):
+def test_sign_in_and_sign_out_are_audited_and_a_failed_sign_in_is_logged(client, team, caplog):
     wrong = "not-the-password-42"
     response = client.post("/accounts/login/", {"username": "bob", "password": wrong}, REMOTE_ADDR="10.0.0.7")
     assert response.status_code == 200
-    failed = AuditEvent.objects.get(action=audit.SIGN_IN_FAILED)
-    assert (failed.actor, failed.target, failed.ip) == (None, "user:bob", "10.0.0.7")
+    # Anyone can fail a sign-in: the append-only trail keeps no row of it (lockouts are audited, once each).
+    assert not AuditEvent.objects.exists()
+    assert "failed sign-in for 'bob' from 10.0.0.7" in caplog.text
 
     response = client.post(
         "/accounts/login/", {"username": "bob", "password": PASSWORD}, REMOTE_ADDR="10.0.0.7"
@@ -549,6 +538,7 @@ def test_sign_in_failed_sign_in_and_sign_out_are_audited(client, team):
     assert response.status_code == 302
     signed = AuditEvent.objects.get(action=audit.SIGN_IN)
     assert (signed.actor, signed.target, signed.ip) == (team["bob"], "user:bob", "10.0.0.7")
+    assert signed.details == {"method": "password"}
     assert UserSession.objects.filter(user=team["bob"]).count() == 1
 
     assert client.post("/accounts/logout/").status_code == 302
@@ -583,7 +573,8 @@ def test_jobs_tokens_and_members_are_audited(team, monkeypatch, demo_model_dir):
 
     row, token = services.do_create_token(team["bob"], "ci")
     services.do_revoke_token(team["bob"], row.pk)
-    made = AuditEvent.objects.get(action=audit.TOKEN_CREATE, actor=team["bob"], details={"name": "ci"})
+    made = AuditEvent.objects.get(action=audit.TOKEN_CREATE, actor=team["bob"], details__name="ci")
+    assert made.details == {"name": "ci", "scope": "generate", "expires_at": None}
     revoked = AuditEvent.objects.get(action=audit.TOKEN_REVOKE)
     assert made.target == revoked.target == f"token:{row.prefix}"
     assert token not in json.dumps(list(AuditEvent.objects.values()), default=str)
@@ -599,30 +590,3 @@ def test_jobs_tokens_and_members_are_audited(team, monkeypatch, demo_model_dir):
         {"role": "viewer"},
     )
     assert (changed.target, changed.details) == ("user:charlie", {"from": "viewer", "to": "artist"})
-
-
-def test_unticking_active_in_django_admin_deactivates_through_the_service(client, team):
-    from studio.models import ApiToken, AuditEvent
-
-    token = factories.token(team["bob"])
-    client.force_login(team["root"])
-    page = client.get(f"/admin/studio/user/{team['bob'].pk}/change/")
-    form = page.context["adminform"].form
-    data = {
-        k: v for k, v in form.initial.items() if v is not None and k not in ("groups", "user_permissions")
-    }
-    data.update(
-        is_active="",
-        date_joined_0="2026-01-01",
-        date_joined_1="00:00:00",
-        last_login_0="",
-        last_login_1="",
-        password=form.initial["password"],
-    )
-    response = client.post(f"/admin/studio/user/{team['bob'].pk}/change/", data)
-    assert response.status_code == 302, response.content[:2000]
-    team["bob"].refresh_from_db()
-    assert not team["bob"].is_active
-    assert ApiToken.objects.get(user=team["bob"]).revoked_at is not None
-    assert AuditEvent.objects.filter(action="user.deactivate", target__contains="bob").count() == 1
-    assert Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401

@@ -244,3 +244,12 @@ def test_lists_and_what_is_not_served(team, inline_jobs):
     assert memory.status_code == 200 and "GPU workers" in memory.json()["cuda"]["error"]
     unknown = client.get("/sdapi/v1/interrogate")
     assert unknown.status_code == 404 and "not served" in unknown.json()["error"]
+
+
+def test_a_tokens_default_project_is_used_without_the_header(team, inline_jobs):
+    from studio.services import do_create_token
+
+    _, token = do_create_token(team["bob"], "gimp", default_project=team["project"].slug)
+    response = post(sdapi(token, project=None), "txt2img", {**BODY, "batch_size": 1})
+    assert response.status_code == 200, response.content
+    assert json.loads(response.json()["info"])["studio"]["project"] == "poster"

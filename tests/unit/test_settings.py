@@ -58,3 +58,40 @@ def test_the_embedded_mode_generates_and_keeps_a_secret_key(tmp_path):
     key = (tmp_path / "secret_key").read_text()
     assert len(key) > 50
     assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"STUDIO_MFA_REQUIRED": "sometimes"}, "STUDIO_MFA_REQUIRED must be off, admins or everyone"),
+        ({"STUDIO_OIDC_ISSUER": "https://idp.example"}, "STUDIO_OIDC_ISSUER needs STUDIO_OIDC_CLIENT_ID"),
+        ({"STUDIO_SSO_ONLY": "true"}, "STUDIO_SSO_ONLY=true needs single sign-on configured"),
+    ],
+)
+def test_sign_in_settings_that_cannot_work_are_refused(tmp_path, env, complaint):
+    result = manage("check", STUDIO_DATA_DIR=str(tmp_path), **env)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+
+
+def test_single_sign_on_is_configured_from_the_environment(tmp_path):
+    script = (
+        "from django.conf import settings as s; app = s.SOCIALACCOUNT_PROVIDERS['openid_connect']['APPS'][0];"
+        "print(app['client_id'], app['secret'], app['settings']['server_url'], s.STUDIO_SSO_ALLOWED_DOMAINS)"
+    )
+    secret = tmp_path / "oidc-secret"
+    secret.write_text("from-a-file\n")
+    result = manage(
+        "shell",
+        "-c",
+        script,
+        STUDIO_DATA_DIR=str(tmp_path),
+        STUDIO_OIDC_ISSUER="https://idp.example/realms/studio/",
+        STUDIO_OIDC_CLIENT_ID="studio",
+        STUDIO_OIDC_CLIENT_SECRET_FILE=str(secret),
+        STUDIO_SSO_ALLOWED_DOMAINS="@Studio.Example, partner.example",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        "studio from-a-file https://idp.example/realms/studio ['studio.example', 'partner.example']"
+    )

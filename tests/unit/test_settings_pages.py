@@ -76,7 +76,7 @@ def test_a_new_token_is_shown_once_and_works_as_a_bearer_token(team):
     assert Client().get("/api/v1/me", **bearer(token)).json()["username"] == "alice"
     [event] = events(audit.TOKEN_CREATE)
     assert (event.actor, event.target, event.ip) == (team["alice"], f"token:{row.prefix}", "127.0.0.1")
-    assert event.details == {"name": "render farm sync"}
+    assert event.details == {"name": "render farm sync", "scope": "generate", "expires_at": None}
 
 
 def test_revoking_a_token_on_the_page_makes_it_401(team):
@@ -112,10 +112,11 @@ def test_a_token_needs_a_name(team):
 
 
 def test_account_settings_need_a_password_session_not_a_token(team):
+    # A token is never accepted on a page: the request is anonymous, sent to sign in.
     token = factories.token(team["alice"])
     script = Client(enforce_csrf_checks=True)
-    assert script.get("/account/", **bearer(token)).status_code == 403
-    assert script.post("/account/tokens/", {"name": "more"}, **bearer(token)).status_code == 403
+    assert script.get("/account/", **bearer(token))["Location"].startswith("/accounts/login/")
+    assert script.post("/account/tokens/", {"name": "more"}, **bearer(token)).status_code == 403  # CSRF
     assert ApiToken.objects.filter(user=team["alice"]).count() == 1
 
 
