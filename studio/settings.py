@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlparse
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -78,6 +80,25 @@ def database_from_url(url: str) -> dict:
     raise ImproperlyConfigured(
         f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgresql or sqlite)."
     )
+
+
+def redis_url_has_password(url: str) -> bool:
+    """Whether a Redis URL carries a password (a unix:// URL takes it as ``?password=``)."""
+    parsed = urlparse(url)
+    return bool(parsed.password or parse_qs(parsed.query).get("password"))
+
+
+def redis_url_with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` put in, unless it has one already (or either is empty)."""
+    if not url or not password or redis_url_has_password(url):
+        return url
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        query = "&".join(filter(None, [parsed.query, "password=" + quote(password, safe="")]))
+        return f"unix://{parsed.path}?{query}"
+    user = quote(unquote(parsed.username or ""), safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{parsed.netloc.rpartition('@')[2]}"
+    return parsed._replace(netloc=netloc).geturl()
 
 
 def sqlite_database(path: Path | None) -> dict:
@@ -191,20 +212,46 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "studio.User"
 
 # --- redis: broker, channel layer, cache --
+# Redis carries jobs, live previews and cancel flags, so production insists on a password (in the URL, or
+# from STUDIO_REDIS_PASSWORD / _FILE) unless the operator says the network alone protects it. rediss:// is
+# TLS; STUDIO_REDIS_CA_FILE names the CA that signed the server's certificate when it is not a system CA.
 REDIS_URL = env_str("REDIS_URL")
 if not REDIS_URL and STUDIO_ENV == "embedded" and (RUN_DIR / "redis.url").exists():
     # A management command run beside `make run` joins the launcher's private redis-server.
     REDIS_URL = (RUN_DIR / "redis.url").read_text().strip()
 if PRODUCTION and not REDIS_URL:
     raise ImproperlyConfigured("REDIS_URL must be set in production (Celery broker and channel layer).")
+REDIS_URL = redis_url_with_password(REDIS_URL, env_secret("STUDIO_REDIS_PASSWORD"))
+STUDIO_REDIS_INSECURE = env_bool("STUDIO_REDIS_INSECURE", False)
+if PRODUCTION and not redis_url_has_password(REDIS_URL) and not STUDIO_REDIS_INSECURE:
+    raise ImproperlyConfigured(
+        "REDIS_URL has no password; refusing to start. Set `requirepass` (or an ACL user) in Redis and give "
+        "it in the URL (redis://:PASSWORD@host:6379/0, rediss:// for TLS) or in STUDIO_REDIS_PASSWORD "
+        "(or STUDIO_REDIS_PASSWORD_FILE). Set STUDIO_REDIS_INSECURE=true only if nothing but the studio's "
+        "own hosts can reach Redis."
+    )
+STUDIO_REDIS_CA_FILE = env_str("STUDIO_REDIS_CA_FILE")
+REDIS_TLS = urlparse(REDIS_URL).scheme == "rediss"
+# redis-py's options for a verified TLS connection (the cache and the channel layer); Celery's broker
+# takes the same as ssl module constants.
+REDIS_TLS_OPTIONS: dict[str, Any] = (
+    {"ssl_cert_reqs": "required", **({"ssl_ca_certs": STUDIO_REDIS_CA_FILE} if STUDIO_REDIS_CA_FILE else {})}
+    if REDIS_TLS
+    else {}
+)
 
 if REDIS_URL:
     # Live events are ephemeral (a client that connects late gets a snapshot), so the pub/sub layer fits:
     # one PUBLISH per event instead of a Lua script per group member, measurably lighter per step.
+    # Messages are msgpack (plain data), never pickle.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": "studio:ws"},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, **REDIS_TLS_OPTIONS}],
+                "prefix": "studio:ws",
+                "serializer_format": "msgpack",
+            },
         }
     }
     CACHES = {
@@ -212,6 +259,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "studio",
+            "OPTIONS": {"serializer": "studio.cache_json.JSONSerializer", **REDIS_TLS_OPTIONS},
         }
     }
 else:
@@ -220,6 +268,11 @@ else:
 
 # --- celery --
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+if REDIS_TLS:
+    CELERY_BROKER_USE_SSL = {
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        **({"ssl_ca_certs": STUDIO_REDIS_CA_FILE} if STUDIO_REDIS_CA_FILE else {}),
+    }
 CELERY_RESULT_BACKEND = None  # the job row is the truth, never the result backend
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
