@@ -97,7 +97,9 @@ def password_change(request: HttpRequest) -> HttpResponse:
     user = _user(request)
     form = PasswordChangeForm(user, request.POST)
     try:
-        services.do_change_password(user, form, ip=client_ip(request))
+        services.do_change_password(
+            user, form, ip=client_ip(request), keep_session_key=request.session.session_key
+        )
     except ServiceError:
         return _render(request, 400, password_form=form)
     update_session_auth_hash(request, user)  # keep this session; the others end

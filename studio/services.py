@@ -14,9 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from generation import realtime
-
-from . import audit, permissions, user_sessions
+from . import audit, permissions, sockets, user_sessions
 from .auth import digest_token, new_token
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
 from .models import ApiToken, Membership, Project, Role
@@ -140,13 +138,21 @@ def check_token_name(name: Any) -> str:
     return name
 
 
-def do_change_password(user: Any, form_or_password: SetPasswordForm | str, *, ip: str | None = None) -> None:
+def do_change_password(
+    user: Any,
+    form_or_password: SetPasswordForm | str,
+    *,
+    ip: str | None = None,
+    keep_session_key: str | None = None,
+) -> None:
     """Set the user's password and record it.
 
     Takes a bound ``PasswordChangeForm``/``SetPasswordForm`` for ``user`` (its checks, the old password
     included, must pass) or the new password as a string, checked against AUTH_PASSWORD_VALIDATORS here.
     Every session of the user ends, because the session auth hash changes; a view that wants to keep its
-    own session calls ``update_session_auth_hash`` afterwards. API tokens are not affected.
+    own session calls ``update_session_auth_hash`` afterwards. Once committed, every open websocket of the
+    user closes except those of the session ``keep_session_key`` (the one that changed the password; its
+    key as the request had it). API tokens are not affected.
     """
     if isinstance(form_or_password, str):
         password = form_or_password
@@ -166,6 +172,8 @@ def do_change_password(user: Any, form_or_password: SetPasswordForm | str, *, ip
         user.set_password(password)
         user.save(update_fields=["password"])
         audit.record(user, audit.PASSWORD_CHANGE, target=f"user:{user.get_username()}", ip=ip)
+        user_id = user.pk
+        transaction.on_commit(lambda: sockets.end_user_sockets(user_id, keep_session_key=keep_session_key))
     password_validation.password_changed(password, user)
 
 
@@ -217,6 +225,13 @@ def _check_keeps_a_lead(project: Project, membership: Membership) -> None:
         raise Conflict(LAST_LEAD)
 
 
+def _recheck_sockets_on_commit(project: Project, user_id: Any) -> None:
+    """The member's open sockets of the project ask again what they may see, once the change is committed:
+    a removed member's close at once, a changed role's learn it."""
+    slug = project.slug
+    transaction.on_commit(lambda: sockets.recheck_access(slug, user_id))
+
+
 def _set_role(actor: Any, project: Project, membership: Membership, role: str, *, ip: str | None) -> None:
     """Write a role change found valid and permitted; the caller holds the locks (``_lock_membership``)."""
     if membership.role == role:
@@ -226,6 +241,7 @@ def _set_role(actor: Any, project: Project, membership: Membership, role: str, *
     details = {"from": membership.role, "to": role}
     membership.role = role
     membership.save(update_fields=["role"])
+    _recheck_sockets_on_commit(project, membership.user_id)
     audit.record(
         actor,
         audit.MEMBER_ROLE,
@@ -262,6 +278,7 @@ def do_remove_member(actor: Any, project: Project, username: Any, *, ip: str | N
         _check_keeps_a_lead(project, membership)
         role = membership.role
         membership.delete()
+        _recheck_sockets_on_commit(project, membership.user_id)
         audit.record(
             actor,
             audit.MEMBER_REMOVE,
@@ -363,8 +380,6 @@ def do_deactivate_user(actor: Any, user: Any, *, ip: str | None = None) -> Any:
                 details={"sessions_ended": sessions, "tokens_revoked": tokens},
             )
         user_id = user.pk
-        transaction.on_commit(
-            lambda: realtime.send(realtime.user_group(user_id), {"type": realtime.SESSION_END})
-        )
+        transaction.on_commit(lambda: sockets.end_user_sockets(user_id))
     user.is_active = False
     return user
