@@ -11,6 +11,7 @@ Three modes share this one module:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import ssl
@@ -151,6 +152,16 @@ ALLOWED_HOSTS = env_list(
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("STUDIO_ALLOWED_HOSTS must list the studio's host names in production.")
 CSRF_TRUSTED_ORIGINS = env_list("STUDIO_CSRF_TRUSTED_ORIGINS", [])
+# The studio's own reverse proxies (addresses or networks, e.g. "10.0.0.2,10.1.0.0/16"): only requests from
+# them have their X-Forwarded-For believed for the audit trail's addresses. Empty: the peer's address.
+STUDIO_TRUSTED_PROXIES = env_list("STUDIO_TRUSTED_PROXIES", [])
+for _proxy in STUDIO_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"STUDIO_TRUSTED_PROXIES: {_proxy!r} is not an IP address or network."
+        ) from None
 
 # --- apps --
 INSTALLED_APPS = [
