@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from . import pipelines
+from .errors import GenerationError
 from .preview import Previewer, latent_projector
 from .registry import ModelInfo
 
@@ -26,6 +27,9 @@ def cache() -> pipelines.PipelineCache:
 
         _cache = pipelines.PipelineCache(settings.STUDIO_PIPELINE_CACHE_SIZE)
     return _cache
+
+
+OUT_OF_MEMORY = "The worker ran out of memory for this job: try a smaller size or fewer images at once."
 
 
 @dataclass(frozen=True)
@@ -110,18 +114,25 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
     if loaded.device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    with pipelines.loras_applied(loaded, request.loras), torch.inference_mode():
-        output = pipe(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            num_images_per_prompt=request.num_images,
-            generator=generators,
-            callback_on_step_end=on_step_end,
-            output_type="pil",
-            **mode_kwargs,
-        )
+    try:
+        with pipelines.loras_applied(loaded, request.loras), torch.inference_mode():
+            output = pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance_scale,
+                num_images_per_prompt=request.num_images,
+                generator=generators,
+                callback_on_step_end=on_step_end,
+                output_type="pil",
+                **mode_kwargs,
+            )
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        raise GenerationError(OUT_OF_MEMORY) from exc
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower():
+            raise GenerationError(OUT_OF_MEMORY) from exc  # allocators that say it in words
+        raise
     if loaded.device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
