@@ -340,13 +340,15 @@ def _provenance(actor: Any, source: Path, name: str, family: str, sha256: str, s
 
 
 def _defaults(family: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The defaults an install records, within the site's limits (``registry.model_limits``)."""
     fam = FAMILIES[family]
-    size = int(meta.get("default_size", fam.default_size))
+    try:
+        limits = registry.model_limits("studio.json", fam, meta)
+    except registry.RegistryError as exc:
+        raise InvalidInput(f"{exc}.", {"path": [f"{exc}."]}) from None
+    keys = ("default_width", "default_height", "default_steps", "default_guidance")
     return {
-        "default_width": int(meta.get("default_width", size)),
-        "default_height": int(meta.get("default_height", size)),
-        "default_steps": int(meta.get("default_steps", fam.default_steps)),
-        "default_guidance": float(meta.get("default_guidance", fam.default_guidance)),
+        **{key: limits[key] for key in keys},
         "default_scheduler": str(meta.get("default_scheduler", fam.default_scheduler)),
     }
 

@@ -33,7 +33,7 @@ from studio.models import Project
 
 from . import library, realtime
 from .engine import registry
-from .engine.families import FAMILIES
+from .engine.families import FAMILIES, MAX_GUIDANCE, MAX_STEPS
 from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import can_cancel
 from .scheduling import fair_share_order
@@ -183,9 +183,9 @@ def check_job_params(
         steps_default, guidance_default = model.default_steps, model.default_guidance
     else:
         steps_default, guidance_default = 20, 5.0
-    params["steps"] = _int(data.get("steps", steps_default), "steps", 1, 150, errors)
+    params["steps"] = _int(data.get("steps", steps_default), "steps", 1, MAX_STEPS, errors)
     params["guidance_scale"] = _float(
-        data.get("guidance_scale", guidance_default), "guidance_scale", 0, 30, errors
+        data.get("guidance_scale", guidance_default), "guidance_scale", 0, MAX_GUIDANCE, errors
     )
     seed = data.get("seed")
     params["seed"] = (

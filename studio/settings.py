@@ -317,6 +317,8 @@ STUDIO_DEFAULT_MODEL = env_str("STUDIO_DEFAULT_MODEL", "demo")
 # Models shipped in the repository (id → folder); a folder of the same name in MODELS_DIR takes precedence.
 STUDIO_BUNDLED_MODELS = {"demo": BASE_DIR / "generation" / "demo_model"}
 STUDIO_PIPELINE_CACHE_SIZE = env_int("STUDIO_PIPELINE_CACHE_SIZE", 2)
+# The largest image side any job may ask for, whatever a model's studio.json says (it may only lower it).
+STUDIO_MAX_IMAGE_SIZE = env_int("STUDIO_MAX_IMAGE_SIZE", 2048)
 # Quotas count per calendar month (or week, or day), in UTC.
 STUDIO_QUOTA_PERIOD = env_str("STUDIO_QUOTA_PERIOD", "month")
 if STUDIO_QUOTA_PERIOD not in {"month", "week", "day"}:
