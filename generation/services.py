@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -28,7 +29,7 @@ from gallery.serializers import asset_to_dict
 from gallery.services import asset_storage, delete_stored_files, do_create_job_assets
 from studio import audit, quotas
 from studio import permissions as studio_permissions
-from studio.errors import Conflict, InvalidInput, NotAllowed
+from studio.errors import Conflict, InvalidInput, NotAllowed, QuotaExceeded
 from studio.models import Project
 
 from . import library, realtime
@@ -456,6 +457,23 @@ def do_create_job(user: Any, project: Project, data: dict[str, Any], *, ip: str 
     return job
 
 
+def check_queue_room(user: Any) -> None:
+    """QuotaExceeded (429) when the user already has ``STUDIO_MAX_QUEUED_JOBS`` jobs waiting or running
+    (0: no limit). Call inside the submit's transaction: the user's row is locked first, so one person's
+    simultaneous submits are counted one after the other."""
+    limit = int(settings.STUDIO_MAX_QUEUED_JOBS)
+    if limit <= 0:
+        return
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    active = Job.objects.filter(created_by=user, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count()
+    if active >= limit:
+        raise QuotaExceeded(
+            f"You already have {active} jobs waiting or running, the most one person may have at once. "
+            "Wait for one to finish, or cancel one, then submit again.",
+            extra={"queue": {"active": active, "limit": limit}},
+        )
+
+
 def _create_job_row(
     user: Any,
     project: Project,
@@ -468,6 +486,7 @@ def _create_job_row(
     """Reserve the images against the quotas, store the queued job, audit it, and enqueue it on commit.
     Call inside a transaction."""
     period_start = quotas.reserve(user, project, params["num_images"])
+    check_queue_room(user)
     job = Job.objects.create(
         id=job_id,
         project=project,

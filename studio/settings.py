@@ -323,6 +323,8 @@ STUDIO_MAX_IMAGE_SIZE = env_int("STUDIO_MAX_IMAGE_SIZE", 2048)
 STUDIO_QUOTA_PERIOD = env_str("STUDIO_QUOTA_PERIOD", "month")
 if STUDIO_QUOTA_PERIOD not in {"month", "week", "day"}:
     raise ImproperlyConfigured("STUDIO_QUOTA_PERIOD must be month, week or day.")
+# The most jobs one person may have waiting or running at once (0: no limit); a submit past it is a 429.
+STUDIO_MAX_QUEUED_JOBS = env_int("STUDIO_MAX_QUEUED_JOBS", 20)
 # Fair share: the next job goes to the user with the least GPU time in this window (seconds).
 STUDIO_FAIR_SHARE_WINDOW = env_float("STUDIO_FAIR_SHARE_WINDOW", 3600.0)
 
