@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.dispatch import receiver
 from django.utils import timezone
 from PIL import Image
 
@@ -31,6 +32,7 @@ from studio import audit, quotas
 from studio import permissions as studio_permissions
 from studio.errors import Conflict, InvalidInput, NotAllowed, QuotaExceeded
 from studio.models import Project
+from studio.signals import Removal, project_deleting
 
 from . import library, realtime
 from .engine import registry
@@ -631,10 +633,48 @@ def do_finish_job(job_id: Any, attempt: int, status: str, *, error: str = "", gp
 
 
 def _announce_finished(job_id: Any) -> None:
+    """Call on commit of a job's terminal transition: tell its watchers, and let go of what only a running
+    job needs (its mask in storage: its images keep their own copies; its live state in the cache)."""
     job = Job.objects.select_related("project", "created_by").get(id=job_id)
     realtime.send_job_event(job.id, terminal_event(job))
     realtime.send_project_event(job.project.slug, {"type": realtime.JOB_UPDATED, "job": job_to_dict(job)})
-    cache.delete(realtime.cancel_cache_key(job_id))
+    _forget_live_state(job_id)
+    delete_stored_files([job.params.get("mask") or ""])
+
+
+def forget_live_preview(job_id: Any) -> None:
+    cache.delete_many([realtime.preview_cache_key(job_id), realtime.progress_cache_key(job_id)])
+
+
+def _forget_live_state(job_id: Any) -> None:
+    cache.delete_many(
+        [
+            realtime.cancel_cache_key(job_id),
+            realtime.preview_cache_key(job_id),
+            realtime.progress_cache_key(job_id),
+        ]
+    )
+
+
+@receiver(project_deleting, dispatch_uid="generation.services.project_deleting")
+def _project_deleting(sender: Any, project: Project, dry_run: bool = False, **kwargs: Any) -> Removal:
+    """A project is being deleted: its running jobs are told to stop once it commits (their workers then
+    find the rows gone), and its jobs' masks leave storage (the rows go by cascade)."""
+    jobs = Job.objects.filter(project=project)
+    counts = {"jobs": jobs.count()}
+    if dry_run:
+        return Removal(counts=counts)
+    folder = f"masks/{project.pk}/"  # where do_create_job stores every mask of the project
+    unfinished = list(jobs.exclude(status__in=TERMINAL_STATES).values_list("id", "params"))
+
+    def stop() -> None:
+        for job_id, _ in unfinished:
+            _forget_live_state(job_id)
+            cache.set(realtime.cancel_cache_key(job_id), True, 3600)
+
+    transaction.on_commit(stop)
+    masks = [p["mask"] for _, p in unfinished if p.get("mask") and not str(p["mask"]).startswith(folder)]
+    return Removal(storage_names=[folder, *masks], counts=counts)
 
 
 def _announce_assets(slug: str, assets: list[Any]) -> None:

@@ -68,6 +68,9 @@ class JobMonitor:
         self._stop.set()
         self._thread.join(5)
         self.publisher.close()
+        # The live preview is the job's picture in the cache: it goes when the loop ends, whatever ends
+        # the job (its row may even be gone, with its project).
+        services.forget_live_preview(self.job_id)
 
     def _watch(self) -> None:
         interval = settings.STUDIO_JOB_HEARTBEAT_SECONDS

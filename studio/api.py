@@ -165,3 +165,11 @@ def project_member(request: HttpRequest, slug: str, username: str) -> Any:
         request.user, project, username, body.get("role"), ip=client_ip(request)
     )
     return 200, {"username": membership.user.username, "role": membership.role, "project": project.slug}
+
+
+@api(["DELETE"])
+def project_detail(request: HttpRequest, slug: str) -> Any:
+    """DELETE ``?confirm={slug}``: the project and everything in it (204). Leads and admins."""
+    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
+    services.do_delete_project(request.user, project, request.GET.get("confirm"), ip=client_ip(request))
+    return HttpResponse(status=204)

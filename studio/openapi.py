@@ -315,6 +315,17 @@ def schema() -> dict[str, Any]:
                     body={"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
                 ),
             },
+            "/projects/{slug}": {
+                "delete": _op(
+                    "Delete the project and everything in it (jobs, images, thumbnails, masks, boards), from "
+                    "storage too; its open websockets close. Leads and admins; confirm must be its slug",
+                    {"204": _response("Deleted")},
+                    400,
+                    403,
+                    404,
+                    params=[slug, {**_query("confirm"), "required": True}],
+                ),
+            },
             "/projects/{slug}/members": {
                 "post": _op(
                     "Add a member or change their role",

@@ -14,10 +14,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import audit, permissions, sockets, user_sessions
+from . import audit, permissions, signals, sockets, storage, user_sessions
 from .auth import digest_token, new_token
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
-from .models import ApiToken, Membership, Project, Role
+from .models import ApiToken, Membership, Project, QuotaUsage, Role
 
 User = get_user_model()
 
@@ -56,6 +56,55 @@ def do_create_project(user: Any, name: Any, *, ip: str | None = None) -> Project
         except IntegrityError:
             continue  # a concurrent create took the slug; pick the next one
     raise InvalidInput("Could not find a free address for this project name; try another name.")
+
+
+def check_delete_project(actor: Any, project: Project, confirm: Any) -> None:
+    """NotAllowed (403) unless the actor leads the project (or is a site admin); InvalidInput (400) unless
+    ``confirm`` is the project's name or slug, typed out."""
+    if not permissions.can_delete_project(actor, project):
+        raise NotAllowed("Only the project's leads and site admins may delete it.")
+    if not isinstance(confirm, str) or confirm.strip() not in (project.name, project.slug):
+        message = f"Type the project's name, {project.name}, to confirm."
+        raise InvalidInput(message, {"confirm": [message]})
+
+
+def project_contents(project: Project) -> dict[str, int]:
+    """What deleting the project would take with it, by kind (for the page that asks to confirm)."""
+    return {
+        key: value
+        for removal in signals.removals(project, dry_run=True)
+        for key, value in removal.counts.items()
+    }
+
+
+def do_delete_project(actor: Any, project: Project, confirm: Any, *, ip: str | None = None) -> None:
+    """Delete the project and everything in it (``check_delete_project`` first).
+
+    Its jobs, images, thumbnails, masks, boards, tags, comments, reviews, notifications, quotas and
+    memberships go in one transaction; once it commits their files leave storage and the project's open
+    sockets close. One audit event records it, with how much went; the project's earlier audit events stay
+    (they hold names and ids, never prompts)."""
+    check_delete_project(actor, project, confirm)
+    with transaction.atomic():
+        if not list(Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True)):
+            raise NotFound("No such project.")  # deleted by someone else meanwhile
+        removals = signals.removals(project)
+        counts = {key: value for removal in removals for key, value in removal.counts.items()}
+        names = [name for removal in removals for name in removal.storage_names]
+        # Recorded while the project still exists, so the event carries it until the delete clears the link.
+        audit.record(
+            actor,
+            audit.PROJECT_DELETE,
+            target=f"project:{project.slug}",
+            project=project,
+            ip=ip,
+            details=counts,
+        )
+        QuotaUsage.objects.filter(subject="project", subject_id=project.pk).delete()
+        slug = project.slug
+        project.delete()
+        transaction.on_commit(lambda: storage.delete_stored(names))
+        transaction.on_commit(lambda: sockets.recheck_access(slug))
 
 
 def do_add_member(

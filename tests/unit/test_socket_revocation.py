@@ -154,3 +154,19 @@ def test_a_bad_frame_gets_an_error_and_the_socket_stays_up(team, job):
         await ws.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_deleting_a_project_closes_every_socket_showing_it(team, job):
+    paths = [f"/ws/jobs/{job.id}/", f"/ws/projects/{team['project'].slug}/"]
+    tokens = [factories.token(team[who]) for who in ("alice", "vera", "root")]
+
+    async def scenario():
+        sockets = [ws for token in tokens for ws in await open_sockets(paths, token=token)]
+        await database_sync_to_async(studio_services.do_delete_project)(
+            team["alice"], team["project"], "poster"
+        )
+        for ws in sockets:
+            closed = await ws.receive_output(timeout=1)
+            assert closed == {"type": "websocket.close", "code": realtime.CLOSE_ACCESS_ENDED}
+
+    asyncio.run(scenario())
