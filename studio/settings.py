@@ -365,6 +365,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 STUDIO_UPLOAD_MAX_BYTES = env_int("STUDIO_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 STUDIO_UPLOAD_MAX_PIXELS = env_int("STUDIO_UPLOAD_MAX_PIXELS", 16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Request bodies over these are refused before they are read (413; studio/body_limits.py): job bodies may
+# carry an inpainting mask, uploads get STUDIO_UPLOAD_MAX_BYTES and 1 MB of form framing, the rest this.
+STUDIO_MAX_BODY_BYTES = env_int("STUDIO_MAX_BODY_BYTES", 1024 * 1024)
+STUDIO_JOB_MAX_BODY_BYTES = env_int("STUDIO_JOB_MAX_BODY_BYTES", 9 * 1024 * 1024)
 
 # --- auth --
 LOGIN_URL = "login"
