@@ -10,14 +10,12 @@
     return input ? input.value : "";
   }
 
-  // The views hand templates already-dumped JSON strings, which json_script encodes once more
-  // (escaping <, > and & so a prompt can never close the <script>): decode twice.
+  // Server data for a page's script: JSON the view dumped, in a hidden element's data-json attribute
+  // (escaped like any attribute; nothing inline ever runs, as the Content-Security-Policy requires).
   function readJSON(id, fallback) {
     const el = document.getElementById(id);
-    if (!el) return fallback;
-    let value = JSON.parse(el.textContent);
-    if (typeof value === "string") value = JSON.parse(value);
-    return value;
+    if (!el || el.dataset.json === undefined) return fallback;
+    return JSON.parse(el.dataset.json);
   }
 
   // POST a JSON body; resolves to {ok, status, data} and never rejects on HTTP errors.
