@@ -89,6 +89,14 @@ def redis_url_has_password(url: str) -> bool:
     return bool(parsed.password or parse_qs(parsed.query).get("password"))
 
 
+def redis_database(url: str) -> int:
+    """The database number a Redis URL selects (``/N``, or ``?db=N``; 0 by default)."""
+    parsed = urlparse(url)
+    number = parsed.path.lstrip("/") if parsed.scheme != "unix" else ""
+    number = number or (parse_qs(parsed.query).get("db") or ["0"])[0]
+    return int(number) if number.isdigit() else 0
+
+
 def redis_url_with_password(url: str, password: str) -> str:
     """``url`` with ``password`` put in, unless it has one already (or either is empty)."""
     if not url or not password or redis_url_has_password(url):
@@ -256,13 +264,14 @@ REDIS_TLS_OPTIONS: dict[str, Any] = (
 if REDIS_URL:
     # Live events are ephemeral (a client that connects late gets a snapshot), so the pub/sub layer fits:
     # one PUBLISH per event instead of a Lua script per group member, measurably lighter per step.
-    # Messages are msgpack (plain data), never pickle.
+    # Messages are msgpack (plain data), never pickle. Pub/sub channels are not scoped by Redis database, so
+    # the prefix names the database: two studios (or test runs) on one Redis never hear each other's events.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, **REDIS_TLS_OPTIONS}],
-                "prefix": "studio:ws",
+                "prefix": f"studio:ws:{redis_database(REDIS_URL)}",
                 "serializer_format": "msgpack",
             },
         }

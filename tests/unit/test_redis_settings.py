@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from studio.cache_json import JSONSerializer
-from studio.settings import redis_url_has_password, redis_url_with_password
+from studio.settings import redis_database, redis_url_has_password, redis_url_with_password
 from tests.unit.test_settings import PRODUCTION, manage
 
 KEY = "k" * 60
@@ -56,6 +56,8 @@ def test_with_redis_the_cache_uses_json_and_the_channel_layer_msgpack():
     config = json.loads(shown.stdout)
     assert config["cache"]["serializer"] == "studio.cache_json.JSONSerializer"
     assert config["layer"]["serializer_format"] == "msgpack"
+    # Pub/sub ignores the database number: the prefix carries it, so studios sharing a Redis stay apart.
+    assert config["layer"]["prefix"] == "studio:ws:3"
 
 
 def test_production_refuses_a_redis_url_without_a_password():
@@ -101,3 +103,11 @@ def test_rediss_urls_verify_the_servers_certificate_everywhere(tmp_path):
 def test_a_password_is_put_into_the_url_unless_it_has_one(url, password, expected):
     assert redis_url_with_password(url, password) == expected
     assert redis_url_has_password(expected) == bool(password or "mine" in url)
+
+
+@pytest.mark.parametrize(
+    ("url", "number"),
+    [("redis://r:6379/7", 7), ("redis://r:6379", 0), ("rediss://:p@r/12", 12), ("unix:///s.sock?db=4", 4)],
+)
+def test_the_database_number_is_read_from_the_url(url, number):
+    assert redis_database(url) == number
