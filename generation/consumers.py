@@ -123,11 +123,12 @@ class StudioConsumer(AsyncJsonWebsocketConsumer):
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
+        if text_data is None:  # a binary frame
+            await self.send_json({"type": realtime.ERROR, "error": BAD_FRAME})
+            return
         try:
-            content = json.loads(text_data) if text_data is not None else None
+            content = json.loads(text_data)
         except ValueError:
-            content = None
-        if content is None:
             await self.send_json({"type": realtime.ERROR, "error": BAD_FRAME})
             return
         await self.receive_json(content)
