@@ -31,14 +31,19 @@ MULTIPART_MARGIN = MB
 UPLOAD_ROUTE = re.compile(r"^/api/v1/projects/[^/]+/uploads/?$")
 # A job body may carry an inpainting mask as a PNG data URL.
 JOB_ROUTE = re.compile(r"^/api/v1/projects/[^/]+/jobs/?$")
+# The AUTOMATIC1111 API sends images inside its JSON, base64-encoded: a start image and a mask at most.
+IMAGES_IN_JSON_ROUTE = re.compile(r"^/sdapi/v1/(img2img|png-info)/?$")
 
 
 def body_limit(path: str) -> int:
     """The most bytes a request body to ``path`` may have."""
+    upload = int(settings.STUDIO_UPLOAD_MAX_BYTES)
     if UPLOAD_ROUTE.match(path):
-        return int(settings.STUDIO_UPLOAD_MAX_BYTES) + MULTIPART_MARGIN
+        return upload + MULTIPART_MARGIN
     if JOB_ROUTE.match(path):
         return int(settings.STUDIO_JOB_MAX_BODY_BYTES)
+    if IMAGES_IN_JSON_ROUTE.match(path):
+        return 2 * (4 * -(-upload // 3)) + MULTIPART_MARGIN  # two images of the upload limit, as base64
     return int(settings.STUDIO_MAX_BODY_BYTES)
 
 

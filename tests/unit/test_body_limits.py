@@ -67,6 +67,8 @@ def test_each_route_has_its_limit():
     assert body_limit("/api/v1/projects/poster/uploads") == 21 * MB
     assert body_limit("/api/v1/projects/poster/jobs") == 9 * MB
     assert body_limit("/api/v1/projects/poster/jobs/extra") == MB
+    assert body_limit("/sdapi/v1/img2img") == 2 * (4 * -(-20 * MB // 3)) + MB  # start image and mask, base64
+    assert body_limit("/sdapi/v1/txt2img") == MB
 
 
 @override_settings(STUDIO_MAX_BODY_BYTES=MB)
