@@ -54,7 +54,7 @@ lint: install-test
 	$(BIN)/mypy .
 	STUDIO_ENV=test $(BIN)/python manage.py makemigrations --check --dry-run
 	STUDIO_ENV=production STUDIO_SECRET_KEY=lint-only-$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') \
-	DATABASE_URL=postgresql://studio@db/studio REDIS_URL=redis://redis:6379/0 STUDIO_ALLOWED_HOSTS=studio.example \
+	DATABASE_URL=postgresql://studio@db/studio REDIS_URL=redis://:lint-only@redis:6379/0 STUDIO_ALLOWED_HOSTS=studio.example \
 	$(BIN)/python manage.py check --deploy --fail-level WARNING
 
 # The gallery half seeds 100,000 assets into a throwaway PostgreSQL database, created and dropped by the script.

@@ -6,7 +6,9 @@ scheduler and guidance:
 
 * raw: ``StableDiffusionPipeline.__call__`` in this process;
 * studio: HTTP POST of the job → the ``succeeded`` message on a websocket that listened all along
-  (previews on).
+  (previews on);
+* AUTOMATIC1111 API: one blocking ``POST /sdapi/v1/txt2img`` of the same job, answered with the image in
+  base64 (as the tools that speak it wait for it).
 
 It prints medians, the ratio studio/raw, the time from the job starting to the first preview reaching the
 client, and previews received per job.
@@ -40,6 +42,35 @@ def api(base: str, method: str, path: str, token: str, body: object = None) -> d
     )
     with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback only
         return json.loads(response.read())
+
+
+def a1111_call(base: str, slug: str, token: str, params: dict) -> float:
+    """One ``POST /sdapi/v1/txt2img`` of the job, as an AUTOMATIC1111 client makes it; its wall time."""
+    body = {
+        "prompt": params["prompt"],
+        "steps": params["steps"],
+        "width": params["width"],
+        "height": params["height"],
+        "sampler_name": params["scheduler"],
+        "cfg_scale": params["guidance_scale"],
+        "seed": params["seed"],
+    }
+    request = urllib.request.Request(
+        base + "/sdapi/v1/txt2img",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "X-Studio-Project": slug,
+        },
+    )
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback only
+        images = json.loads(response.read())["images"]
+    if len(images) != 1:
+        raise SystemExit(f"the AUTOMATIC1111 call made {len(images)} images")
+    return time.perf_counter() - started
 
 
 def free_port() -> int:
@@ -193,13 +224,16 @@ def main() -> None:
             return time.perf_counter() - started
 
         raw()
-        studio_job(base, ws_base, slug, token, params)  # warm both paths
-        raws, runs = [], []
+        studio_job(base, ws_base, slug, token, params)  # warm every path
+        a1111_call(base, slug, token, params)
+        raws, runs, a1111 = [], [], []
         for _ in range(args.runs):
             raws.append(raw())
             runs.append(studio_job(base, ws_base, slug, token, params))
+            a1111.append(a1111_call(base, slug, token, params))
         raw_median = statistics.median(raws)
         studio_median = statistics.median(r["total"] for r in runs)
+        a1111_median = statistics.median(a1111)
         print(
             f"model demo {params['width']}x{params['height']}, {params['steps']} steps, "
             f"{params['scheduler']}, {args.runs} runs each, torch threads {torch.get_num_threads()}"
@@ -207,6 +241,8 @@ def main() -> None:
         print(f"raw diffusers call           median {raw_median * 1000:8.1f} ms")
         print(f"studio HTTP submit→succeeded median {studio_median * 1000:8.1f} ms")
         print(f"ratio studio / raw           {studio_median / raw_median:8.3f}x")
+        print(f"AUTOMATIC1111 API txt2img    median {a1111_median * 1000:8.1f} ms")
+        print(f"ratio A1111 call / raw       {a1111_median / raw_median:8.3f}x")
         print(
             f"job start → first preview    median "
             f"{statistics.median(r['first_preview'] for r in runs) * 1000:8.1f} ms"
@@ -215,7 +251,7 @@ def main() -> None:
             f"previews received per job    median {statistics.median(r['previews'] for r in runs):8.1f}"
             f" (min {min(r['previews'] for r in runs)})"
         )
-        worker = worker_side(data_dir / "studio.sqlite3", args.runs)
+        worker = worker_side(data_dir / "studio.sqlite3", 2 * args.runs)
         print(
             f"worker: pipeline call        median {worker['pipeline'] * 1000:8.1f} ms "
             f"({worker['pipeline'] / raw_median:.3f}x raw; live updates share the CPU)"

@@ -7,13 +7,13 @@ import uuid
 from typing import Annotated, Any
 
 from django.db.models import Count
-from django.http import FileResponse, HttpRequest, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import File, Query, Status, UploadedFile
 from pydantic import Field
 
 from studio.api import visible_project
 from studio.audit import client_ip
-from studio.boundary import StudioRouter, answers, guarded
+from studio.boundary import StudioRouter, answers, guarded, no_content
 from studio.errors import NotAllowed
 from studio.fields import Slug
 from studio.pagination import keyset_page
@@ -169,10 +169,10 @@ def asset_detail(request: HttpRequest, id: uuid.UUID) -> dict[str, Any]:
 
 
 @router.delete("/assets/{uuid:id}", response=answers({204: None}, 404), guard=deletable_asset)
-def asset_delete(request: HttpRequest, id: uuid.UUID) -> Status:
+def asset_delete(request: HttpRequest, id: uuid.UUID) -> HttpResponse:
     """Delete the image and its files (leads and admins)."""
     services.do_delete_asset(request.user, guarded(request), ip=client_ip(request))
-    return Status(204, None)
+    return no_content()
 
 
 @router.get(
@@ -342,10 +342,10 @@ def board_detail(request: HttpRequest, id: BoardId) -> dict[str, Any]:
 
 
 @router.delete("/boards/{int:id}", response=answers({204: None}, 404), guard=visible_board)
-def board_delete(request: HttpRequest, id: BoardId) -> Status:
+def board_delete(request: HttpRequest, id: BoardId) -> HttpResponse:
     """Delete a board (leads and admins); its images stay."""
     services.do_delete_board(request.user, guarded(request))
-    return Status(204, None)
+    return no_content()
 
 
 @router.post(

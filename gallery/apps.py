@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class GalleryConfig(AppConfig):
     name = "gallery"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Connect the receivers of the team layer's signals (a project being deleted).
+        from . import services  # noqa: F401

@@ -12,14 +12,17 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.db import transaction
+from django.dispatch import receiver
 from django.utils import timezone
 from PIL import Image
 
 from generation import realtime
+from generation.models import Job
 from studio import audit
 from studio import permissions as studio_permissions
 from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
+from studio.signals import Removal, project_deleting
 
 from .models import (
     BOARD_NAME_MAX,
@@ -302,13 +305,15 @@ def check_delete_asset(user: Any, asset: Asset) -> None:
 
 
 def do_delete_asset(actor: Any, asset: Asset, *, ip: str | None = None) -> None:
-    """Delete the asset's row and audit it; its PNG and thumbnail leave storage once the deletion commits
-    (so a rolled-back deletion never loses the files), and the project stream hears of it then."""
+    """Delete the asset's row and audit it; its PNG, thumbnail and mask leave storage once the deletion
+    commits (so a rolled-back deletion never loses the files), and the project stream hears of it then.
+    The job's prompts go too when this was the job's last image."""
     check_delete_asset(actor, asset)
     names = [str(asset.file.name or ""), str(asset.thumbnail.name or ""), str(asset.mask.name or "")]
     asset_id, project = str(asset.id), asset.project
     with transaction.atomic():
         asset.delete()
+        _forget_job_prompts_if_empty(asset.job_id)
         audit.record(
             actor,
             audit.ASSET_DELETE,
@@ -319,6 +324,29 @@ def do_delete_asset(actor: Any, asset: Asset, *, ip: str | None = None) -> None:
         )
         transaction.on_commit(lambda: delete_stored_files(names))
         _send_after_commit(project.slug, {"type": realtime.ASSET_DELETED, "asset": {"id": asset_id}})
+
+
+def _forget_job_prompts_if_empty(job_id: Any) -> None:
+    """A job whose images are all deleted keeps no prompt either (its row stays, for usage and history)."""
+    if job_id and not Asset.objects.filter(job_id=job_id).exists():
+        Job.forget_prompts(job_id)
+
+
+@receiver(project_deleting, dispatch_uid="gallery.services.project_deleting")
+def _project_deleting(sender: Any, project: Project, dry_run: bool = False, **kwargs: Any) -> Removal:
+    """A project is being deleted: its assets' files go with it (its rows go by cascade)."""
+    assets = Asset.objects.filter(project=project)
+    counts = {"assets": assets.count(), "boards": Board.objects.filter(project=project).count()}
+    if dry_run:
+        return Removal(counts=counts)
+    folder = f"assets/{project.pk}/"  # where asset_upload_to puts every file of the project
+    elsewhere = [
+        name
+        for field in ("file", "thumbnail", "mask")
+        for name in assets.exclude(**{f"{field}__startswith": folder}).values_list(field, flat=True)
+        if name
+    ]
+    return Removal(storage_names=[folder, *elsewhere], counts=counts)
 
 
 # --- export --

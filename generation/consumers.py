@@ -1,20 +1,30 @@
-"""Websockets: ``/ws/jobs/{id}/`` and ``/ws/projects/{slug}/``. Thin: permission check, then relay."""
+"""Websockets: ``/ws/jobs/{id}/`` and ``/ws/projects/{slug}/``. Thin: permission check, then relay.
+
+Both join their user's group and their project's access group (``studio/sockets.py``), so the team layer can
+close them (deactivation, a password change) or make them ask the permission module again (a member removed,
+a role changed, the project deleted) without knowing what they stream.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
-from studio.permissions import projects_visible_to
+from studio import sockets
+from studio.permissions import projects_visible_to, role_in
 
 from . import realtime
 from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import jobs_visible_to
 from .serializers import job_to_dict
 from .services import terminal_event
+
+BAD_FRAME = "Messages to this socket must be JSON text; it only sends updates."
 
 
 @database_sync_to_async
@@ -26,9 +36,23 @@ def _visible_job(user: Any, job_id: str) -> Job | None:
 
 
 @database_sync_to_async
-def _job_snapshot(job_id: Any) -> list[dict[str, Any]]:
-    """What a client joining now needs: the current status, the latest preview, or the outcome."""
-    job = Job.objects.select_related("project", "created_by").get(id=job_id)
+def _current_role(user_id: Any, slug: str) -> str | None:
+    """The user's role in the project now (read afresh: the socket's user may have changed since it
+    connected), or None when they no longer see it."""
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return None
+    project = projects_visible_to(user).filter(slug=slug).first()
+    return role_in(user, project) if project is not None else None
+
+
+@database_sync_to_async
+def _job_snapshot(job_id: Any) -> list[dict[str, Any]] | None:
+    """What a client joining now needs: the current status, the latest preview, or the outcome (None when
+    the job is gone)."""
+    job = Job.objects.select_related("project", "created_by").filter(id=job_id).first()
+    if job is None:
+        return None
     step, total = job.progress_step, job.progress_total
     cached = cache.get(realtime.progress_cache_key(job.id)) if job.status == JobStatus.RUNNING else None
     if cached:
@@ -50,42 +74,116 @@ def _job_snapshot(job_id: Any) -> list[dict[str, Any]]:
     return messages
 
 
-class JobConsumer(AsyncJsonWebsocketConsumer):
-    async def connect(self) -> None:
-        job = await _visible_job(self.scope["user"], self.scope["url_route"]["kwargs"]["job_id"])
-        if job is None:
-            await self.close()  # refuses the handshake: the job does not exist for this user
-            return
-        self.job_id = job.id
-        self.queue_group = realtime.queue_group(job.queue)
-        self.groups_joined = [
-            realtime.job_group(job.id),
-            self.queue_group,
-            realtime.user_group(self.scope["user"].id),
-        ]
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-        await self.accept()
-        for message in await _job_snapshot(job.id):
-            await self.send_json(message)
+class StudioConsumer(AsyncJsonWebsocketConsumer):
+    """What every studio socket shares: its user's and project's access groups, ending when access ends, and
+    a clear answer to frames it cannot read."""
 
-    async def disconnect(self, code: int) -> None:
+    project_slug = ""
+    groups_joined: list[str]
+    ended = False
+
+    async def join(self, *groups: str) -> None:
+        if not hasattr(self, "groups_joined"):
+            self.groups_joined = []
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
+
+    async def join_user(self) -> bool:
+        """Join the user's group before anything is checked, so a change to their access made while this
+        socket connects still reaches it. False (and the handshake refused) for anonymous visitors."""
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close()
+            return False
+        self.user_id = user.pk
+        session = self.scope.get("session")
+        self.session = sockets.session_digest(getattr(session, "session_key", None))
+        await self.join(sockets.user_group(user.pk))
+        return True
+
+    async def leave(self) -> None:
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = []
+
+    async def refuse(self) -> None:
+        await self.leave()
+        await self.close()  # before accept: refuses the handshake
+
+    async def end_access(self) -> None:
+        """Close because the user may no longer see what this socket shows: nothing more is sent."""
+        self.ended = True
+        await self.leave()
+        await self.close(code=sockets.CLOSE_ACCESS_ENDED)
+
+    async def disconnect(self, code: int) -> None:
+        await self.leave()
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        if text_data is None:  # a binary frame
+            await self.send_json({"type": realtime.ERROR, "error": BAD_FRAME})
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_json({"type": realtime.ERROR, "error": BAD_FRAME})
+            return
+        await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Clients only listen; anything they send is ignored."""
+        """Clients only listen; well-formed messages are ignored."""
 
     async def studio_event(self, event: dict[str, Any]) -> None:
-        payload = event["payload"]
-        if payload["type"] == realtime.SESSION_END:
-            await self.close(code=realtime.CLOSE_ACCESS_ENDED)
+        if self.ended:
             return
+        payload = event["payload"]
+        kind = payload.get("type")
+        if kind == sockets.SESSION_END:
+            if not (payload.get("keep") and payload.get("keep") == self.session):
+                await self.end_access()
+            return
+        if kind == sockets.ACCESS_CHANGED:
+            if payload.get("project") == self.project_slug and payload.get("user") in (None, self.user_id):
+                role = await _current_role(self.user_id, self.project_slug)
+                if role is None:
+                    await self.end_access()
+                else:
+                    await self.send_json({"type": kind, "project": self.project_slug, "role": role})
+            return
+        await self.relay(payload)
+
+    async def relay(self, payload: dict[str, Any]) -> None:
+        await self.send_json(payload)
+
+
+class JobConsumer(StudioConsumer):
+    async def connect(self) -> None:
+        if not await self.join_user():
+            return
+        job = await _visible_job(self.scope["user"], self.scope["url_route"]["kwargs"]["job_id"])
+        if job is None:
+            await self.refuse()  # the job does not exist for this user
+            return
+        self.job_id = job.id
+        self.project_slug = job.project.slug
+        self.queue_group = realtime.queue_group(job.queue)
+        await self.join(realtime.job_group(job.id), self.queue_group, sockets.access_group(self.project_slug))
+        snapshot = await _job_snapshot(job.id)
+        if snapshot is None:  # deleted with its project meanwhile
+            await self.refuse()
+            return
+        await self.accept()
+        for message in snapshot:
+            await self.send_json(message)
+
+    async def relay(self, payload: dict[str, Any]) -> None:
         if payload["type"] == realtime.QUEUE_MOVED:
             snapshot = await _job_snapshot(self.job_id)
-            status = snapshot[0]
-            if status["status"] == JobStatus.QUEUED:
-                await self.send_json(status)
+            if snapshot and snapshot[0]["status"] == JobStatus.QUEUED:
+                await self.send_json(snapshot[0])
             else:
                 await self.channel_layer.group_discard(self.queue_group, self.channel_name)
             return
@@ -105,28 +203,16 @@ def _visible_project_snapshot(user: Any, slug: str) -> dict[str, Any] | None:
     return {"type": "snapshot", "project": project.slug, "active_jobs": [job_to_dict(j) for j in active]}
 
 
-class ProjectConsumer(AsyncJsonWebsocketConsumer):
+class ProjectConsumer(StudioConsumer):
     async def connect(self) -> None:
-        slug = self.scope["url_route"]["kwargs"]["slug"]
-        snapshot = await _visible_project_snapshot(self.scope["user"], slug)
-        if snapshot is None:
-            await self.close()
+        if not await self.join_user():
             return
-        self.groups_joined = [realtime.project_group(slug), realtime.user_group(self.scope["user"].id)]
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        self.project_slug = self.scope["url_route"]["kwargs"]["slug"]
+        await self.join(sockets.access_group(self.project_slug))
+        snapshot = await _visible_project_snapshot(self.scope["user"], self.project_slug)
+        if snapshot is None:
+            await self.refuse()
+            return
+        await self.join(realtime.project_group(self.project_slug))
         await self.accept()
         await self.send_json(snapshot)
-
-    async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
-
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Clients only listen."""
-
-    async def studio_event(self, event: dict[str, Any]) -> None:
-        if event["payload"]["type"] == realtime.SESSION_END:
-            await self.close(code=realtime.CLOSE_ACCESS_ENDED)
-            return
-        await self.send_json(event["payload"])

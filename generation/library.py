@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import struct
@@ -67,7 +68,7 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
         raw = fh.read(header_len)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nesting deep enough to exhaust the stack
         raise NotSafetensors(_not_safetensors(path, "its header is not safetensors JSON")) from None
     if not isinstance(header, dict):
         raise NotSafetensors(_not_safetensors(path, "its header is not safetensors JSON"))
@@ -81,6 +82,7 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
             dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
             valid = (
                 dtype in DTYPE_SIZES
+                and isinstance(shape, list)
                 and all(isinstance(d, int) and d >= 0 for d in shape)
                 and isinstance(begin, int)
                 and isinstance(end, int)
@@ -118,6 +120,18 @@ def _find(keys: set[str], suffix: str) -> str | None:
     return next((k for k in keys if k.endswith(suffix)), None)
 
 
+def _shape(header: dict[str, Any], name: str, dims: int) -> list[int]:
+    """The shape of tensor ``name``, which must have ``dims`` dimensions; InvalidInput otherwise (a damaged
+    or hand-made file, not a model the studio runs)."""
+    shape = list(header[name]["shape"])
+    if len(shape) != dims:
+        raise InvalidInput(
+            f"The tensor {name!r} has the shape {shape}, where a {dims}-dimensional shape belongs: the "
+            "file is damaged, or not a model the studio runs."
+        )
+    return shape
+
+
 def detect_checkpoint_family(header: dict[str, Any]) -> str:
     """The family of a single-file checkpoint, from its tensor names (and one shape); InvalidInput when it is
     not a text-to-image checkpoint of a family the studio runs, or lacks parts it needs."""
@@ -126,13 +140,13 @@ def detect_checkpoint_family(header: dict[str, Any]) -> str:
         return "flux"
     if _find(keys, "joint_blocks.0.context_block.attn.qkv.weight"):
         return "sd3"
-    conv_in = header.get("model.diffusion_model.input_blocks.0.0.weight")
-    if conv_in is None:
+    conv_in_name = "model.diffusion_model.input_blocks.0.0.weight"
+    if conv_in_name not in header:
         raise InvalidInput(
             "This file is not a Stable Diffusion, SDXL, SD3 or FLUX checkpoint (it has no diffusion model "
             "weights); a LoRA is installed as a LoRA."
         )
-    if conv_in["shape"][1] != 4:
+    if _shape(header, conv_in_name, 4)[1] != 4:
         raise InvalidInput(
             "Inpainting and other special-purpose checkpoints are not supported; use a base model."
         )
@@ -140,8 +154,8 @@ def detect_checkpoint_family(header: dict[str, Any]) -> str:
         return "sdxl"
     if any(k.startswith("conditioner.embedders.0.model.") for k in keys):
         raise InvalidInput("The SDXL refiner is not a text-to-image model; install an SDXL base checkpoint.")
-    to_k = header.get("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight")
-    if to_k is not None and to_k["shape"][-1] == 1024:
+    to_k = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    if to_k in header and _shape(header, to_k, 2)[-1] == 1024:
         return "sd2"
     return "sd1"
 
@@ -236,7 +250,7 @@ def detect_lora_family(header: dict[str, Any]) -> str | None:
         return "sd3"
     for key in keys:
         if "attn2" in key and ("to_k" in key) and any(d in key for d in ("lora_down", "lora_A", "lora.down")):
-            width = header[key]["shape"][-1]
+            width = _shape(header, key, 2)[-1]
             return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(width)
     return None
 
@@ -324,13 +338,15 @@ def _provenance(actor: Any, source: Path, name: str, family: str, sha256: str, s
 
 
 def _defaults(family: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The defaults an install records, within the site's limits (``registry.model_limits``)."""
     fam = FAMILIES[family]
-    size = int(meta.get("default_size", fam.default_size))
+    try:
+        limits = registry.model_limits("studio.json", fam, meta)
+    except registry.RegistryError as exc:
+        raise InvalidInput(f"{exc}.", {"path": [f"{exc}."]}) from None
+    keys = ("default_width", "default_height", "default_steps", "default_guidance")
     return {
-        "default_width": int(meta.get("default_width", size)),
-        "default_height": int(meta.get("default_height", size)),
-        "default_steps": int(meta.get("default_steps", fam.default_steps)),
-        "default_guidance": float(meta.get("default_guidance", fam.default_guidance)),
+        **{key: limits[key] for key in keys},
         "default_scheduler": str(meta.get("default_scheduler", fam.default_scheduler)),
     }
 
@@ -352,6 +368,7 @@ def check_model_source(path_text: str) -> tuple[Path, str, dict[str, Any]]:
             family = detect_checkpoint_family(header)
             check_single_file(header, family)
             return source, family, {}
+        _refuse_symlinks(source)
         if not (source / "model_index.json").is_file():
             raise InvalidInput(
                 f"{source} is neither a .safetensors checkpoint nor a diffusers folder (no model_index.json)."
@@ -364,6 +381,21 @@ def check_model_source(path_text: str) -> tuple[Path, str, dict[str, Any]]:
         return source, family, carried
     except InvalidInput as exc:
         raise _field(exc) from None
+
+
+def _refuse_symlinks(source: Path) -> None:
+    """A folder to install must hold its own files: a symbolic link inside it could copy any file of the
+    server into the models dir (and from there into every worker)."""
+    for root, dirs, files in os.walk(source, followlinks=False):
+        for name in dirs + files:
+            path = Path(root) / name
+            if path.is_symlink():
+                relative = path.relative_to(source)
+                raise InvalidInput(
+                    f"{relative} in {source.name} is a symbolic link; folders with symbolic links are "
+                    "refused (they could copy files from elsewhere on the server). Copy the folder with its "
+                    "links resolved (cp -rL) and install the copy."
+                )
 
 
 def _folder_files(source: Path) -> list[Path]:
@@ -544,6 +576,8 @@ def check_preview_decoder_source(path_text: str, family: str) -> tuple[Path, dic
         raise InvalidInput(message, {"family": [message]})
     try:
         source = _source(path_text)
+        if source.is_dir():
+            _refuse_symlinks(source)
         if not source.is_dir() or not (source / "config.json").is_file():
             raise InvalidInput(
                 "A preview decoder is a diffusers AutoencoderTiny folder (config.json and "

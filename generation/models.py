@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -113,6 +113,17 @@ class Job(models.Model):
     def request_cancel(cls, job_id: Any) -> bool:
         """Flag a running job; its worker stops it at the next step."""
         return bool(cls.objects.filter(id=job_id, status=JobStatus.RUNNING).update(cancel_requested=True))
+
+    @classmethod
+    def forget_prompts(cls, job_id: Any) -> bool:
+        """Blank a finished job's prompt and negative prompt (every image it made was deleted: what was
+        asked for goes too). Its other parameters stay, for its history and usage."""
+        with transaction.atomic():
+            job = cls.objects.select_for_update().filter(id=job_id, status__in=TERMINAL_STATES).first()
+            if job is None:
+                return False
+            params = dict(job.params, prompt="", negative_prompt="")
+            return bool(cls.objects.filter(id=job_id).update(params=params))
 
     @classmethod
     def requeue(cls, job_id: Any, attempt: int) -> bool:

@@ -18,11 +18,12 @@ import time
 from typing import Any
 
 import numpy as np
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from PIL import Image
+
+from studio import sockets
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +45,19 @@ ASSET_SUBMITTED = "asset.submitted"
 ASSET_REVIEWED = "asset.reviewed"
 # Fan-out to queued jobs' sockets: their queue position may have changed.
 QUEUE_MOVED = "queue.moved"
-# To every socket of one user: their session ended (deactivated); the socket closes.
-SESSION_END = "session.end"
-# Websocket close code sent when a user's access ends.
-CLOSE_ACCESS_ENDED = 4403
+# Sockets also hear from the team layer (studio/sockets.py): SESSION_END closes them, ACCESS_CHANGED makes
+# them ask the permission module again; both close with CLOSE_ACCESS_ENDED when access ended.
+SESSION_END = sockets.SESSION_END
+ACCESS_CHANGED = sockets.ACCESS_CHANGED
+CLOSE_ACCESS_ENDED = sockets.CLOSE_ACCESS_ENDED
+# A client sent a frame the server cannot read (not JSON); the socket stays open.
+ERROR = "error"
 
 # Consumers receive every group message through this handler name.
-HANDLER = "studio.event"
+HANDLER = sockets.HANDLER
+user_group = sockets.user_group
+access_group = sockets.access_group
+send = sockets.send
 
 
 def job_group(job_id: Any) -> str:
@@ -59,10 +66,6 @@ def job_group(job_id: Any) -> str:
 
 def project_group(slug: str) -> str:
     return f"project.{slug}"
-
-
-def user_group(user_id: Any) -> str:
-    return f"user.{user_id}"
 
 
 def queue_group(queue_name: str) -> str:
@@ -79,21 +82,6 @@ def progress_cache_key(job_id: Any) -> str:
 
 def cancel_cache_key(job_id: Any) -> str:
     return f"job:{job_id}:cancel"
-
-
-def _envelope(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"type": HANDLER, "payload": payload}
-
-
-def send(group: str, payload: dict[str, Any]) -> None:
-    """Send now (call from on_commit or outside any transaction). A layer outage never fails the caller."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, _envelope(payload))
-    except Exception:  # the database holds the truth; a lost live event is only a missed repaint
-        logger.warning("Could not send %s to %s", payload.get("type"), group, exc_info=True)
 
 
 def send_job_event(job_id: Any, payload: dict[str, Any]) -> None:
@@ -199,7 +187,7 @@ class JobPublisher:
                 else:
                     payload = item
                 if layer is not None:
-                    await layer.group_send(self.group, _envelope(payload))
+                    await layer.group_send(self.group, sockets.envelope(payload))
             except Exception:
                 self._pending_preview.clear()
                 logger.warning("Live update for job %s failed", self.job_id, exc_info=True)

@@ -23,6 +23,7 @@ from studio.fields import Messages, Moment, Real, Text, Whole
 from studio.pagination import UUID_CURSOR
 
 from .engine import registry
+from .engine.families import MAX_GUIDANCE, MAX_STEPS
 
 MAX_PROMPT = 2000
 MAX_SEED = 2**32 - 1
@@ -104,12 +105,14 @@ Strength = Annotated[
 Mask = Annotated[
     str,
     Field(
+        min_length=1,
         max_length=MASK_MAX_CHARS,
         pattern=r"^data:image/png;base64,",
         description="A PNG data URL of the start image's size: white = repaint, black or transparent = keep.",
     ),
     Messages(
         missing=EMPTY_MASK,
+        string_too_short=EMPTY_MASK,
         string_pattern_mismatch="Send the mask as a PNG data URL (data:image/png;base64,…).",
         string_too_long="The mask is too large.",
     ),
@@ -148,10 +151,12 @@ class JobFields(BaseModel):
     model: ModelId | None = Field(
         None, description="A model id from GET /api/v1/models (default: the site's)."
     )
-    steps: Annotated[int, Whole(1, 150)] | None = Field(
+    steps: Annotated[int, Whole(1, MAX_STEPS)] | None = Field(
         None, description="Denoising steps (default: the model's)."
     )
-    guidance_scale: Annotated[float, Real(0, 30)] | None = Field(None, description="Default: the model's.")
+    guidance_scale: Annotated[float, Real(0, MAX_GUIDANCE)] | None = Field(
+        None, description="Default: the model's."
+    )
     seed: Annotated[int, Whole(0, MAX_SEED)] | None = Field(
         None, description="Default: random; the seed used is recorded."
     )

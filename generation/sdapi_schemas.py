@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from studio.fields import Bool, Messages, Real, Text, Whole
 
 from .engine import registry
+from .engine.families import MAX_GUIDANCE, MAX_STEPS
 from .schemas import MAX_IMAGES, MAX_PROMPT, MAX_SEED, Installed, Side
 
 
@@ -120,8 +121,8 @@ class Common(BaseModel):
     n_iter: Annotated[int, Whole(1, MAX_IMAGES)] = Field(
         1, description="Batches, run one after the other (one job each)."
     )
-    steps: Annotated[int, Whole(1, 150)] = 50
-    cfg_scale: Annotated[float, Real(0, 30)] = 7.0
+    steps: Annotated[int, Whole(1, MAX_STEPS)] = 50
+    cfg_scale: Annotated[float, Real(0, MAX_GUIDANCE)] = 7.0
     width: Side | None = Field(None, description="Default: the model's.")
     height: Side | None = Field(None, description="Default: the model's.")
     restore_faces: Annotated[Literal[False], off("Face restoration is not served by this studio.")] | None = (
@@ -170,7 +171,7 @@ class Txt2ImgIn(Common):
         Literal[2, 4], Messages(literal_error="Choose one of: 2, 4 (the studio upscales by 2 or 4).")
     ] = Field(2, description="2 or 4 (the studio's upscale mode).")
     hr_upscaler: Name | None = Field(None, description="The upscale repaints with the same model.")
-    hr_second_pass_steps: Annotated[int, Whole(0, 150)] = Field(0, description="0 = the same steps.")
+    hr_second_pass_steps: Annotated[int, Whole(0, MAX_STEPS)] = Field(0, description="0 = the same steps.")
     hr_resize_x: Annotated[Literal[0], Messages(literal_error=HR_RESIZE)] = 0
     hr_resize_y: Annotated[Literal[0], Messages(literal_error=HR_RESIZE)] = 0
     hr_checkpoint_name: (

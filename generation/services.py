@@ -17,9 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.dispatch import receiver
 from django.utils import timezone
 from PIL import Image
 from pydantic import BaseModel
@@ -29,8 +31,9 @@ from gallery.services import asset_storage, delete_stored_files, do_create_job_a
 from studio import audit, quotas
 from studio import permissions as studio_permissions
 from studio.boundary import validate
-from studio.errors import Conflict, InvalidInput, NotAllowed
+from studio.errors import Conflict, InvalidInput, NotAllowed, QuotaExceeded
 from studio.models import Project
+from studio.signals import Removal, project_deleting
 
 from . import library, realtime
 from .engine import registry
@@ -309,6 +312,23 @@ def do_create_job(user: Any, project: Project, request: Any, *, ip: str | None =
     return job
 
 
+def check_queue_room(user: Any) -> None:
+    """QuotaExceeded (429) when the user already has ``STUDIO_MAX_QUEUED_JOBS`` jobs waiting or running
+    (0: no limit). Call inside the submit's transaction: the user's row is locked first, so one person's
+    simultaneous submits are counted one after the other."""
+    limit = int(settings.STUDIO_MAX_QUEUED_JOBS)
+    if limit <= 0:
+        return
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    active = Job.objects.filter(created_by=user, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).count()
+    if active >= limit:
+        raise QuotaExceeded(
+            f"You already have {active} jobs waiting or running, the most one person may have at once. "
+            "Wait for one to finish, or cancel one, then submit again.",
+            extra={"queue": {"active": active, "limit": limit}},
+        )
+
+
 def _create_job_row(
     user: Any,
     project: Project,
@@ -321,6 +341,7 @@ def _create_job_row(
     """Reserve the images against the quotas, store the queued job, audit it, and enqueue it on commit.
     Call inside a transaction."""
     period_start = quotas.reserve(user, project, params.num_images)
+    check_queue_room(user)
     job = Job.objects.create(
         id=job_id,
         project=project,
@@ -465,10 +486,48 @@ def do_finish_job(job_id: Any, attempt: int, status: str, *, error: str = "", gp
 
 
 def _announce_finished(job_id: Any) -> None:
+    """Call on commit of a job's terminal transition: tell its watchers, and let go of what only a running
+    job needs (its mask in storage: its images keep their own copies; its live state in the cache)."""
     job = Job.objects.select_related("project", "created_by").get(id=job_id)
     realtime.send_job_event(job.id, terminal_event(job))
     realtime.send_project_event(job.project.slug, {"type": realtime.JOB_UPDATED, "job": job_to_dict(job)})
-    cache.delete(realtime.cancel_cache_key(job_id))
+    _forget_live_state(job_id)
+    delete_stored_files([job.params.get("mask") or ""])
+
+
+def forget_live_preview(job_id: Any) -> None:
+    cache.delete_many([realtime.preview_cache_key(job_id), realtime.progress_cache_key(job_id)])
+
+
+def _forget_live_state(job_id: Any) -> None:
+    cache.delete_many(
+        [
+            realtime.cancel_cache_key(job_id),
+            realtime.preview_cache_key(job_id),
+            realtime.progress_cache_key(job_id),
+        ]
+    )
+
+
+@receiver(project_deleting, dispatch_uid="generation.services.project_deleting")
+def _project_deleting(sender: Any, project: Project, dry_run: bool = False, **kwargs: Any) -> Removal:
+    """A project is being deleted: its running jobs are told to stop once it commits (their workers then
+    find the rows gone), and its jobs' masks leave storage (the rows go by cascade)."""
+    jobs = Job.objects.filter(project=project)
+    counts = {"jobs": jobs.count()}
+    if dry_run:
+        return Removal(counts=counts)
+    folder = f"masks/{project.pk}/"  # where do_create_job stores every mask of the project
+    unfinished = list(jobs.exclude(status__in=TERMINAL_STATES).values_list("id", "params"))
+
+    def stop() -> None:
+        for job_id, _ in unfinished:
+            _forget_live_state(job_id)
+            cache.set(realtime.cancel_cache_key(job_id), True, 3600)
+
+    transaction.on_commit(stop)
+    masks = [p["mask"] for _, p in unfinished if p.get("mask") and not str(p["mask"]).startswith(folder)]
+    return Removal(storage_names=[folder, *masks], counts=counts)
 
 
 def _announce_assets(slug: str, assets: list[Any]) -> None:

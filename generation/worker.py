@@ -19,10 +19,16 @@ from studio.errors import InvalidInput
 
 from . import realtime, services
 from .engine import registry
+from .engine.errors import GenerationError
 from .models import JobStatus
 from .schemas import JobParams
 
 logger = logging.getLogger(__name__)
+
+FAILED_ON_WORKER = (
+    "Generation failed on the worker. An administrator can find the details in the worker's log under job "
+    "{job}."
+)
 
 
 class JobMonitor:
@@ -64,6 +70,9 @@ class JobMonitor:
         self._stop.set()
         self._thread.join(5)
         self.publisher.close()
+        # The live preview is the job's picture in the cache: it goes when the loop ends, whatever ends
+        # the job (its row may even be gone, with its project).
+        services.forget_live_preview(self.job_id)
 
     def _watch(self) -> None:
         interval = settings.STUDIO_JOB_HEARTBEAT_SECONDS
@@ -163,10 +172,17 @@ def execute_job(job_id: str, worker: str) -> str:
         monitor.close()
         services.do_finish_job(job.id, attempt, JobStatus.FAILED, error="The job ran past the time limit.")
         return JobStatus.FAILED
-    except Exception as exc:
+    except GenerationError as exc:
         monitor.close()
         logger.exception("Job %s failed", job.id)
         services.do_finish_job(job.id, attempt, JobStatus.FAILED, error=f"Generation failed: {exc}")
+        return JobStatus.FAILED
+    except Exception:
+        # Library and OS errors can name files and internals of the server: members get a sentence, the
+        # log gets everything.
+        monitor.close()
+        logger.exception("Job %s failed", job.id)
+        services.do_finish_job(job.id, attempt, JobStatus.FAILED, error=FAILED_ON_WORKER.format(job=job.id))
         return JobStatus.FAILED
     monitor.close()  # flush every progress/preview message before the final one
     if result.canceled:

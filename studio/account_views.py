@@ -120,7 +120,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
     form = PasswordChangeForm(user, request.POST)
     try:
         services.do_change_password(
-            user, form, ip=client_ip(request), keep_session=request.session.session_key
+            user, form, ip=client_ip(request), keep_session_key=request.session.session_key
         )
     except ServiceError:
         return _render(request, 400, password_form=form)

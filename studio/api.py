@@ -8,15 +8,16 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
-from ninja import Status
+from ninja import Query, Status
 
 from . import permissions, quotas, services
 from .audit import client_ip
-from .boundary import StudioRouter, answers, error_response, guarded
+from .boundary import StudioRouter, answers, error_response, guarded, no_content
 from .errors import NotAllowed
 from .fields import Slug, Username
 from .models import Project, QuotaScope
 from .schemas import (
+    DeleteProjectQuery,
     MemberIn,
     MemberOut,
     MeOut,
@@ -46,6 +47,14 @@ def member_manager(request: HttpRequest, slug: str, **_: Any) -> Project:
     project = visible_project(request, slug)
     if not permissions.can_manage_members(request.user, project):
         raise NotAllowed("Only the project's leads may change its members.")
+    return project
+
+
+def project_deleter(request: HttpRequest, slug: str, **_: Any) -> Project:
+    """Guard: a visible project the caller may delete (its leads, admins)."""
+    project = visible_project(request, slug)
+    if not permissions.can_delete_project(request.user, project):
+        raise NotAllowed("Only the project's leads and site admins may delete it.")
     return project
 
 
@@ -97,6 +106,19 @@ def create_project(request: HttpRequest, payload: ProjectIn) -> Status:
     return Status(201, project_to_dict(project, "lead"))
 
 
+@router.delete(
+    "/projects/{slug:slug}",
+    response=answers({204: None}, 404),
+    guard=project_deleter,
+    url_name="api-project",
+)
+def delete_project(request: HttpRequest, slug: Slug, query: Query[DeleteProjectQuery]) -> HttpResponse:
+    """Delete the project and everything in it: its jobs, images, thumbnails, masks and boards leave storage;
+    one audit event remains. ``confirm`` must be the project's slug (or name), typed out."""
+    services.do_delete_project(request.user, guarded(request), query.confirm, ip=client_ip(request))
+    return no_content()
+
+
 @router.post(
     "/projects/{slug:slug}/members",
     response=answers({201: MemberOut}, 400, 404, 409),
@@ -130,10 +152,10 @@ def change_member(request: HttpRequest, slug: Slug, username: Username, payload:
     response=answers({204: None}, 404, 409),
     guard=member_manager,
 )
-def remove_member(request: HttpRequest, slug: Slug, username: Username) -> Status:
+def remove_member(request: HttpRequest, slug: Slug, username: Username) -> HttpResponse:
     """Remove a member; 409 for the project's last lead."""
     services.do_remove_member(request.user, guarded(request), username, ip=client_ip(request))
-    return Status(204, None)
+    return no_content()
 
 
 @router.put(

@@ -1,10 +1,9 @@
-"""ASGI entry point: Django for HTTP, Channels for websockets (origin-checked, session or token auth)."""
+"""ASGI entry point: Django for HTTP (bodies size-limited), Channels for websockets (origin-checked, session
+or token auth)."""
 
 import os
 
 from django.core.asgi import get_asgi_application
-
-from studio import daphne_bodies  # noqa: F401 - daphne passes bodies to Django unparsed
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
 django_asgi_app = get_asgi_application()
@@ -15,8 +14,14 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from generation.routing import websocket_urlpatterns  # noqa: E402
 from studio.auth import WebsocketOriginMiddleware, WebsocketTokenAuthMiddleware  # noqa: E402
+from studio.body_limits import BodyLimitMiddleware, guard_daphne  # noqa: E402
 
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.STUDIO_SERVE_STATIC else django_asgi_app
+# Bodies over a route's limit are refused as they arrive: by daphne itself when it serves us, and by the
+# middleware under any ASGI server.
+guard_daphne()
+http_app = BodyLimitMiddleware(
+    ASGIStaticFilesHandler(django_asgi_app) if settings.STUDIO_SERVE_STATIC else django_asgi_app
+)
 
 application = ProtocolTypeRouter(
     {

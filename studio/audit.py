@@ -8,9 +8,12 @@ the log and count towards the sign-in throttle, which records one ``auth.lockout
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -32,6 +35,7 @@ MFA_RESET = "mfa.recovery_codes_reset"
 MFA_ADMIN_RESET = "mfa.admin_reset"
 USER_ADMIN_CHANGE = "user.admin_change"
 PROJECT_CREATE = "project.create"
+PROJECT_DELETE = "project.delete"
 MEMBER_ADD = "member.add"
 MEMBER_ROLE = "member.role_change"
 MEMBER_REMOVE = "member.remove"
@@ -51,7 +55,7 @@ USER_DEACTIVATE = "user.deactivate"
 PASSWORD_CHANGE = "user.password_change"  # noqa: S105 - an action name
 
 ACTIONS = [
-    SIGN_IN, SIGN_IN_FAILED, SIGN_OUT, PROJECT_CREATE, MEMBER_ADD, MEMBER_ROLE, MEMBER_REMOVE,
+    SIGN_IN, SIGN_IN_FAILED, SIGN_OUT, PROJECT_CREATE, PROJECT_DELETE, MEMBER_ADD, MEMBER_ROLE, MEMBER_REMOVE,
     QUOTA_CHANGE, JOB_CREATE, JOB_CANCEL, MODEL_INSTALL, MODEL_REMOVE, ASSET_REVIEW, ASSET_DELETE,
     ASSET_UPLOAD, ASSET_EXPORT, TOKEN_CREATE, TOKEN_REVOKE, USER_CREATE, USER_DEACTIVATE, PASSWORD_CHANGE,
     SIGN_IN_LOCKOUT, SSO_SIGN_UP, SSO_REFUSED, MFA_ADD, MFA_REMOVE, MFA_RESET, MFA_ADMIN_RESET,
@@ -60,13 +64,40 @@ ACTIONS = [
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
-    """The client's address. Behind the studio's proxy, the last hop it appended to X-Forwarded-For."""
+    """The client's address: the peer's, unless the peer is one of the studio's own proxies
+    (``STUDIO_TRUSTED_PROXIES``: addresses or networks). Then ``X-Forwarded-For`` is read from the right,
+    skipping the trusted proxies' own hops, and the first address that is not one of them is the client
+    (anything further left was written by the client itself and proves nothing)."""
     if request is None:
         return None
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded:
-        return forwarded.split(",")[-1].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+    peer = _address(request.META.get("REMOTE_ADDR", ""))
+    if peer is None or not _trusted(peer):
+        return str(peer) if peer is not None else None
+    client = peer
+    for hop in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        address = _address(hop)
+        if address is None:
+            break  # a hop our proxy did not write sensibly: trust nothing beyond it
+        client = address
+        if not _trusted(address):
+            break
+    return str(client)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return any(address in network for network in _trusted_networks(tuple(settings.STUDIO_TRUSTED_PROXIES)))
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted_networks(entries: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry.strip()]
 
 
 def record(

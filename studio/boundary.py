@@ -64,6 +64,11 @@ def error_response(
     return JsonResponse(body, status=status)
 
 
+def no_content() -> HttpResponse:
+    """204: done, nothing to say (no body, so no content type either)."""
+    return HttpResponse(status=204)
+
+
 def answers(ok: dict[int, Any], *errors: int) -> dict[Any, Any]:
     """An operation's ``response=``: its success shapes and the error statuses it can give.
 

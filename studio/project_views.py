@@ -47,6 +47,21 @@ def _members(project: Project, posted: dict[str, str], error: str | None) -> lis
 
 
 @login_required
+@require_http_methods(["POST"])
+def project_delete(request: HttpRequest, slug: str) -> HttpResponse:
+    """The settings page's "Delete project": the project's name, typed, confirms it."""
+    project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
+    try:
+        services.do_delete_project(
+            request.user, project, request.POST.get("confirm", ""), ip=client_ip(request)
+        )
+    except ServiceError as exc:
+        return _render(request, project, status=exc.status, delete_error=exc.message)
+    messages.success(request, f"{project.name} was deleted, with its jobs and images.")
+    return redirect("home")
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_object_or_404(permissions.projects_visible_to(request.user), slug=slug)
@@ -69,6 +84,21 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
             if permissions.projects_visible_to(request.user).filter(pk=project.pk).exists():
                 return redirect("project-settings", slug=project.slug)
             return redirect("home")  # a lead who removed themselves
+    return _render(request, project, status=status, error=error, errors=errors, posted=posted)
+
+
+def _render(
+    request: HttpRequest,
+    project: Project,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    errors: dict[str, list[str]] | None = None,
+    posted: dict[str, str] | None = None,
+    delete_error: str | None = None,
+) -> HttpResponse:
+    posted = posted or {}
+    can_delete = permissions.can_delete_project(request.user, project)
     return render(
         request,
         "studio/project_settings.html",
@@ -79,8 +109,11 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
             "members": _members(project, posted, error),
             "roles": Role.choices,
             "error": error,
-            "errors": errors,
+            "errors": errors or {},
             "posted": posted,
+            "can_delete": can_delete,
+            "contents": services.project_contents(project) if can_delete else {},
+            "delete_error": delete_error,
         },
         status=status,
     )

@@ -38,6 +38,12 @@ class ProjectOut(BaseModel):
     role: RoleName
 
 
+class DeleteProjectQuery(BaseModel):
+    confirm: Annotated[
+        str, Field(max_length=PROJECT_NAME_MAX, description="The project's slug or name, typed out.")
+    ]
+
+
 class MeOut(BaseModel):
     username: str
     is_admin: bool

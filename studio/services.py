@@ -16,12 +16,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from generation import realtime
-
-from . import audit, permissions, user_sessions
+from . import audit, permissions, signals, sockets, storage, user_sessions
 from .auth import digest_token, new_token
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
-from .models import ApiToken, Membership, Project, Role, TokenScope
+from .models import ApiToken, Membership, Project, QuotaUsage, Role, TokenScope
 
 User = get_user_model()
 
@@ -60,6 +58,55 @@ def do_create_project(user: Any, name: Any, *, ip: str | None = None) -> Project
         except IntegrityError:
             continue  # a concurrent create took the slug; pick the next one
     raise InvalidInput("Could not find a free address for this project name; try another name.")
+
+
+def check_delete_project(actor: Any, project: Project, confirm: Any) -> None:
+    """NotAllowed (403) unless the actor leads the project (or is a site admin); InvalidInput (400) unless
+    ``confirm`` is the project's name or slug, typed out."""
+    if not permissions.can_delete_project(actor, project):
+        raise NotAllowed("Only the project's leads and site admins may delete it.")
+    if not isinstance(confirm, str) or confirm.strip() not in (project.name, project.slug):
+        message = f"Type the project's name, {project.name}, to confirm."
+        raise InvalidInput(message, {"confirm": [message]})
+
+
+def project_contents(project: Project) -> dict[str, int]:
+    """What deleting the project would take with it, by kind (for the page that asks to confirm)."""
+    return {
+        key: value
+        for removal in signals.removals(project, dry_run=True)
+        for key, value in removal.counts.items()
+    }
+
+
+def do_delete_project(actor: Any, project: Project, confirm: Any, *, ip: str | None = None) -> None:
+    """Delete the project and everything in it (``check_delete_project`` first).
+
+    Its jobs, images, thumbnails, masks, boards, tags, comments, reviews, notifications, quotas and
+    memberships go in one transaction; once it commits their files leave storage and the project's open
+    sockets close. One audit event records it, with how much went; the project's earlier audit events stay
+    (they hold names and ids, never prompts)."""
+    check_delete_project(actor, project, confirm)
+    with transaction.atomic():
+        if not list(Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True)):
+            raise NotFound("No such project.")  # deleted by someone else meanwhile
+        removals = signals.removals(project)
+        counts = {key: value for removal in removals for key, value in removal.counts.items()}
+        names = [name for removal in removals for name in removal.storage_names]
+        # Recorded while the project still exists, so the event carries it until the delete clears the link.
+        audit.record(
+            actor,
+            audit.PROJECT_DELETE,
+            target=f"project:{project.slug}",
+            project=project,
+            ip=ip,
+            details=counts,
+        )
+        QuotaUsage.objects.filter(subject="project", subject_id=project.pk).delete()
+        slug = project.slug
+        project.delete()
+        transaction.on_commit(lambda: storage.delete_stored(names))
+        transaction.on_commit(lambda: sockets.recheck_access(slug))
 
 
 def do_add_member(
@@ -197,16 +244,12 @@ def end_sessions(user: Any, *, keep: str | None = None) -> int:
     """End every browser session of ``user`` except the one keyed ``keep``; returns how many ended.
 
     The one place sessions are ended for a user (deactivation, a password change): their recorded session
-    keys are deleted through the session engine, and when every session ends (``keep`` None) their open
-    websockets are told to close once the transaction commits (``SESSION_END`` to their user group).
-    API tokens are not affected.
+    keys are deleted through the session engine, and once the transaction commits their open websockets
+    close, but those of the session ``keep`` (``sockets.end_user_sockets``). API tokens are not affected.
     """
     ended = user_sessions.delete_sessions(user, keep=keep)
-    if keep is None:
-        user_id = user.pk
-        transaction.on_commit(
-            lambda: realtime.send(realtime.user_group(user_id), {"type": realtime.SESSION_END})
-        )
+    user_id = user.pk
+    transaction.on_commit(lambda: sockets.end_user_sockets(user_id, keep_session_key=keep))
     return ended
 
 
@@ -241,13 +284,14 @@ def do_change_password(
     form_or_password: SetPasswordForm | str,
     *,
     ip: str | None = None,
-    keep_session: str | None = None,
+    keep_session_key: str | None = None,
 ) -> None:
     """Set the user's password and record it.
 
     Takes a bound ``PasswordChangeForm``/``SetPasswordForm`` for ``user`` (its checks, the old password
     included, must pass) or the new password as a string, checked against AUTH_PASSWORD_VALIDATORS here.
-    Every session of the user but ``keep_session`` ends (``end_sessions``); the view that keeps its own
+    Every session of the user but ``keep_session_key`` (the one that changed the password, its key as the
+    request had it) ends, and so do their open websockets (``end_sessions``); the view that keeps its own
     session calls ``update_session_auth_hash`` afterwards. API tokens are not affected.
     """
     if isinstance(form_or_password, str):
@@ -267,7 +311,7 @@ def do_change_password(
     with transaction.atomic():
         user.set_password(password)
         user.save(update_fields=["password"])
-        ended = end_sessions(user, keep=keep_session)
+        ended = end_sessions(user, keep=keep_session_key)
         audit.record(
             user,
             audit.PASSWORD_CHANGE,
@@ -326,6 +370,13 @@ def _check_keeps_a_lead(project: Project, membership: Membership) -> None:
         raise Conflict(LAST_LEAD)
 
 
+def _recheck_sockets_on_commit(project: Project, user_id: Any) -> None:
+    """The member's open sockets of the project ask again what they may see, once the change is committed:
+    a removed member's close at once, a changed role's learn it."""
+    slug = project.slug
+    transaction.on_commit(lambda: sockets.recheck_access(slug, user_id))
+
+
 def _set_role(actor: Any, project: Project, membership: Membership, role: str, *, ip: str | None) -> None:
     """Write a role change found valid and permitted; the caller holds the locks (``_lock_membership``)."""
     if membership.role == role:
@@ -335,6 +386,7 @@ def _set_role(actor: Any, project: Project, membership: Membership, role: str, *
     details = {"from": membership.role, "to": role}
     membership.role = role
     membership.save(update_fields=["role"])
+    _recheck_sockets_on_commit(project, membership.user_id)
     audit.record(
         actor,
         audit.MEMBER_ROLE,
@@ -371,6 +423,7 @@ def do_remove_member(actor: Any, project: Project, username: Any, *, ip: str | N
         _check_keeps_a_lead(project, membership)
         role = membership.role
         membership.delete()
+        _recheck_sockets_on_commit(project, membership.user_id)
         audit.record(
             actor,
             audit.MEMBER_REMOVE,

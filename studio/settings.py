@@ -11,10 +11,13 @@ Three modes share this one module:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+import ssl
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlparse
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -80,6 +83,33 @@ def database_from_url(url: str) -> dict:
     )
 
 
+def redis_url_has_password(url: str) -> bool:
+    """Whether a Redis URL carries a password (a unix:// URL takes it as ``?password=``)."""
+    parsed = urlparse(url)
+    return bool(parsed.password or parse_qs(parsed.query).get("password"))
+
+
+def redis_database(url: str) -> int:
+    """The database number a Redis URL selects (``/N``, or ``?db=N``; 0 by default)."""
+    parsed = urlparse(url)
+    number = parsed.path.lstrip("/") if parsed.scheme != "unix" else ""
+    number = number or (parse_qs(parsed.query).get("db") or ["0"])[0]
+    return int(number) if number.isdigit() else 0
+
+
+def redis_url_with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` put in, unless it has one already (or either is empty)."""
+    if not url or not password or redis_url_has_password(url):
+        return url
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        query = "&".join(filter(None, [parsed.query, "password=" + quote(password, safe="")]))
+        return f"unix://{parsed.path}?{query}"
+    user = quote(unquote(parsed.username or ""), safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{parsed.netloc.rpartition('@')[2]}"
+    return parsed._replace(netloc=netloc).geturl()
+
+
 def sqlite_database(path: Path | None) -> dict:
     # WAL and IMMEDIATE transactions let the web server, the worker and the sweeper write concurrently
     # without "database is locked" errors.
@@ -130,6 +160,16 @@ ALLOWED_HOSTS = env_list(
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("STUDIO_ALLOWED_HOSTS must list the studio's host names in production.")
 CSRF_TRUSTED_ORIGINS = env_list("STUDIO_CSRF_TRUSTED_ORIGINS", [])
+# The studio's own reverse proxies (addresses or networks, e.g. "10.0.0.2,10.1.0.0/16"): only requests from
+# them have their X-Forwarded-For believed for the audit trail's addresses. Empty: the peer's address.
+STUDIO_TRUSTED_PROXIES = env_list("STUDIO_TRUSTED_PROXIES", [])
+for _proxy in STUDIO_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"STUDIO_TRUSTED_PROXIES: {_proxy!r} is not an IP address or network."
+        ) from None
 
 # --- apps --
 INSTALLED_APPS = [
@@ -154,6 +194,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "studio.headers.StudioCSPMiddleware",
+    "studio.headers.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "studio.auth.BearerTokenMiddleware",
@@ -201,20 +243,47 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "studio.User"
 
 # --- redis: broker, channel layer, cache --
+# Redis carries jobs, live previews and cancel flags, so production insists on a password (in the URL, or
+# from STUDIO_REDIS_PASSWORD / _FILE) unless the operator says the network alone protects it. rediss:// is
+# TLS; STUDIO_REDIS_CA_FILE names the CA that signed the server's certificate when it is not a system CA.
 REDIS_URL = env_str("REDIS_URL")
 if not REDIS_URL and STUDIO_ENV == "embedded" and (RUN_DIR / "redis.url").exists():
     # A management command run beside `make run` joins the launcher's private redis-server.
     REDIS_URL = (RUN_DIR / "redis.url").read_text().strip()
 if PRODUCTION and not REDIS_URL:
     raise ImproperlyConfigured("REDIS_URL must be set in production (Celery broker and channel layer).")
+REDIS_URL = redis_url_with_password(REDIS_URL, env_secret("STUDIO_REDIS_PASSWORD"))
+STUDIO_REDIS_INSECURE = env_bool("STUDIO_REDIS_INSECURE", False)
+if PRODUCTION and not redis_url_has_password(REDIS_URL) and not STUDIO_REDIS_INSECURE:
+    raise ImproperlyConfigured(
+        "REDIS_URL has no password; refusing to start. Set `requirepass` (or an ACL user) in Redis and give "
+        "it in the URL (redis://:PASSWORD@host:6379/0, rediss:// for TLS) or in STUDIO_REDIS_PASSWORD "
+        "(or STUDIO_REDIS_PASSWORD_FILE). Set STUDIO_REDIS_INSECURE=true only if nothing but the studio's "
+        "own hosts can reach Redis."
+    )
+STUDIO_REDIS_CA_FILE = env_str("STUDIO_REDIS_CA_FILE")
+REDIS_TLS = urlparse(REDIS_URL).scheme == "rediss"
+# redis-py's options for a verified TLS connection (the cache and the channel layer); Celery's broker
+# takes the same as ssl module constants.
+REDIS_TLS_OPTIONS: dict[str, Any] = (
+    {"ssl_cert_reqs": "required", **({"ssl_ca_certs": STUDIO_REDIS_CA_FILE} if STUDIO_REDIS_CA_FILE else {})}
+    if REDIS_TLS
+    else {}
+)
 
 if REDIS_URL:
     # Live events are ephemeral (a client that connects late gets a snapshot), so the pub/sub layer fits:
     # one PUBLISH per event instead of a Lua script per group member, measurably lighter per step.
+    # Messages are msgpack (plain data), never pickle. Pub/sub channels are not scoped by Redis database, so
+    # the prefix names the database: two studios (or test runs) on one Redis never hear each other's events.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": "studio:ws"},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, **REDIS_TLS_OPTIONS}],
+                "prefix": f"studio:ws:{redis_database(REDIS_URL)}",
+                "serializer_format": "msgpack",
+            },
         }
     }
     CACHES = {
@@ -222,6 +291,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "studio",
+            "OPTIONS": {"serializer": "studio.cache_json.JSONSerializer", **REDIS_TLS_OPTIONS},
         }
     }
 else:
@@ -230,6 +300,11 @@ else:
 
 # --- celery --
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+if REDIS_TLS:
+    CELERY_BROKER_USE_SSL = {
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        **({"ssl_ca_certs": STUDIO_REDIS_CA_FILE} if STUDIO_REDIS_CA_FILE else {}),
+    }
 CELERY_RESULT_BACKEND = None  # the job row is the truth, never the result backend
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -263,10 +338,14 @@ STUDIO_DEFAULT_MODEL = env_str("STUDIO_DEFAULT_MODEL", "demo")
 # Models shipped in the repository (id → folder); a folder of the same name in MODELS_DIR takes precedence.
 STUDIO_BUNDLED_MODELS = {"demo": BASE_DIR / "generation" / "demo_model"}
 STUDIO_PIPELINE_CACHE_SIZE = env_int("STUDIO_PIPELINE_CACHE_SIZE", 2)
+# The largest image side any job may ask for, whatever a model's studio.json says (it may only lower it).
+STUDIO_MAX_IMAGE_SIZE = env_int("STUDIO_MAX_IMAGE_SIZE", 2048)
 # Quotas count per calendar month (or week, or day), in UTC.
 STUDIO_QUOTA_PERIOD = env_str("STUDIO_QUOTA_PERIOD", "month")
 if STUDIO_QUOTA_PERIOD not in {"month", "week", "day"}:
     raise ImproperlyConfigured("STUDIO_QUOTA_PERIOD must be month, week or day.")
+# The most jobs one person may have waiting or running at once (0: no limit); a submit past it is a 429.
+STUDIO_MAX_QUEUED_JOBS = env_int("STUDIO_MAX_QUEUED_JOBS", 20)
 # Fair share: the next job goes to the user with the least GPU time in this window (seconds).
 STUDIO_FAIR_SHARE_WINDOW = env_float("STUDIO_FAIR_SHARE_WINDOW", 3600.0)
 
@@ -307,6 +386,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 STUDIO_UPLOAD_MAX_BYTES = env_int("STUDIO_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
 STUDIO_UPLOAD_MAX_PIXELS = env_int("STUDIO_UPLOAD_MAX_PIXELS", 16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Request bodies over these are refused before they are read (413; studio/body_limits.py): job bodies may
+# carry an inpainting mask, uploads get STUDIO_UPLOAD_MAX_BYTES and 1 MB of form framing, the rest this.
+STUDIO_MAX_BODY_BYTES = env_int("STUDIO_MAX_BODY_BYTES", 1024 * 1024)
+STUDIO_JOB_MAX_BODY_BYTES = env_int("STUDIO_JOB_MAX_BODY_BYTES", 9 * 1024 * 1024)
 
 # --- auth --
 # Sign-in is django-allauth's: the password form, OpenID Connect single sign-on, MFA and the throttle. The
@@ -441,6 +524,22 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
+# Only the studio's own scripts, styles and images (plus data:/blob: images: previews, the mask editor);
+# nothing inline. studio/headers.py adds the page's own ws:/wss: origin to connect-src.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:

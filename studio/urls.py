@@ -57,6 +57,7 @@ pages: list[URLPattern | URLResolver] = [
     path("p/<slug:slug>/", generation_views.project_generate, name="project"),
     path("p/<slug:slug>/gallery/", gallery_views.gallery, name="gallery"),
     path("p/<slug:slug>/settings/", project_views.project_settings, name="project-settings"),
+    path("p/<slug:slug>/delete/", project_views.project_delete, name="project-delete"),
     path("account/", account_views.account, name="account"),
     path("account/tokens/", account_views.token_create, name="account-token-create"),
     path("account/tokens/<int:token_id>/revoke/", account_views.token_revoke, name="account-token-revoke"),

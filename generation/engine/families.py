@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# What any job may ask for, whatever the model (a model's metadata can narrow these, never widen them).
+MAX_STEPS = 150
+MAX_GUIDANCE = 30.0
+
 # Friendly scheduler names, as artists know them from other tools. Denoising (DDPM-trained) families can use
 # any of these; flow-matching families (SD3, FLUX) only the flow-match ones.
 ALL_SCHEDULERS = [

@@ -32,6 +32,7 @@ from safetensors.torch import load_file
 from transformers import CLIPTokenizer
 
 from . import registry
+from .errors import GenerationError
 from .registry import ModelInfo, folder_sha256
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def load_single_file(checkpoint: Path, family: str, dtype: torch.dtype) -> Any:
     config leaves out (SD3's T5 encoder) are left out of the pipeline."""
     config_dir = CONFIGS_DIR / family
     if not (config_dir / "model_index.json").exists():
-        raise RuntimeError(f"No single-file configuration is shipped for the {family} family.")
+        raise GenerationError(f"No single-file configuration is shipped for the {family} family.")
     index = json.loads((config_dir / "model_index.json").read_text())
     tokenizers = json.loads((config_dir / "tokenizers.json").read_text())
     components: dict[str, Any] = {name: clip_tokenizer(spec) for name, spec in tokenizers.items()}
@@ -216,9 +217,9 @@ def loras_applied(loaded: LoadedModel, loras: Sequence[tuple[str, float]]) -> It
         for i, (lora_id, _weight) in enumerate(loras):
             lora = registry.get_lora(lora_id)
             if lora is None:
-                raise RuntimeError(f"The LoRA {lora_id!r} is no longer installed.")
+                raise GenerationError(f"The LoRA {lora_id!r} is no longer installed.")
             if lora.family != loaded.info.family:
-                raise RuntimeError(f"The LoRA {lora.name!r} is not for {loaded.info.family} models.")
+                raise GenerationError(f"The LoRA {lora.name!r} is not for {loaded.info.family} models.")
             name = f"lora{i}_{lora.id}"
             pipe.load_lora_weights(load_file(str(lora.path)), adapter_name=name)
             names.append(name)

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .families import FAMILIES, PIPELINE_CLASS_FAMILIES
+from .families import FAMILIES, MAX_GUIDANCE, MAX_STEPS, PIPELINE_CLASS_FAMILIES, Family
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,45 @@ def is_single_file(folder: Path) -> bool:
         return False
 
 
+def _meta_number(name: str, meta: dict[str, Any], key: str, default: float, kind: type) -> Any:
+    value = meta.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise RegistryError(f"{name}: {key} in studio.json must be a number, not {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise RegistryError(f"{name}: {key} in studio.json must be a number, not {value!r}") from None
+
+
+def model_limits(name: str, family: Family, meta: dict[str, Any]) -> dict[str, Any]:
+    """Sizes and defaults from a model's metadata, kept inside the site's maxima: the image side at most
+    ``STUDIO_MAX_IMAGE_SIZE``, the steps and guidance within what any job may ask for. Metadata may narrow
+    the family's limits; where it asks for more, the site's limit holds (and is logged)."""
+    site_max = int(settings.STUDIO_MAX_IMAGE_SIZE)
+    asked = _meta_number(name, meta, "max_size", family.max_size, int)
+    max_size = max(family.size_multiple, min(asked, site_max))
+    if asked > max_size:
+        logger.warning("%s: max_size %s is above the site's maximum; using %s", name, asked, max_size)
+    min_size = min(
+        max(_meta_number(name, meta, "min_size", family.min_size, int), family.size_multiple), max_size
+    )
+    size = _meta_number(name, meta, "default_size", family.default_size, int)
+
+    def side(key: str) -> int:
+        return int(min(max(_meta_number(name, meta, key, size, int), min_size), max_size))
+
+    steps = _meta_number(name, meta, "default_steps", family.default_steps, int)
+    guidance = _meta_number(name, meta, "default_guidance", family.default_guidance, float)
+    return {
+        "min_size": min_size,
+        "max_size": max_size,
+        "default_width": side("default_width"),
+        "default_height": side("default_height"),
+        "default_steps": min(max(steps, 1), MAX_STEPS),
+        "default_guidance": min(max(guidance, 0.0), MAX_GUIDANCE),
+    }
+
+
 def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
     meta = read_json(folder / "studio.json") if (folder / "studio.json").exists() else {}
     checkpoint = None
@@ -140,21 +179,16 @@ def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
     unsafe = [p.name for p in folder.rglob("*") if p.suffix in UNSAFE_SUFFIXES]
     if unsafe:
         raise RegistryError(f"{folder.name}: pickle weights are never loaded ({', '.join(sorted(unsafe))})")
-    size = int(meta.get("default_size", family.default_size))
+    limits = model_limits(folder.name, family, meta)
     schedulers = [s for s in meta.get("schedulers", family.schedulers) if s in family.schedulers]
     return ModelInfo(
         id=model_id or folder.name,
         name=str(meta.get("name", folder.name)),
         family=family.key,
         path=folder,
-        default_width=int(meta.get("default_width", size)),
-        default_height=int(meta.get("default_height", size)),
-        default_steps=int(meta.get("default_steps", family.default_steps)),
-        default_guidance=float(meta.get("default_guidance", family.default_guidance)),
         default_scheduler=str(meta.get("default_scheduler", family.default_scheduler)),
-        min_size=int(meta.get("min_size", family.min_size)),
-        max_size=int(meta.get("max_size", family.max_size)),
         schedulers=schedulers,
+        **limits,
         modes=list(family.modes),
         latent_rgb_factors=meta.get("latent_rgb_factors", family.latent_rgb_factors),
         latent_rgb_bias=meta.get("latent_rgb_bias", family.latent_rgb_bias),

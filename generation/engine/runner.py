@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..schemas import JobParams
 from . import pipelines
+from .errors import GenerationError
 from .preview import Previewer, latent_projector
 from .registry import ModelInfo
 
@@ -27,6 +28,9 @@ def cache() -> pipelines.PipelineCache:
 
         _cache = pipelines.PipelineCache(settings.STUDIO_PIPELINE_CACHE_SIZE)
     return _cache
+
+
+OUT_OF_MEMORY = "The worker ran out of memory for this job: try a smaller size or fewer images at once."
 
 
 @dataclass(frozen=True)
@@ -119,18 +123,25 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
         torch.cuda.synchronize()
     started = time.perf_counter()
     loras = tuple((lora.id, lora.weight) for lora in params.loras)
-    with pipelines.loras_applied(loaded, loras), torch.inference_mode():
-        output = pipe(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt or None,
-            num_inference_steps=params.steps,
-            guidance_scale=params.guidance_scale,
-            num_images_per_prompt=params.num_images,
-            generator=generators,
-            callback_on_step_end=on_step_end,
-            output_type="pil",
-            **mode_kwargs,
-        )
+    try:
+        with pipelines.loras_applied(loaded, loras), torch.inference_mode():
+            output = pipe(
+                prompt=params.prompt,
+                negative_prompt=params.negative_prompt or None,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance_scale,
+                num_images_per_prompt=params.num_images,
+                generator=generators,
+                callback_on_step_end=on_step_end,
+                output_type="pil",
+                **mode_kwargs,
+            )
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        raise GenerationError(OUT_OF_MEMORY) from exc
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower():
+            raise GenerationError(OUT_OF_MEMORY) from exc  # allocators that say it in words
+        raise
     if loaded.device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - started

@@ -10,14 +10,12 @@
     return input ? input.value : "";
   }
 
-  // The views hand templates already-dumped JSON strings, which json_script encodes once more
-  // (escaping <, > and & so a prompt can never close the <script>): decode twice.
+  // Server data for a page's script: JSON the view dumped, in a hidden element's data-json attribute
+  // (escaped like any attribute; nothing inline ever runs, as the Content-Security-Policy requires).
   function readJSON(id, fallback) {
     const el = document.getElementById(id);
-    if (!el) return fallback;
-    let value = JSON.parse(el.textContent);
-    if (typeof value === "string") value = JSON.parse(value);
-    return value;
+    if (!el || el.dataset.json === undefined) return fallback;
+    return JSON.parse(el.dataset.json);
   }
 
   // POST a JSON body; resolves to {ok, status, data} and never rejects on HTTP errors.
@@ -45,8 +43,32 @@
     return { ok: response.ok, status: response.status, data: data };
   }
 
-  // A websocket that reconnects with backoff (0.5 s doubling to 5 s) until stop() is called.
-  // The server re-sends the current state on every connect, so nothing is lost in between.
+  // The server closes a socket with this code when the user's access ended (removed from the project,
+  // signed out by a password change elsewhere, deactivated), and sends "access.changed" when their role
+  // changed. Either way the page may show what they may no longer do: say so, and offer a reload.
+  const ACCESS_ENDED = 4403;
+
+  function accessNotice(text) {
+    let list = document.getElementById("access-notice");
+    if (!list) {
+      list = document.createElement("ul");
+      list.id = "access-notice";
+      list.className = "messages";
+      list.setAttribute("role", "alert");
+      (document.querySelector("main") || document.body).prepend(list);
+    }
+    const item = document.createElement("li");
+    item.className = "message message-warning";
+    const link = document.createElement("a");
+    link.href = location.href;
+    link.textContent = "Reload the page";
+    item.append(text + " ", link, ".");
+    list.replaceChildren(item);
+  }
+
+  // A websocket that reconnects with backoff (0.5 s doubling to 5 s) until stop() is called, or until the
+  // server ends it because the user's access ended. The server re-sends the current state on every
+  // connect, so nothing is lost in between.
   function openSocket(path, onMessage) {
     const url = (location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + path;
     let socket = null;
@@ -64,10 +86,18 @@
         } catch (err) {
           return;
         }
+        if (message.type === "access.changed") {
+          accessNotice("Your role in this project is now " + message.role + ".");
+        }
         onMessage(message);
       });
-      socket.addEventListener("close", function () {
+      socket.addEventListener("close", function (event) {
         if (stopped) return;
+        if (event.code === ACCESS_ENDED) {
+          stopped = true;
+          accessNotice("You no longer have access to this page.");
+          return;
+        }
         timer = setTimeout(connect, delay);
         delay = Math.min(delay * 2, 5000);
       });

@@ -1,5 +1,5 @@
 """Teams in the browser: an admin lowers an artist's quota and the artist is told why; a lead adds a viewer
-who can watch but not generate."""
+who can watch but not generate; open pages hear at once when their person's role changes or ends."""
 
 from __future__ import annotations
 
@@ -55,3 +55,16 @@ def test_quota_refusal_and_a_watching_viewer(browser, stack):
     viewer.goto(f"/jobs/{job.id}/")
     expect(viewer.locator("#results img.result-image")).to_be_visible(timeout=60_000)
     expect(viewer.locator("#cancel-btn")).to_be_hidden()
+
+    # Open pages follow access: Bob's gallery is told his new role, Vera's that her access ended.
+    artist.goto("/p/poster/gallery/")
+    viewer.goto("/p/poster/gallery/")
+    for page in (artist, viewer):
+        expect(page.locator("#gallery-page[data-live=true]")).to_have_count(1)
+    lead.locator("#member-bob select[name=role]").select_option("viewer")
+    lead.locator("#member-bob").get_by_role("button", name="Change").click()
+    expect(artist.locator("#access-notice")).to_contain_text("Your role in this project is now viewer.")
+    lead.once("dialog", lambda dialog: dialog.accept())
+    lead.locator("#member-vera").get_by_role("button", name="Remove").click()
+    expect(viewer.locator("#access-notice")).to_contain_text("You no longer have access to this page.")
+    expect(viewer.locator("#access-notice a")).to_have_text("Reload the page")

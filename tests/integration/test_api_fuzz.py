@@ -57,7 +57,9 @@ def fuzz_world(stack):
     board = Board.objects.create(project=project, name="Picks", created_by=admin)
     to_delete = do_upload_image(admin, project, _png())
     board_to_delete = Board.objects.create(project=project, name="Old", created_by=admin)
+    project_to_delete = factories.project(admin, "Old project")
     return {
+        "FUZZ_PROJECT_TO_DELETE": project_to_delete.slug,
         "FUZZ_ASSET_TO_DELETE": str(to_delete.id),
         "FUZZ_BOARD_TO_DELETE": str(board_to_delete.id),
         "FUZZ_ADMIN": admin.username,

@@ -61,7 +61,14 @@ def test_the_job_benchmark_compares_the_studio_with_the_raw_pipeline(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    figures = ("raw diffusers call", "studio HTTP submit→succeeded", "ratio studio / raw", "first preview")
+    figures = (
+        "raw diffusers call",
+        "studio HTTP submit→succeeded",
+        "ratio studio / raw",
+        "AUTOMATIC1111 API txt2img",
+        "ratio A1111 call / raw",
+        "first preview",
+    )
     for figure in figures:
         assert figure in done.stdout, done.stdout
     ratio = float(re.search(r"ratio studio / raw\s+([\d.]+)x", done.stdout).group(1))

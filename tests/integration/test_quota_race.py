@@ -59,3 +59,37 @@ def test_fifty_concurrent_submits_with_room_for_one(monkeypatch, demo_model_dir)
     row = QuotaUsage.objects.get(subject="user", subject_id=artist.pk)
     assert row.images_reserved == 1
     assert row.images_used == 2
+
+
+def test_twenty_concurrent_submits_against_a_queue_limit_of_three(monkeypatch, demo_model_dir, settings):
+    """With no quota at all, the per-person limit on queued jobs still holds under concurrency."""
+    assert connection.vendor == "postgresql"
+    monkeypatch.setattr(services, "enqueue", lambda job_id, queue: None)
+    settings.STUDIO_MAX_QUEUED_JOBS = 3
+    artist = factories.user("bob")
+    project = factories.project(artist)
+    barrier = threading.Barrier(20)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def submit() -> None:
+        try:
+            barrier.wait()
+            services.do_create_job(artist, project, {"prompt": "a red circle"})
+            result = "accepted"
+        except QuotaExceeded:
+            result = "refused"
+        except Exception as exc:
+            result = f"error: {exc!r}"
+        finally:
+            connections.close_all()
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=submit) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["accepted"] * 3 + ["refused"] * 17, outcomes
+    assert Job.objects.count() == 3

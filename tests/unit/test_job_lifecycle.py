@@ -177,17 +177,26 @@ def test_queue_positions(team):
 
 
 def test_a_failing_model_fails_the_job_with_a_message(team, demo_model_dir, monkeypatch):
-    def boom(request, hooks):
-        raise RuntimeError("out of memory")
+    import contextlib
 
-    monkeypatch.setattr("generation.engine.runner.generate", boom)
+    import torch
+
+    @contextlib.contextmanager
+    def boom(loaded, loras):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; /opt/x)")
+        yield
+
+    monkeypatch.setattr("generation.engine.pipelines.loras_applied", boom)
     job = new_job(team)
     listener = Listener(job.id)
     assert run_job(str(job.id)) == "failed"
     job.refresh_from_db()
     assert job.status == "failed"
-    assert "out of memory" in job.error
-    assert listener.drain()[-1]["type"] == "failed"
+    assert job.error == (
+        "Generation failed: The worker ran out of memory for this job: try a smaller size or fewer images "
+        "at once."
+    )
+    assert listener.drain()[-1] == {"type": "failed", "error": job.error}
 
 
 def test_the_sweeper_requeues_a_job_whose_worker_stopped_beating(team, settings, no_broker):

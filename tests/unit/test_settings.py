@@ -30,7 +30,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
 PRODUCTION = {
     "STUDIO_ENV": "production",
     "DATABASE_URL": "postgresql://studio@db/studio",
-    "REDIS_URL": "redis://redis:6379/0",
+    "REDIS_URL": "redis://:lint-only@redis:6379/0",
     "STUDIO_ALLOWED_HOSTS": "studio.example",
 }
 

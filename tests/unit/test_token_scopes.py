@@ -32,7 +32,7 @@ READ = [
 GENERATE = [
     "api-projects", "api-project-members", "api-project-member", "api-project-jobs", "api-project-uploads",
     "api-job-cancel", "api-asset-review", "api-asset-submit", "api-project-boards", "api-board-items",
-    "api-asset-tags", "api-asset-favourite", "api-asset-comments",
+    "api-asset-tags", "api-asset-favourite", "api-asset-comments", "api-project",
 ]  # fmt: skip
 ADMIN = [
     "api-admin-users", "api-admin-user-quota", "api-admin-user-deactivate", "api-admin-audit",

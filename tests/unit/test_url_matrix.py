@@ -84,6 +84,8 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "project": ("GET", {"slug": "poster"}, None, PROJECT_PAGE),
     "gallery": ("GET", {"slug": "poster"}, None, PROJECT_PAGE),
     "project-settings": ("GET", {"slug": "poster"}, None, PROJECT_PAGE),
+    # Deleting a project: leads and admins, once they type its name (400 without it).
+    "project-delete": ("POST", {"slug": "poster"}, {}, expect(302, 404, 403, 403, 400, 400)),
     "account": ("GET", {}, None, PAGE),
     "account-token-create": ("POST", {}, {"name": ""}, expect(302, 400, 400, 400, 400, 400)),
     "account-token-revoke": ("POST", {"token_id": "{alice_token}"}, {}, expect(302, 404, 404, 404, 302, 404)),
@@ -117,6 +119,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "api-me-quota": ("GET", {}, None, API_USER),
     "api-models": ("GET", {}, None, API_USER),
     "api-projects": ("POST", {}, {"name": ""}, expect(401, 400, 400, 400, 400, 400)),
+    "api-project": ("DELETE", {"slug": "poster"}, None, expect(401, 404, 403, 403, 400, 400)),
     "api-project-members": ("POST", {"slug": "poster"}, {}, expect(401, 404, 403, 403, 400, 400)),
     "api-project-member": (
         "PATCH",

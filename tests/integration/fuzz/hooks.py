@@ -57,9 +57,18 @@ def map_case(context, case):
         return case
     path = case.operation.path
     params = case.path_parameters
-    if params:
+    # The stateful phase follows links: its path names what an earlier call made, and stays as it is.
+    linked = case.meta.phase.name == "stateful"
+    if params and linked:
+        if path == "/projects/{slug}" and case.method.upper() == "DELETE":
+            case.query = {**(case.query or {}), "confirm": params["slug"]}
+    elif params:
         if "slug" in params:
             params["slug"] = os.environ["FUZZ_PROJECT"]
+            if path == "/projects/{slug}" and case.method.upper() == "DELETE":
+                # A project of its own to delete, named as the confirmation asks.
+                params["slug"] = os.environ["FUZZ_PROJECT_TO_DELETE"]
+                case.query = {**(case.query or {}), "confirm": params["slug"]}
         if "id" in params:
             for method, prefix, variable in PATH_ROWS:
                 if (method is None or method == case.method.upper()) and (
