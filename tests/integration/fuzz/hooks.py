@@ -57,11 +57,12 @@ def map_case(context, case):
         return case
     path = case.operation.path
     params = case.path_parameters
-    # The stateful phase follows links: its path names what an earlier call made, and stays as it is.
-    linked = case.meta.phase.name == "stateful"
-    if params and linked:
-        if path == "/projects/{slug}" and case.method.upper() == "DELETE":
-            case.query = {**(case.query or {}), "confirm": params["slug"]}
+    deleting_project = path == "/projects/{slug}" and case.method.upper() == "DELETE"
+    if params and deleting_project and case.meta.phase.name == "stateful":
+        # A link names a project an earlier call made: delete that one (never the fuzzed one), as asked.
+        if params["slug"] == os.environ["FUZZ_PROJECT"]:
+            params["slug"] = os.environ["FUZZ_PROJECT_TO_DELETE"]
+        case.query = {**(case.query or {}), "confirm": params["slug"]}
     elif params:
         if "slug" in params:
             params["slug"] = os.environ["FUZZ_PROJECT"]
