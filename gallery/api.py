@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 
 from studio.api_utils import api, json_body
@@ -57,17 +57,17 @@ def _asset_detail(request: HttpRequest, asset: Asset) -> dict[str, Any]:
 
 
 @api(["GET"])
-def asset_image(request: HttpRequest, asset_id: str) -> FileResponse:
+def asset_image(request: HttpRequest, asset_id: str) -> HttpResponseBase:
     return image_response(asset_or_404(request.user, asset_id))
 
 
 @api(["GET"])
-def asset_thumbnail(request: HttpRequest, asset_id: str) -> FileResponse:
+def asset_thumbnail(request: HttpRequest, asset_id: str) -> HttpResponseBase:
     return thumbnail_response(asset_or_404(request.user, asset_id))
 
 
 @api(["GET"])
-def asset_mask(request: HttpRequest, asset_id: str) -> FileResponse:
+def asset_mask(request: HttpRequest, asset_id: str) -> HttpResponseBase:
     return mask_response(asset_or_404(request.user, asset_id))
 
 

@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.cache import cache
 
+from studio.metrics import websocket_closed, websocket_opened
 from studio.permissions import projects_visible_to
 
 from . import realtime
@@ -15,6 +16,14 @@ from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import jobs_visible_to
 from .serializers import job_to_dict
 from .services import terminal_event
+
+
+def _uncount(consumer: Any) -> None:
+    """One decrement per counted connection, however often disconnect is called."""
+    stream = getattr(consumer, "counted", None)
+    if stream:
+        consumer.counted = None
+        websocket_closed(stream)
 
 
 @database_sync_to_async
@@ -66,10 +75,13 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        websocket_opened("job")
+        self.counted = "job"
         for message in await _job_snapshot(job.id):
             await self.send_json(message)
 
     async def disconnect(self, code: int) -> None:
+        _uncount(self)
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -116,9 +128,12 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        websocket_opened("project")
+        self.counted = "project"
         await self.send_json(snapshot)
 
     async def disconnect(self, code: int) -> None:
+        _uncount(self)
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import io
 import logging
 import queue
@@ -136,7 +137,9 @@ class JobPublisher:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._last_preview_at = 0.0
         self._pending_preview = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"publisher-{job_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._run,), name=f"publisher-{job_id}", daemon=True
+        )
         self._thread.start()
 
     # --- called from the diffusion loop: never blocks --

@@ -31,7 +31,7 @@ from studio import permissions as studio_permissions
 from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
 
-from . import library, realtime
+from . import library, metrics, realtime
 from .engine import registry
 from .engine.families import FAMILIES
 from .models import TERMINAL_STATES, Job, JobStatus
@@ -596,6 +596,7 @@ def do_complete_job(
         job.refresh_from_db()
         assets = do_create_job_assets(job, images, seeds, model_name=model_name, model_sha256=model_sha256)
         quotas.settle(job, len(assets), gpu_seconds)
+        transaction.on_commit(lambda: metrics.record_job_timing(job))
         transaction.on_commit(lambda: _announce_finished(job.id))
         transaction.on_commit(lambda: _announce_assets(job.project.slug, assets))
     return True
@@ -606,7 +607,9 @@ def do_finish_job(job_id: Any, attempt: int, status: str, *, error: str = "", gp
     with transaction.atomic():
         done = Job.finish(job_id, attempt, status, error=error[:2000], gpu_seconds=gpu_seconds)
         if done:
-            quotas.settle(Job.objects.get(id=job_id), 0, gpu_seconds)  # releases the held images
+            job = Job.objects.get(id=job_id)
+            quotas.settle(job, 0, gpu_seconds)  # releases the held images
+            transaction.on_commit(lambda: metrics.record_job_timing(job))
             transaction.on_commit(lambda: _announce_finished(job_id))
     return done
 

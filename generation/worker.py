@@ -5,8 +5,10 @@ Runs only in Celery workers (``tasks.run_job``); it is the bridge between the jo
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from studio.errors import InvalidInput
+from studio.logs import job_context
 
 from . import realtime, services
 from .engine import registry
@@ -38,7 +41,10 @@ class JobMonitor:
         self.cancel = threading.Event()
         self.publisher = realtime.JobPublisher(job_id, image_size=image_size)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name=f"monitor-{job_id}", daemon=True)
+        # The thread logs with the job's context (studio.logs), copied from the job's own.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._watch,), name=f"monitor-{job_id}", daemon=True
+        )
         self._thread.start()
 
     # StepHooks, called from the diffusion loop
@@ -130,6 +136,17 @@ def execute_job(job_id: str, worker: str) -> str:
         logger.info("Nothing queued beside job %s; nothing to do", job_id)
         return "skipped"
     job, attempt = started
+    context = job_context(
+        job_id=job.id, user=job.created_by.username, project=job.project.slug, worker=worker
+    )
+    with context:
+        logger.info("Job %s started (attempt %d)", job.id, attempt)
+        outcome = _run_started(job, attempt)
+        logger.info("Job %s ended: %s", job.id, outcome)
+    return outcome
+
+
+def _run_started(job: Any, attempt: int) -> str:
     params = job.params
     model = registry.get_model(job.model_id)
     if model is None:
@@ -199,6 +216,18 @@ def execute_job(job_id: str, worker: str) -> str:
         services.do_finish_job(job.id, attempt, JobStatus.CANCELED, gpu_seconds=result.gpu_seconds)
         return JobStatus.CANCELED
     return "superseded"
+
+
+def report_state_every(worker: str, seconds: float) -> None:
+    """A daemon thread publishing this process's loaded models and memory (generation/metrics.py)."""
+    from .metrics import publish_worker_state
+
+    def loop() -> None:
+        while True:
+            publish_worker_state(worker)
+            time.sleep(seconds)
+
+    threading.Thread(target=loop, name="worker-state", daemon=True).start()
 
 
 def warm_up() -> None:

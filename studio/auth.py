@@ -15,6 +15,8 @@ from django.utils import timezone
 from .models import ApiToken
 
 TOKEN_PREFIX = "stu_"  # noqa: S105 - a public marker, not a secret
+# The Prometheus scrape brings its own bearer token (STUDIO_METRICS_TOKEN), which is no user's.
+METRICS_PATH = "/metrics"
 
 
 def digest_token(token: str) -> str:
@@ -67,7 +69,7 @@ class BearerTokenMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         header = request.headers.get("Authorization")
-        if header is not None:
+        if header is not None and request.path_info != METRICS_PATH:
             token = bearer_from_header(header)
             user = user_for_token(token) if token else None
             if user is None:

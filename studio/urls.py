@@ -10,7 +10,7 @@ from gallery import views as gallery_views
 from generation import api as generation_api
 from generation import views as generation_views
 
-from . import account_views, admin_api, manage_views, project_views, quota_views
+from . import account_views, admin_api, manage_views, metrics, project_views, quota_views
 from . import api as studio_api
 from . import views as studio_views
 
@@ -117,4 +117,6 @@ urlpatterns = [
     re_path(r"^api/(?P<path>.*)$", studio_api.api_not_found),
     path("healthz", studio_api.healthz, name="healthz"),
     path("readyz", studio_api.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("internal/admin-check", studio_views.admin_check, name="admin-check"),
 ]

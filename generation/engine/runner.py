@@ -28,6 +28,15 @@ def cache() -> pipelines.PipelineCache:
     return _cache
 
 
+def loaded_models() -> list[str]:
+    """The models this worker process keeps loaded (none before its first load)."""
+    return _cache.loaded() if _cache is not None else []
+
+
+def device_memory_bytes() -> int | None:
+    return pipelines.device_memory_bytes()
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     model: ModelInfo
