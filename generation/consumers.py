@@ -50,6 +50,8 @@ def _job_snapshot(job_id: Any) -> list[dict[str, Any]]:
             "queue_position": job.queue_position(),
         }
     ]
+    if job.notice:
+        messages[0]["notice"] = job.notice
     if job.status == JobStatus.RUNNING:
         preview = cache.get(realtime.preview_cache_key(job.id))
         if preview:

@@ -82,6 +82,22 @@ def cancel_cache_key(job_id: Any) -> str:
     return f"job:{job_id}:cancel"
 
 
+_cache_warned_at = 0.0
+
+
+def cache_quietly(operation: Any, *args: Any) -> Any:
+    """A cache call on the job's path that must not fail the job while Redis is away (None then). Said in
+    the log at most every ten seconds: the diffusion loop makes one such call per step."""
+    global _cache_warned_at
+    try:
+        return operation(*args)
+    except Exception as exc:
+        if time.monotonic() - _cache_warned_at > 10:
+            _cache_warned_at = time.monotonic()
+            logger.warning("The cache is unreachable (%s); going on without it", exc.__class__.__name__)
+        return None
+
+
 def _envelope(payload: dict[str, Any]) -> dict[str, Any]:
     return {"type": HANDLER, "payload": payload}
 

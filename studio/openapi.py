@@ -226,6 +226,11 @@ def schema() -> dict[str, Any]:
                         "finished_at": {"type": "string", "format": "date-time", "nullable": True},
                         "assets": {"type": "array", "items": asset},
                         "error": {"type": "string", "nullable": True},
+                        "notice": {
+                            "type": "string",
+                            "nullable": True,
+                            "description": "What happened to the job while it waited (worker or queue lost).",
+                        },
                     },
                 },
                 "Asset": {

@@ -47,7 +47,8 @@
 
   // A websocket that reconnects with backoff (0.5 s doubling to 5 s) until stop() is called.
   // The server re-sends the current state on every connect, so nothing is lost in between.
-  function openSocket(path, onMessage) {
+  // onConnection(open), when given, hears each open and each loss of the connection.
+  function openSocket(path, onMessage, onConnection) {
     const url = (location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + path;
     let socket = null;
     let delay = 500;
@@ -56,6 +57,9 @@
 
     function connect() {
       socket = new WebSocket(url);
+      socket.addEventListener("open", function () {
+        if (onConnection) onConnection(true);
+      });
       socket.addEventListener("message", function (event) {
         delay = 500;
         let message;
@@ -68,6 +72,7 @@
       });
       socket.addEventListener("close", function () {
         if (stopped) return;
+        if (onConnection) onConnection(false);
         timer = setTimeout(connect, delay);
         delay = Math.min(delay * 2, 5000);
       });
