@@ -179,7 +179,8 @@ TEMPLATES = [
 ]
 
 # --- database --
-DATABASE_URL = env_str("DATABASE_URL")
+# The URLs carry passwords: like every secret they may come from files (DATABASE_URL_FILE, REDIS_URL_FILE).
+DATABASE_URL = env_secret("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
 elif PRODUCTION:
@@ -192,7 +193,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "studio.User"
 
 # --- redis: broker, channel layer, cache --
-REDIS_URL = env_str("REDIS_URL")
+REDIS_URL = env_secret("REDIS_URL")
 if not REDIS_URL and STUDIO_ENV == "embedded" and (RUN_DIR / "redis.url").exists():
     # A management command run beside `make run` joins the launcher's private redis-server.
     REDIS_URL = (RUN_DIR / "redis.url").read_text().strip()
