@@ -160,6 +160,7 @@ class Supervisor:
             if child.restart_at is None:
                 assert child.proc is not None
                 code = child.proc.returncode
+                _forget_metrics(child)
                 lived = now - child.started_at
                 child.quick_deaths = child.quick_deaths + 1 if lived < self.STABLE_SECONDS else 1
                 if child.quick_deaths > self.MAX_QUICK_DEATHS:
@@ -189,6 +190,15 @@ class Supervisor:
         self.stopping = True
         for child in reversed(self.children):
             child.stop()
+
+
+def _forget_metrics(child: Child) -> None:
+    """A dead web process's live gauges (open websockets) must not count any more."""
+    folder = child.env.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and child.proc is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(child.proc.pid, folder)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -290,3 +290,17 @@ def test_kill_9_of_a_worker_mid_job_loses_no_job(layout):
     assert rows[job_id][2] == 2, "the killed worker's job ran again, once"
     assert rows[job_id][3].startswith("Its worker stopped at step ")
     assert "the job was queued again (attempt 2 of 3)" in page_of(layout, job_id)
+
+
+def test_a_worker_stopped_for_an_upgrade_finishes_its_job_before_it_exits(layout):
+    """SIGTERM (what systemd, compose and Kubernetes send) is Celery's warm shutdown: the job in hand
+    finishes on that worker, and the worker then exits cleanly."""
+    layout.gpu_worker("gpu3")  # a fresh worker beside the survivor, as a rolling upgrade starts one
+    ids = burst(layout, "a white cross")
+    job_id, worker = wait_running(layout, ids, step=3)
+    stopping = layout.procs[worker.split("@")[0]]
+    stopping.send_signal(signal.SIGTERM)
+    rows = assert_each_finished_exactly_once(layout, ids)
+    assert rows[job_id][2] == 1, "finished by the worker that was stopping, not queued again"
+    assert not rows[job_id][3]
+    assert stopping.wait(60) == 0
