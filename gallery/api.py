@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 from django.db.models import Count
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from ninja import File, Query, Status, UploadedFile
 from pydantic import Field
 
@@ -182,7 +182,7 @@ def asset_delete(request: HttpRequest, id: uuid.UUID) -> HttpResponse:
     url_name="api-asset-image",
     openapi_extra=_file("image/png", "The PNG, with its provenance in text chunks."),
 )
-def asset_image(request: HttpRequest, id: uuid.UUID) -> FileResponse:
+def asset_image(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
     return image_response(guarded(request))
 
 
@@ -203,7 +203,7 @@ def asset_image(request: HttpRequest, id: uuid.UUID) -> FileResponse:
         }
     },
 )
-def asset_thumbnail(request: HttpRequest, id: uuid.UUID) -> FileResponse:
+def asset_thumbnail(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
     return thumbnail_response(guarded(request))
 
 
@@ -214,7 +214,7 @@ def asset_thumbnail(request: HttpRequest, id: uuid.UUID) -> FileResponse:
     url_name="api-asset-mask",
     openapi_extra=_file("image/png", "The inpainting mask the image was made with (white = repainted)."),
 )
-def asset_mask(request: HttpRequest, id: uuid.UUID) -> FileResponse:
+def asset_mask(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
     return mask_response(guarded(request))
 
 

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from django.urls import reverse
+from django.conf import settings
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 from .models import Asset, Board, Comment, Notification, Review
+
+_PLACEHOLDER = str(uuid.UUID(int=0))
+_patterns: dict[tuple[str, str, str], str] = {}
+
+
+def asset_url(name: str, asset_id: Any) -> str:
+    """``reverse(name, args=[asset_id])`` for a route whose only argument is the asset's UUID, at the cost
+    of a string replace: the route is reversed once per URLconf and script prefix. (Three ``reverse`` calls
+    per asset were a fifth of the assets API page's time.)"""
+    key = (name, str(get_urlconf() or settings.ROOT_URLCONF), get_script_prefix())
+    pattern = _patterns.get(key)
+    if pattern is None:
+        pattern = _patterns[key] = reverse(name, args=[_PLACEHOLDER])
+    return pattern.replace(_PLACEHOLDER, str(asset_id))
 
 
 def asset_to_dict(asset: Asset) -> dict[str, Any]:
@@ -14,9 +30,9 @@ def asset_to_dict(asset: Asset) -> dict[str, Any]:
         "id": str(asset.id),
         "project": asset.project.slug,
         "job": str(asset.job_id) if asset.job_id else None,
-        "image_url": reverse("api-asset-image", args=[asset.id]),
-        "thumbnail_url": reverse("api-asset-thumbnail", args=[asset.id]),
-        "page_url": reverse("asset", args=[asset.id]),
+        "image_url": asset_url("api-asset-image", asset.id),
+        "thumbnail_url": asset_url("api-asset-thumbnail", asset.id),
+        "page_url": asset_url("asset", asset.id),
         "width": asset.width,
         "height": asset.height,
         "seed": asset.seed,
@@ -31,7 +47,7 @@ def asset_to_dict(asset: Asset) -> dict[str, Any]:
         "created_at": asset.created_at.isoformat(),
         "kind": asset.kind,
         "parent": str(asset.parent_id) if asset.parent_id else None,
-        "mask_url": reverse("api-asset-mask", args=[asset.id]) if asset.mask else None,
+        "mask_url": asset_url("api-asset-mask", asset.id) if asset.mask else None,
     }
 
 

@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -24,6 +24,7 @@ from studio.shortcuts import get_visible_or_404
 from . import exports, services
 from .cards import card_rows, render_cards
 from .curation import asset_page_context
+from .media import private_file_response
 from .models import Asset, Notification
 from .permissions import (
     assets_visible_to,
@@ -45,32 +46,23 @@ def asset_or_404(user: Any, asset_id: str) -> Asset:
     )
 
 
-def image_response(asset: Asset) -> FileResponse:
-    """Stream the PNG from storage. Private: never cached by shared caches."""
-    response = FileResponse(asset.file.open("rb"), content_type="image/png")
-    response["Content-Disposition"] = f'inline; filename="{asset.id}.png"'
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+def image_response(asset: Asset) -> HttpResponseBase:
+    """The PNG. Private: never cached by shared caches; through nginx when it can be (gallery/media.py)."""
+    return private_file_response(asset.file, "image/png", f"{asset.id}.png")
 
 
-def thumbnail_response(asset: Asset) -> FileResponse:
+def thumbnail_response(asset: Asset) -> HttpResponseBase:
     """The grid-sized JPEG; the full PNG for assets made before thumbnails existed."""
     if not asset.thumbnail:
         return image_response(asset)
-    response = FileResponse(asset.thumbnail.open("rb"), content_type="image/jpeg")
-    response["Content-Disposition"] = f'inline; filename="{asset.id}.thumb.jpg"'
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return private_file_response(asset.thumbnail, "image/jpeg", f"{asset.id}.thumb.jpg")
 
 
-def mask_response(asset: Asset) -> FileResponse:
+def mask_response(asset: Asset) -> HttpResponseBase:
     """The inpainting mask an image was made with (white = repainted); 404 when it has none."""
     if not asset.mask:
         raise Http404("This image was not made with a mask.")
-    response = FileResponse(asset.mask.open("rb"), content_type="image/png")
-    response["Content-Disposition"] = f'inline; filename="{asset.id}.mask.png"'
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return private_file_response(asset.mask, "image/png", f"{asset.id}.mask.png")
 
 
 def export_response(request: HttpRequest, plan: services.ExportPlan) -> StreamingHttpResponse:
@@ -136,19 +128,19 @@ def asset_page(request: HttpRequest, asset_id: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def asset_image(request: HttpRequest, asset_id: str) -> FileResponse:
+def asset_image(request: HttpRequest, asset_id: str) -> HttpResponseBase:
     return image_response(asset_or_404(request.user, asset_id))
 
 
 @login_required
 @require_GET
-def asset_thumb(request: HttpRequest, asset_id: str) -> FileResponse:
+def asset_thumb(request: HttpRequest, asset_id: str) -> HttpResponseBase:
     return thumbnail_response(asset_or_404(request.user, asset_id))
 
 
 @login_required
 @require_GET
-def asset_mask(request: HttpRequest, asset_id: str) -> FileResponse:
+def asset_mask(request: HttpRequest, asset_id: str) -> HttpResponseBase:
     return mask_response(asset_or_404(request.user, asset_id))
 
 

@@ -7,4 +7,9 @@ class GenerationConfig(AppConfig):
 
     def ready(self) -> None:
         # Connect the receivers of the team layer's signals (a project being deleted).
+        from studio.metrics import register_collector
+
         from . import services  # noqa: F401
+        from .metrics import GenerationCollector
+
+        register_collector(GenerationCollector)

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
 from studio import sockets
+from studio.metrics import websocket_closed, websocket_opened
 from studio.permissions import projects_visible_to, role_in
 
 from . import realtime
@@ -65,6 +66,8 @@ def _job_snapshot(job_id: Any) -> list[dict[str, Any]] | None:
             "queue_position": job.queue_position(),
         }
     ]
+    if job.notice:
+        messages[0]["notice"] = job.notice
     if job.status == JobStatus.RUNNING:
         preview = cache.get(realtime.preview_cache_key(job.id))
         if preview:
@@ -81,6 +84,13 @@ class StudioConsumer(AsyncJsonWebsocketConsumer):
     project_slug = ""
     groups_joined: list[str]
     ended = False
+    counted = ""  # the stream this socket is counted under in the metrics, while it is open
+
+    async def opened(self, stream: str) -> None:
+        """Accept the handshake and count the socket (``studio_websocket_connections``)."""
+        await self.accept()
+        websocket_opened(stream)
+        self.counted = stream
 
     async def join(self, *groups: str) -> None:
         if not hasattr(self, "groups_joined"):
@@ -103,6 +113,9 @@ class StudioConsumer(AsyncJsonWebsocketConsumer):
         return True
 
     async def leave(self) -> None:
+        if self.counted:  # once, however often the socket is left
+            websocket_closed(self.counted)
+            self.counted = ""
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.groups_joined = []
@@ -175,7 +188,7 @@ class JobConsumer(StudioConsumer):
         if snapshot is None:  # deleted with its project meanwhile
             await self.refuse()
             return
-        await self.accept()
+        await self.opened("job")
         for message in snapshot:
             await self.send_json(message)
 
@@ -214,5 +227,5 @@ class ProjectConsumer(StudioConsumer):
             await self.refuse()
             return
         await self.join(realtime.project_group(self.project_slug))
-        await self.accept()
+        await self.opened("project")
         await self.send_json(snapshot)

@@ -42,6 +42,9 @@ class Job(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    # What happened to the job while it waited, in a sentence for the people watching it (its worker was
+    # lost and it was queued again, the queue was lost and it was sent again); empty when nothing did.
+    notice = models.CharField(max_length=300, blank=True)
     gpu_seconds = models.FloatField(default=0)
     # What the job holds against its author's and its project's quotas until it settles.
     quota_period_start = models.DateTimeField(null=True, blank=True)
@@ -126,11 +129,11 @@ class Job(models.Model):
             return bool(cls.objects.filter(id=job_id).update(params=params))
 
     @classmethod
-    def requeue(cls, job_id: Any, attempt: int) -> bool:
+    def requeue(cls, job_id: Any, attempt: int, notice: str = "") -> bool:
         """running (a dead worker's attempt) → queued, to be picked up again."""
         return bool(
             cls.running(job_id, attempt).update(
-                status=JobStatus.QUEUED, worker="", enqueued_at=timezone.now(), progress_step=0
+                status=JobStatus.QUEUED, worker="", enqueued_at=timezone.now(), progress_step=0, notice=notice
             )
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import io
 import logging
 import queue
@@ -84,6 +85,22 @@ def cancel_cache_key(job_id: Any) -> str:
     return f"job:{job_id}:cancel"
 
 
+_cache_warned_at = 0.0
+
+
+def cache_quietly(operation: Any, *args: Any) -> Any:
+    """A cache call on the job's path that must not fail the job while Redis is away (None then). Said in
+    the log at most every ten seconds: the diffusion loop makes one such call per step."""
+    global _cache_warned_at
+    try:
+        return operation(*args)
+    except Exception as exc:
+        if time.monotonic() - _cache_warned_at > 10:
+            _cache_warned_at = time.monotonic()
+            logger.warning("The cache is unreachable (%s); going on without it", exc.__class__.__name__)
+        return None
+
+
 def send_job_event(job_id: Any, payload: dict[str, Any]) -> None:
     send(job_group(job_id), payload)
 
@@ -124,7 +141,9 @@ class JobPublisher:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._last_preview_at = 0.0
         self._pending_preview = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"publisher-{job_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._run,), name=f"publisher-{job_id}", daemon=True
+        )
         self._thread.start()
 
     # --- called from the diffusion loop: never blocks --

@@ -353,6 +353,9 @@ class JobOut(BaseModel):
     started_at: Moment | None
     finished_at: Moment | None
     error: str | None
+    notice: str | None = Field(
+        None, description="What happened while it waited (queued again after a lost worker, …)."
+    )
     assets: list[AssetOut] = Field(description="The job's images once it has succeeded.")
 
 

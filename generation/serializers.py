@@ -27,6 +27,7 @@ def job_to_dict(job: Job, *, with_assets: bool = False, step: int | None = None)
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "error": job.error or None,
+        "notice": job.notice or None,
         "assets": [],
     }
     if with_assets and job.status == JobStatus.SUCCEEDED:

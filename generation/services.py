@@ -35,7 +35,7 @@ from studio.errors import Conflict, InvalidInput, NotAllowed, QuotaExceeded
 from studio.models import Project
 from studio.signals import Removal, project_deleting
 
-from . import library, realtime
+from . import library, metrics, realtime
 from .engine import registry
 from .engine.families import FAMILIES
 from .models import TERMINAL_STATES, Job, JobStatus
@@ -387,7 +387,9 @@ def do_cancel_job(user: Any, job: Job, *, ip: str | None = None) -> Job:
             transaction.on_commit(lambda: _announce_finished(job.id))
             transaction.on_commit(lambda: _announce_queue_moved(job.queue))
         elif Job.request_cancel(job.id):
-            transaction.on_commit(lambda: cache.set(realtime.cancel_cache_key(job.id), True, 3600))
+            transaction.on_commit(
+                lambda: realtime.cache_quietly(cache.set, realtime.cancel_cache_key(job.id), True, 3600)
+            )
         else:
             job.refresh_from_db()
             if job.status in TERMINAL_STATES:
@@ -414,15 +416,15 @@ def do_start_job(job_id: Any, worker: str) -> tuple[Job, int] | None:
     else:
         return None
     job = Job.objects.select_related("project", "created_by").get(id=job_id)
-    cache.delete(realtime.preview_cache_key(job_id))
-    realtime.send_job_event(
-        job.id,
-        {
-            "type": realtime.STATUS,
-            "status": JobStatus.RUNNING,
-            "progress": {"step": 0, "total": job.progress_total},
-        },
-    )
+    realtime.cache_quietly(cache.delete, realtime.preview_cache_key(job_id))
+    running: dict[str, Any] = {
+        "type": realtime.STATUS,
+        "status": JobStatus.RUNNING,
+        "progress": {"step": 0, "total": job.progress_total},
+    }
+    if job.notice:
+        running["notice"] = job.notice
+    realtime.send_job_event(job.id, running)
     realtime.send_project_event(job.project.slug, {"type": realtime.JOB_UPDATED, "job": job_to_dict(job)})
     _announce_queue_moved(job.queue)
     return job, attempt
@@ -439,7 +441,9 @@ def do_heartbeat(job_id: Any, attempt: int, step: int, total: int) -> bool:
 
 
 def cancel_requested_fast(job_id: Any) -> bool:
-    return bool(cache.get(realtime.cancel_cache_key(job_id)))
+    """The cancel flag from the cache, read at every step; False while the cache is unreachable (the
+    heartbeat thread reads the row's flag too)."""
+    return bool(realtime.cache_quietly(cache.get, realtime.cancel_cache_key(job_id)))
 
 
 def do_complete_job(
@@ -470,6 +474,7 @@ def do_complete_job(
         job.refresh_from_db()
         assets = do_create_job_assets(job, images, seeds, model_name=model_name, model_sha256=model_sha256)
         quotas.settle(job, len(assets), gpu_seconds)
+        transaction.on_commit(lambda: metrics.record_job_timing(job))
         transaction.on_commit(lambda: _announce_finished(job.id))
         transaction.on_commit(lambda: _announce_assets(job.project.slug, assets))
     return True
@@ -480,7 +485,9 @@ def do_finish_job(job_id: Any, attempt: int, status: str, *, error: str = "", gp
     with transaction.atomic():
         done = Job.finish(job_id, attempt, status, error=error[:2000], gpu_seconds=gpu_seconds)
         if done:
-            quotas.settle(Job.objects.get(id=job_id), 0, gpu_seconds)  # releases the held images
+            job = Job.objects.get(id=job_id)
+            quotas.settle(job, 0, gpu_seconds)  # releases the held images
+            transaction.on_commit(lambda: metrics.record_job_timing(job))
             transaction.on_commit(lambda: _announce_finished(job_id))
     return done
 
@@ -500,13 +507,12 @@ def forget_live_preview(job_id: Any) -> None:
 
 
 def _forget_live_state(job_id: Any) -> None:
-    cache.delete_many(
-        [
-            realtime.cancel_cache_key(job_id),
-            realtime.preview_cache_key(job_id),
-            realtime.progress_cache_key(job_id),
-        ]
-    )
+    keys = [
+        realtime.cancel_cache_key(job_id),
+        realtime.preview_cache_key(job_id),
+        realtime.progress_cache_key(job_id),
+    ]
+    realtime.cache_quietly(cache.delete_many, keys)
 
 
 @receiver(project_deleting, dispatch_uid="generation.services.project_deleting")
@@ -551,20 +557,54 @@ def terminal_event(job: Job) -> dict[str, Any]:
 # --- the sweeper --
 
 
+# A key kept in Redis (the broker and the cache) while it keeps its data. When the sweeper finds it gone,
+# Redis restarted without its data (or was emptied): every message of the queue went with it.
+BROKER_MARK = "broker:mark"
+QUEUE_LOST = "The queue restarted and lost its list while this job waited; it was sent again."
+
+
+def broker_lost_its_queue() -> bool:
+    """Whether Redis lost its data since the last sweep (True the first time too: sending again is
+    harmless). False while Redis is unreachable: there is nothing to send to."""
+    try:
+        return bool(cache.add(BROKER_MARK, timezone.now().isoformat(), timeout=None))
+    except Exception:
+        return False
+
+
 def do_sweep_stale_jobs() -> dict[str, int]:
-    """Re-queue running jobs whose worker stopped beating, and re-send long-queued jobs whose message may
-    have been lost with the broker. Duplicate sends are harmless: a task only starts a queued job."""
+    """Re-queue running jobs whose worker stopped beating, and re-send queued jobs whose message may have
+    been lost with the broker: all of them at once when the broker lost its data, else those queued for
+    long. Duplicate sends are harmless: a task only starts a queued job."""
     now = timezone.now()
     counts = {"requeued": 0, "failed": 0, "canceled": 0, "skipped": 0, "resent": 0}
     stale_before = now - timedelta(seconds=settings.STUDIO_JOB_STALE_SECONDS)
     for job in Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before):
         counts[_requeue_or_give_up(job)] += 1
-    resend_before = now - timedelta(seconds=settings.STUDIO_JOB_REQUEUE_SECONDS)
+    lost = broker_lost_its_queue()
+    resend_before = now if lost else now - timedelta(seconds=settings.STUDIO_JOB_REQUEUE_SECONDS)
     for job in Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=resend_before):
-        if Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(enqueued_at=now):
+        changes: dict[str, Any] = {"enqueued_at": now}
+        if lost:
+            changes["notice"] = QUEUE_LOST
+        if Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(**changes):
             enqueue(job.id, job.queue)
             counts["resent"] += 1
+            if lost:
+                _announce_status(job, JobStatus.QUEUED, QUEUE_LOST)
     return counts
+
+
+def _announce_status(job: Job, status: str, notice: str) -> None:
+    realtime.send_job_event(
+        job.id,
+        {
+            "type": realtime.STATUS,
+            "status": status,
+            "progress": {"step": 0, "total": job.progress_total},
+            "notice": notice,
+        },
+    )
 
 
 def do_recover_worker_jobs(worker: str) -> int:
@@ -588,18 +628,13 @@ def _requeue_or_give_up(job: Job) -> str:
             error=f"The job's worker stopped {job.attempt} times; giving up.",
         )
         return "failed" if failed else "skipped"
+    notice = (
+        f"Its worker stopped at step {job.progress_step} of {job.progress_total}; the job was queued again "
+        f"(attempt {job.attempt + 1} of {settings.STUDIO_JOB_MAX_ATTEMPTS})."
+    )
     with transaction.atomic():
-        if not Job.requeue(job.id, job.attempt):
+        if not Job.requeue(job.id, job.attempt, notice):
             return "skipped"
         transaction.on_commit(lambda: enqueue(job.id, job.queue))
-        transaction.on_commit(
-            lambda: realtime.send_job_event(
-                job.id,
-                {
-                    "type": realtime.STATUS,
-                    "status": JobStatus.QUEUED,
-                    "progress": {"step": 0, "total": job.progress_total},
-                },
-            )
-        )
+        transaction.on_commit(lambda: _announce_status(job, JobStatus.QUEUED, notice))
     return "requeued"

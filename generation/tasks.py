@@ -5,17 +5,25 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import celeryd_init, worker_process_init, worker_ready
 
 logger = logging.getLogger(__name__)
+
+# The worker's node name (``-n``), known to the main process before it forks its pool.
+_node_name = ""
 
 
 @shared_task(bind=True, name="generation.tasks.run_job", acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: str) -> str:
     """Run a queued job. Idempotent: a second delivery of a running or finished job does nothing."""
+    from .metrics import publish_worker_state
     from .worker import execute_job
 
-    return execute_job(job_id, worker=self.request.hostname or "worker")
+    worker = self.request.hostname or "worker"
+    try:
+        return execute_job(job_id, worker=worker)
+    finally:
+        publish_worker_state(worker)
 
 
 @shared_task(name="generation.tasks.sweep_stale_jobs")
@@ -38,9 +46,18 @@ def recover_own_jobs(sender=None, **kwargs) -> None:
             logger.warning("Re-queued %d job(s) left running by an earlier %s", count, hostname)
 
 
+@celeryd_init.connect
+def remember_node_name(sender=None, **kwargs) -> None:
+    global _node_name
+    _node_name = str(sender or "")
+
+
 @worker_process_init.connect
 def warm_default_model(**kwargs) -> None:
-    """Load torch and the default model when the pool process starts, not when the first job arrives."""
-    from .worker import warm_up
+    """Load torch and the default model when the pool process starts, not when the first job arrives; then
+    report this process's models and memory to /metrics every 20 seconds."""
+    from .worker import report_state_every, warm_up
 
     warm_up()
+    if _node_name:
+        report_state_every(_node_name, 20.0)

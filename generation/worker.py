@@ -5,17 +5,20 @@ Runs only in Celery workers (``tasks.run_job``); it is the bridge between the jo
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connection
 from pydantic import ValidationError
 
 from studio.errors import InvalidInput
+from studio.logs import job_context
 
 from . import realtime, services
 from .engine import registry
@@ -46,7 +49,10 @@ class JobMonitor:
         self.cancel = threading.Event()
         self.publisher = realtime.JobPublisher(job_id, image_size=image_size)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name=f"monitor-{job_id}", daemon=True)
+        # The thread logs with the job's context (studio.logs), copied from the job's own.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._watch,), name=f"monitor-{job_id}", daemon=True
+        )
         self._thread.start()
 
     # StepHooks, called from the diffusion loop
@@ -78,8 +84,15 @@ class JobMonitor:
         interval = settings.STUDIO_JOB_HEARTBEAT_SECONDS
         try:
             while True:
-                if services.do_heartbeat(self.job_id, self.attempt, self.step, self.total):
-                    self.cancel.set()
+                try:
+                    if services.do_heartbeat(self.job_id, self.attempt, self.step, self.total):
+                        self.cancel.set()
+                except DatabaseError as exc:
+                    # The database restarting: beat again on a fresh connection at the next interval.
+                    logger.warning(
+                        "Heartbeat of job %s not written (%s)", self.job_id, exc.__class__.__name__
+                    )
+                    connection.close()
                 if self._stop.wait(interval):
                     return
         except Exception:
@@ -131,13 +144,47 @@ def load_start_images(project_id: Any, params: JobParams) -> tuple[Any, Any]:
     return image.convert("RGB"), mask
 
 
+# How long a worker waits for the database to come back before it gives a job's start or end up (to the
+# sweeper, which queues it again): a restart of PostgreSQL takes a few seconds.
+DATABASE_PATIENCE = 60.0
+
+
+def with_database(operation: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``operation``, retrying on a lost database connection with a growing pause. Safe for the job's
+    writes because each is one conditional transaction: a retry after a commit whose answer was lost finds
+    the job no longer in the state it expects and changes nothing."""
+    deadline = time.monotonic() + DATABASE_PATIENCE
+    pause = 0.25
+    while True:
+        try:
+            return operation(*args, **kwargs)
+        except DatabaseError as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning("Database unreachable (%s); retrying in %.2g s", exc.__class__.__name__, pause)
+            connection.close()
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
 def execute_job(job_id: str, worker: str) -> str:
     """Run the job if it is queued. Returns what happened (for logs and tests)."""
-    started = services.do_start_job(job_id, worker)
+    started = with_database(services.do_start_job, job_id, worker)
     if started is None:
         logger.info("Nothing queued beside job %s; nothing to do", job_id)
         return "skipped"
     job, attempt = started
+    context = job_context(
+        job_id=job.id, user=job.created_by.username, project=job.project.slug, worker=worker
+    )
+    with context:
+        logger.info("Job %s started (attempt %d)", job.id, attempt)
+        outcome = _run_started(job, attempt)
+        logger.info("Job %s ended: %s", job.id, outcome)
+    return outcome
+
+
+def _run_started(job: Any, attempt: int) -> str:
     try:
         params = JobParams.model_validate(job.params)
     except ValidationError:
@@ -188,7 +235,8 @@ def execute_job(job_id: str, worker: str) -> str:
     if result.canceled:
         services.do_finish_job(job.id, attempt, JobStatus.CANCELED, gpu_seconds=result.gpu_seconds)
         return JobStatus.CANCELED
-    if services.do_complete_job(
+    if with_database(
+        services.do_complete_job,
         job,
         attempt,
         result.images,
@@ -204,6 +252,18 @@ def execute_job(job_id: str, worker: str) -> str:
         services.do_finish_job(job.id, attempt, JobStatus.CANCELED, gpu_seconds=result.gpu_seconds)
         return JobStatus.CANCELED
     return "superseded"
+
+
+def report_state_every(worker: str, seconds: float) -> None:
+    """A daemon thread publishing this process's loaded models and memory (generation/metrics.py)."""
+    from .metrics import publish_worker_state
+
+    def loop() -> None:
+        while True:
+            publish_worker_state(worker)
+            time.sleep(seconds)
+
+    threading.Thread(target=loop, name="worker-state", daemon=True).start()
 
 
 def warm_up() -> None:

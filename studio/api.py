@@ -196,7 +196,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Database, broker and channel layer reachable, and at least one worker answering a ping."""
+    """Database, broker and channel layer reachable, and at least one worker answering a ping.
+    ``?workers=0``: the web tier's own readiness (a load balancer's probe), which no worker decides."""
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
@@ -221,14 +222,17 @@ def readyz(request: HttpRequest) -> JsonResponse:
         checks["channel_layer"] = "ok"
     except Exception as exc:
         checks["channel_layer"] = f"error: {exc.__class__.__name__}"
+    need_worker = request.GET.get("workers") != "0"
     workers = 0
-    if checks["broker"] == "ok":
+    if checks["broker"] == "ok" and need_worker:
         try:
             workers = len(app.control.ping(timeout=1.0) or [])
         except Exception:
             workers = 0
-    checks["workers"] = workers
-    ready = all(checks[k] == "ok" for k in ("database", "broker", "channel_layer")) and workers > 0
+    checks["workers"] = workers if need_worker else "not checked"
+    ready = all(checks[k] == "ok" for k in ("database", "broker", "channel_layer")) and (
+        workers > 0 or not need_worker
+    )
     return JsonResponse(checks, status=200 if ready else 503)
 
 

@@ -2,7 +2,8 @@
 
 It migrates, makes sure a default model and an admin exist, starts a private redis-server (Celery broker and
 channel layer, bound to 127.0.0.1 with a random password), a Celery worker (with beat, for the sweeper) and
-daphne, restarts the worker if it dies, and on SIGINT/SIGTERM stops them in order.
+one daphne process per core sharing one listening socket. A child that dies is restarted with backoff and
+the restart is logged; everything stops on SIGINT/SIGTERM, in order, or when one child keeps dying.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_http(port: int, timeout: float) -> bool:
+    """Whether ``/healthz`` answers on the port within ``timeout`` seconds."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):  # noqa: S310
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def wait_for_port(port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,31 +88,161 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
-    restart: bool = False
     # What the child gets if the launcher itself is killed. SIGTERM lets Redis and daphne exit cleanly; the
     # Celery worker gets SIGKILL: a SIGTERM that reaches it while it is still starting up, with Redis going
     # away at the same moment, can leave it waiting forever to reconnect (its job, if any, is re-queued by
     # the sweeper on the next run, as after any lost worker).
     death_signal: int = signal.SIGTERM
+    # File descriptors the child inherits (the web processes' shared listening socket).
+    pass_fds: tuple[int, ...] = ()
+    # Seconds to wait for it after SIGTERM before SIGKILL (a worker drains its running job).
+    stop_timeout: float = 5.0
     proc: subprocess.Popen | None = None
-    restarts: list[float] = field(default_factory=list)
+    started_at: float = 0.0
+    # Deaths in a row, each soon after its start; reset once the child stays up.
+    quick_deaths: int = 0
+    restart_at: float | None = None
 
     def start(self) -> None:
         # Own session: a Ctrl-C reaches the launcher only, which then stops children in order. If the launcher
         # itself is killed, the kernel sends each child its death signal (Linux), so nothing outlives it.
         self.proc = subprocess.Popen(  # noqa: S603 - our own binaries
-            self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent(self.death_signal)
+            self.argv,
+            env=self.env,
+            start_new_session=True,
+            pass_fds=self.pass_fds,
+            preexec_fn=_die_with_parent(self.death_signal),
         )
+        self.started_at = time.monotonic()
+        self.restart_at = None
 
-    def stop(self, timeout: float) -> None:
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def stop(self, timeout: float | None = None) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(self.stop_timeout if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+class Supervisor:
+    """Keeps children running: one that dies is started again after a delay that doubles with each quick
+    death (0.5 s, 1 s, 2 s … up to 30 s), and every restart is logged. It gives up, and stops everything,
+    only when one child dies ``MAX_QUICK_DEATHS`` times in a row within ``STABLE_SECONDS`` of each start:
+    that child cannot run here, and restarting it for ever would hide why."""
+
+    FIRST_DELAY = 0.5
+    MAX_DELAY = 30.0
+    STABLE_SECONDS = 30.0
+    MAX_QUICK_DEATHS = 5
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.children: list[Child] = []
+        self.stopping = False
+
+    def add(self, child: Child) -> Child:
+        child.start()
+        self.children.append(child)
+        return child
+
+    def check(self, now: float | None = None) -> str | None:
+        """Restart what died (once its delay has passed). Returns why to stop everything, or None."""
+        now = time.monotonic() if now is None else now
+        for child in self.children:
+            if self.stopping or not child.exited():
+                continue
+            if child.restart_at is None:
+                assert child.proc is not None
+                code = child.proc.returncode
+                _forget_metrics(child)
+                lived = now - child.started_at
+                child.quick_deaths = child.quick_deaths + 1 if lived < self.STABLE_SECONDS else 1
+                if child.quick_deaths > self.MAX_QUICK_DEATHS:
+                    return (
+                        f"{child.name} exited ({code}) {child.quick_deaths} times in a row within "
+                        f"{self.STABLE_SECONDS:.0f} s of starting; stopping."
+                    )
+                delay = min(self.FIRST_DELAY * 2 ** (child.quick_deaths - 1), self.MAX_DELAY)
+                child.restart_at = now + delay
+                self.log(f"{child.name} exited ({code}); restarting it in {delay:g} s.")
+            elif now >= child.restart_at:
+                child.start()
+                self.log(f"{child.name} restarted (pid {child.proc.pid if child.proc else '?'}).")
+        return None
+
+    def supervise(self, interval: float = 0.2) -> int:
+        while not self.stopping:
+            reason = self.check()
+            if reason:
+                self.log(reason)
+                return 1
+            time.sleep(interval)
+        return 0
+
+    def shutdown(self) -> None:
+        """Stop the children in the reverse order of their start (web first, Redis last)."""
+        self.stopping = True
+        for child in reversed(self.children):
+            child.stop()
+
+
+def _forget_metrics(child: Child) -> None:
+    """A dead web process's live gauges (open websockets) must not count any more."""
+    folder = child.env.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and child.proc is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(child.proc.pid, folder)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket that several web processes share: the kernel hands each connection to one
+    of them, so sync views run on as many cores as there are processes."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def web_processes() -> int:
+    """How many daphne processes serve the web: ``STUDIO_WEB_PROCESSES``, else one per core (at most 8)."""
+    configured = settings.STUDIO_WEB_PROCESSES
+    return configured if configured > 0 else max(1, min(os.cpu_count() or 1, 8))
+
+
+def web_children(sock: socket.socket, count: int, env: dict[str, str]) -> list[Child]:
+    """``count`` daphne processes accepting on ``sock``."""
+    fd = sock.fileno()
+    argv = [str(BIN / "daphne"), "--fd", str(fd)]
+    if not settings.STUDIO_ACCESS_LOG:
+        argv += ["--access-log", os.devnull]
+    if settings.PRODUCTION:
+        # Behind the proxy: the client's address and scheme come from its X-Forwarded-* headers.
+        argv.append("--proxy-headers")
+    argv.append("studio.asgi:application")
+    name = "daphne" if count == 1 else "daphne {}"
+    return [Child(name.format(i + 1), argv, env, pass_fds=(fd,)) for i in range(count)]
+
+
+def metrics_dir_env(env: dict[str, str]) -> dict[str, str]:
+    """Several web processes share one metrics directory (prometheus-client's multiprocess mode), emptied
+    at each start so counters from an earlier run never come back."""
+    if env.get("PROMETHEUS_MULTIPROC_DIR"):
+        path = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    else:
+        path = Path(settings.RUN_DIR) / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return dict(env, PROMETHEUS_MULTIPROC_DIR=str(path))
 
 
 class Launcher:
@@ -105,8 +251,12 @@ class Launcher:
         self.admin_username = admin_username
         self.admin_password = admin_password
         self.log = log
-        self.children: list[Child] = []
-        self.stopping = False
+        self.supervisor = Supervisor(self.say)
+        self.sock: socket.socket | None = None
+
+    @property
+    def children(self) -> list[Child]:
+        return self.supervisor.children
 
     def say(self, line: str) -> None:
         try:
@@ -151,10 +301,13 @@ class Launcher:
 
     def start(self) -> None:
         run_dir = Path(settings.RUN_DIR)
+        # Bound first: a port already in use is said at once, before anything else starts.
+        self.sock = listening_socket("127.0.0.1", self.port)
         redis_port = free_port()
         password = secrets.token_urlsafe(24)
         redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
         conf = run_dir / "redis.conf"
+        # A restarted redis-server reads the same file: same port and password, so nobody reconfigures.
         conf.write_text(
             f'port {redis_port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\nappendonly no\n'
             f"dir {run_dir}\nprotected-mode yes\n"
@@ -170,9 +323,7 @@ class Launcher:
         )
         # The worker shares this machine with the web server, Redis and a browser: leave them a core.
         env.setdefault("STUDIO_TORCH_THREADS", str(max(1, (os.cpu_count() or 1) - 1)))
-        redis = Child("redis", [redis_server_binary(), str(conf)], env)
-        redis.start()
-        self.children.append(redis)
+        self.supervisor.add(Child("redis", [redis_server_binary(), str(conf)], env))
         if not wait_for_port(redis_port, 10):
             raise SystemExit("The private redis-server did not start.")
         url_file = run_dir / "redis.url"
@@ -199,47 +350,27 @@ class Launcher:
                 "INFO",
             ],
             env,
-            restart=True,
             death_signal=signal.SIGKILL,
+            stop_timeout=15,
         )
-        web = Child(
-            "daphne",
-            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "studio.asgi:application"],
-            env,
-            restart=True,
-        )
-        for child in (worker, web):
-            child.start()
-            self.children.append(child)
-        if wait_for_port(self.port, 30):
+        self.supervisor.add(worker)
+        for child in web_children(self.sock, web_processes(), metrics_dir_env(env)):
+            self.supervisor.add(child)
+        if wait_for_http(self.port, 60):
             self.log(f"Studio is running at http://127.0.0.1:{self.port}/  (Ctrl-C stops it)")
 
     def supervise(self) -> int:
-        while not self.stopping:
-            for child in self.children:
-                if child.proc is not None and child.proc.poll() is not None and not self.stopping:
-                    if not child.restart:
-                        self.log(f"{child.name} exited ({child.proc.returncode}); stopping.")
-                        return 1
-                    now = time.monotonic()
-                    child.restarts = [t for t in child.restarts if now - t < 60] + [now]
-                    if len(child.restarts) > 5:
-                        self.log(f"{child.name} keeps exiting; stopping.")
-                        return 1
-                    self.log(f"{child.name} exited ({child.proc.returncode}); restarting it.")
-                    child.start()
-            time.sleep(0.5)
-        return 0
+        return self.supervisor.supervise()
 
     def shutdown(self) -> None:
-        self.stopping = True
-        for child in reversed(self.children):
-            child.stop(timeout=15 if child.name == "worker" else 5)
+        self.supervisor.shutdown()
+        if self.sock is not None:
+            self.sock.close()
         (Path(settings.RUN_DIR) / "redis.url").unlink(missing_ok=True)
 
     def run(self) -> int:
         def on_signal(signum: int, frame: Any) -> None:
-            self.stopping = True
+            self.supervisor.stopping = True
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
@@ -252,3 +383,30 @@ class Launcher:
             self.shutdown()
             self.say("Stopped.")
         return code
+
+
+class WebServer:
+    """``manage.py studio_web``: the production web tier of one host or container — several daphne
+    processes on one port, restarted like the embedded mode's children. Nothing else is started."""
+
+    def __init__(self, host: str, port: int, processes: int, log: Any) -> None:
+        self.host, self.port, self.processes = host, port, processes
+        self.supervisor = Supervisor(log)
+        self.log = log
+
+    def run(self) -> int:
+        def on_signal(signum: int, frame: Any) -> None:
+            self.supervisor.stopping = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        sock = listening_socket(self.host, self.port)
+        env = metrics_dir_env(dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1"))
+        try:
+            for child in web_children(sock, self.processes, env):
+                self.supervisor.add(child)
+            self.log(f"Serving on {self.host}:{self.port} with {self.processes} daphne process(es).")
+            return self.supervisor.supervise()
+        finally:
+            self.supervisor.shutdown()
+            sock.close()

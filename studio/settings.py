@@ -193,6 +193,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "studio.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "studio.headers.StudioCSPMiddleware",
     "studio.headers.NoStoreMiddleware",
@@ -230,7 +231,8 @@ TEMPLATES = [
 ]
 
 # --- database --
-DATABASE_URL = env_str("DATABASE_URL")
+# The URLs carry passwords: like every secret they may come from files (DATABASE_URL_FILE, REDIS_URL_FILE).
+DATABASE_URL = env_secret("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
 elif PRODUCTION:
@@ -246,7 +248,7 @@ AUTH_USER_MODEL = "studio.User"
 # Redis carries jobs, live previews and cancel flags, so production insists on a password (in the URL, or
 # from STUDIO_REDIS_PASSWORD / _FILE) unless the operator says the network alone protects it. rediss:// is
 # TLS; STUDIO_REDIS_CA_FILE names the CA that signed the server's certificate when it is not a system CA.
-REDIS_URL = env_str("REDIS_URL")
+REDIS_URL = env_secret("REDIS_URL")
 if not REDIS_URL and STUDIO_ENV == "embedded" and (RUN_DIR / "redis.url").exists():
     # A management command run beside `make run` joins the launcher's private redis-server.
     REDIS_URL = (RUN_DIR / "redis.url").read_text().strip()
@@ -321,9 +323,13 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.run_job": {"queue": STUDIO_GPU_QUEUE},
     "generation.tasks.sweep_stale_jobs": {"queue": "maintenance"},
 }
+STUDIO_SWEEP_SECONDS = env_float("STUDIO_SWEEP_SECONDS", 30.0)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-stale-jobs": {"task": "generation.tasks.sweep_stale_jobs", "schedule": 30.0},
+    "sweep-stale-jobs": {"task": "generation.tasks.sweep_stale_jobs", "schedule": STUDIO_SWEEP_SECONDS},
 }
+# A worker stopped with SIGTERM finishes its running job first (warm shutdown); one that is killed has its
+# job re-queued (late acks, and the sweeper watching heartbeats).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 
 # --- jobs --
 # A running job's worker refreshes heartbeat_at this often; the sweeper re-queues a running job whose
@@ -361,6 +367,9 @@ if STUDIO_STORAGE == "s3":
             "access_key": env_secret("STUDIO_S3_ACCESS_KEY"),
             "secret_key": env_secret("STUDIO_S3_SECRET_KEY"),
             "region_name": env_str("STUDIO_S3_REGION") or None,
+            # MinIO's defaults: path-style URLs (bucket in the path) and SigV4 signatures.
+            "addressing_style": env_str("STUDIO_S3_ADDRESSING_STYLE", "path"),
+            "signature_version": env_str("STUDIO_S3_SIGNATURE_VERSION", "s3v4"),
             "default_acl": "private",
             "querystring_auth": True,
             "querystring_expire": env_int("STUDIO_S3_URL_SECONDS", 60),
@@ -377,10 +386,17 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STUDIO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # daphne serves /static/ itself unless a front proxy does (STUDIO_SERVE_STATIC=false).
 STUDIO_SERVE_STATIC = env_bool("STUDIO_SERVE_STATIC", True)
+# Behind nginx: images are answered with ``X-Accel-Redirect`` to this internal location prefix (nginx streams
+# the file after the view checked the permission); empty: daphne streams them itself.
+STUDIO_MEDIA_ACCEL = env_str("STUDIO_MEDIA_ACCEL", "")
+if STUDIO_MEDIA_ACCEL and not (STUDIO_MEDIA_ACCEL.startswith("/") and STUDIO_MEDIA_ACCEL.endswith("/")):
+    raise ImproperlyConfigured("STUDIO_MEDIA_ACCEL must be a location prefix such as /_media/.")
+# How long the presigned URL behind an S3 image lives (nginx fetches it at once, inside the studio network).
+STUDIO_MEDIA_ACCEL_S3_SECONDS = env_int("STUDIO_MEDIA_ACCEL_S3_SECONDS", 10)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # Start images people upload: refused above this many bytes or pixels (checked before decoding).
 STUDIO_UPLOAD_MAX_BYTES = env_int("STUDIO_UPLOAD_MAX_BYTES", 20 * 1024 * 1024)
@@ -390,6 +406,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # carry an inpainting mask, uploads get STUDIO_UPLOAD_MAX_BYTES and 1 MB of form framing, the rest this.
 STUDIO_MAX_BODY_BYTES = env_int("STUDIO_MAX_BODY_BYTES", 1024 * 1024)
 STUDIO_JOB_MAX_BODY_BYTES = env_int("STUDIO_JOB_MAX_BODY_BYTES", 9 * 1024 * 1024)
+
+# --- web processes, metrics, logs --
+# daphne processes sharing the web port (make run and manage.py studio_web); 0 = one per core, at most 8.
+STUDIO_WEB_PROCESSES = env_int("STUDIO_WEB_PROCESSES", 0)
+STUDIO_ACCESS_LOG = env_bool("STUDIO_ACCESS_LOG", True)
+# /metrics (Prometheus): a scraper sends this bearer token, or comes from one of these networks.
+STUDIO_METRICS_TOKEN = env_secret("STUDIO_METRICS_TOKEN")
+STUDIO_METRICS_ALLOW = env_list("STUDIO_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
+STUDIO_LOG_FORMAT = env_str("STUDIO_LOG_FORMAT", "plain")
+if STUDIO_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured("STUDIO_LOG_FORMAT must be plain or json.")
 
 # --- auth --
 # Sign-in is django-allauth's: the password form, OpenID Connect single sign-on, MFA and the throttle. The
@@ -558,8 +585,21 @@ if PRODUCTION:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "studio.logs.JsonFormatter"},
+    },
+    "filters": {"job_context": {"()": "studio.logs.JobContextFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": STUDIO_LOG_FORMAT,
+            "filters": ["job_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("STUDIO_LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+if STUDIO_LOG_FORMAT == "json":
+    # Celery's worker would otherwise replace the root handler with its own plain-text one.
+    CELERY_WORKER_HIJACK_ROOT_LOGGER = False

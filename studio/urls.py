@@ -20,7 +20,7 @@ from generation import api as generation_api
 from generation import sdapi
 from generation import views as generation_views
 
-from . import account_views, admin_api, manage_views, project_views, quota_views, sign_in
+from . import account_views, admin_api, manage_views, metrics, project_views, quota_views, sign_in
 from . import api as studio_api
 from . import views as studio_views
 from .boundary import StudioAPI, schema_router
@@ -172,4 +172,6 @@ urlpatterns = [
     re_path(r"^sdapi/(?P<path>.*)$", studio_api.sdapi_not_served, name="sdapi-not-served"),
     path("healthz", studio_api.healthz, name="healthz"),
     path("readyz", studio_api.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("internal/admin-check", studio_views.admin_check, name="admin-check"),
 ]

@@ -45,6 +45,15 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_GET
+def admin_check(request: HttpRequest) -> HttpResponse:
+    """For the proxy's auth_request in front of admin-only tools (Flower): 204 for a signed-in site admin,
+    403 for everyone else (nginx's auth_request understands 2xx, 401 and 403; it shows people a 404)."""
+    if permissions.is_admin(request.user):
+        return HttpResponse(status=204)
+    return HttpResponse(status=403)
+
+
 @login_required
 @require_GET
 def permissions_help(request: HttpRequest) -> HttpResponse:

@@ -185,6 +185,18 @@ class PipelineCache:
         with self._lock:
             self._items.clear()
 
+    def loaded(self) -> list[str]:
+        """Ids of the models loaded now, least recently used first."""
+        with self._lock:
+            return [info_id for info_id, _ in self._items]
+
+
+def device_memory_bytes() -> int | None:
+    """GPU memory this process holds (allocated by torch, on every visible device); None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    return sum(torch.cuda.memory_reserved(i) for i in range(torch.cuda.device_count()))
+
 
 def set_scheduler(loaded: LoadedModel, name: str) -> None:
     cls, kwargs = (FLOW_SCHEDULER_CLASSES if loaded.info.flow_matching else SCHEDULER_CLASSES)[name]

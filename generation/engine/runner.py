@@ -33,6 +33,15 @@ def cache() -> pipelines.PipelineCache:
 OUT_OF_MEMORY = "The worker ran out of memory for this job: try a smaller size or fewer images at once."
 
 
+def loaded_models() -> list[str]:
+    """The models this worker process keeps loaded (none before its first load)."""
+    return _cache.loaded() if _cache is not None else []
+
+
+def device_memory_bytes() -> int | None:
+    return pipelines.device_memory_bytes()
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One run of a model: the job's parameters (the same ``JobParams`` the job row stores) and, for the

@@ -22,6 +22,8 @@
       results: byId("results"),
       cancel: byId("cancel-btn"),
       error: byId("live-error"),
+      notice: byId("live-notice"),
+      connection: byId("live-connection"),
     };
   }
 
@@ -41,6 +43,15 @@
     els.cancel.disabled = false;
     els.cancel.textContent = "Cancel";
     showError(els, "");
+    showNotice(els, "");
+    if (els.connection) els.connection.hidden = true;
+  }
+
+  // What happened to the job while it waited (its worker was lost, the queue restarted), from the server.
+  function showNotice(els, text) {
+    if (!els.notice) return;
+    els.notice.textContent = text || "";
+    els.notice.hidden = !text;
   }
 
   function showError(els, text) {
@@ -131,6 +142,7 @@
         case "status":
           paintStatus(message.status, message.queue_position);
           if (message.progress) paintProgress(message.progress.step, message.progress.total);
+          if (message.notice !== undefined) showNotice(els, message.notice);
           break;
         case "progress":
           if (status !== "running") paintStatus("running", null);
@@ -181,13 +193,22 @@
 
     const job = opts.initial;
     if (job) {
-      handle({ type: "status", status: job.status, progress: job.progress, queue_position: job.queue_position });
+      handle({
+        type: "status",
+        status: job.status,
+        progress: job.progress,
+        queue_position: job.queue_position,
+        notice: job.notice,
+      });
       if (job.status === "succeeded") handle({ type: "succeeded", assets: job.assets });
       else if (job.status === "failed") handle({ type: "failed", error: job.error });
       else if (job.status === "canceled") handle({ type: "canceled" });
     }
     if (!finished) {
-      socket = Studio.openSocket("/ws/jobs/" + encodeURIComponent(jobId) + "/", handle);
+      socket = Studio.openSocket("/ws/jobs/" + encodeURIComponent(jobId) + "/", handle, function (open) {
+        // While the socket is down the page says so; the snapshot on reconnecting brings it up to date.
+        if (els.connection) els.connection.hidden = open || finished;
+      });
     }
 
     return {

@@ -68,8 +68,9 @@
 
   // A websocket that reconnects with backoff (0.5 s doubling to 5 s) until stop() is called, or until the
   // server ends it because the user's access ended. The server re-sends the current state on every
-  // connect, so nothing is lost in between.
-  function openSocket(path, onMessage) {
+  // connect, so nothing is lost in between. onConnection(open), when given, hears each open and each loss
+  // of the connection.
+  function openSocket(path, onMessage, onConnection) {
     const url = (location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + path;
     let socket = null;
     let delay = 500;
@@ -78,6 +79,9 @@
 
     function connect() {
       socket = new WebSocket(url);
+      socket.addEventListener("open", function () {
+        if (onConnection) onConnection(true);
+      });
       socket.addEventListener("message", function (event) {
         delay = 500;
         let message;
@@ -98,6 +102,7 @@
           accessNotice("You no longer have access to this page.");
           return;
         }
+        if (onConnection) onConnection(false);
         timer = setTimeout(connect, delay);
         delay = Math.min(delay * 2, 5000);
       });

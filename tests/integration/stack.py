@@ -105,11 +105,26 @@ class Stack:
             **self.extra_env,
         )
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str], **extra_env: str) -> subprocess.Popen:
         log = (self.log_dir / f"{name}.log").open("ab")
         return subprocess.Popen(
-            argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=ROOT,
+            env={**self.env(), **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+
+    def spawn_web(self, name: str, port: int, **extra_env: str) -> subprocess.Popen:
+        """Another daphne on the same database, Redis and data dir, with settings of its own."""
+        proc = self._spawn(
+            name,
+            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "studio.asgi:application"],
+            **extra_env,
+        )
+        wait_until(lambda: _reachable("127.0.0.1", port), 30, what=f"{name} to listen")
+        return proc
 
     def start_worker(self, name: str = "itest") -> subprocess.Popen:
         from django.conf import settings

@@ -75,3 +75,29 @@ def test_the_job_benchmark_compares_the_studio_with_the_raw_pipeline(tmp_path):
     assert ratio > 0
     previews = re.search(r"previews received per job\s+median\s+([\d.]+)", done.stdout)
     assert previews and float(previews.group(1)) >= 1, done.stdout
+
+
+def test_the_load_benchmark_runs_one_and_several_web_processes_and_prints_their_ratio():
+    import shutil
+
+    if shutil.which("wrk") is None and os.environ.get("CI") != "true":
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    done = subprocess.run(
+        [sys.executable, "bench/web_load.py", "--duration", "2", "--viewers", "10", "--connections", "4"]
+        + ["--assets", "50", "--jobs", "2", "--steps", "4", "--threads", "1", "--processes", "2"],
+        cwd=ROOT,
+        env=bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = re.findall(
+        r"^(\d+) daphne process\(es\):\s+([\d.]+) requests/s.*viewers with every event (\d+)/10$",
+        done.stdout,
+        re.M,
+    )
+    assert [r[0] for r in runs] == ["1", "2"], done.stdout
+    assert all(float(rps) > 0 for _, rps, _ in runs)
+    assert all(viewers == "10" for _, _, viewers in runs), done.stdout
+    assert re.search(r"^ratio requests/s 2 processes / 1 process: [\d.]+x", done.stdout, re.M)

@@ -76,6 +76,18 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def command_lines() -> list[tuple[int, str]]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            found.append(
+                (int(cmdline.parent.name), cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            )
+        except OSError:
+            continue  # it ended while we looked
+    return found
+
+
 def processes_of(data_dir: Path) -> list[str]:
     """Command lines of live processes that name the run's data dir (the worker, its pool and beat)."""
     found = []
@@ -179,3 +191,37 @@ def test_the_admin_password_can_come_from_the_environment(tmp_path, runs):
     assert "username: boss" in output
     assert "password: the one in STUDIO_ADMIN_PASSWORD" in output
     assert "a long chosen password" not in output
+
+
+def test_a_killed_redis_is_restarted_and_the_queued_jobs_still_finish(tmp_path, runs):
+    """kill -9 of the private Redis with ten jobs queued: the launcher starts it again (same port and
+    password), the sweeper sends the lost messages again, and every job finishes; nothing else stops."""
+    data_dir = tmp_path / "var"
+    run = Run(data_dir, free_port(), STUDIO_SWEEP_SECONDS="1")
+    runs.append(run)
+    client = Stack.__new__(Stack)
+    client.base_url = f"http://127.0.0.1:{run.port}"
+    token = run.manage("studio_token", "admin").strip()
+    slug = client.api("POST", "/api/v1/projects", token, {"name": "Faults"})[1]["slug"]
+    ids = []
+    for seed in range(10):
+        status, job = client.api(
+            "POST", f"/api/v1/projects/{slug}/jobs", token, {"prompt": "a red ring", "steps": 8, "seed": seed}
+        )
+        assert status == 201, job
+        ids.append(job["id"])
+    redis_port = (data_dir / "run" / "redis.url").read_text().rsplit(":", 1)[1].split("/")[0]
+    # redis-server names itself after its address once it runs.
+    [pid] = [
+        pid for pid, cmdline in command_lines() if "redis-server" in cmdline and f":{redis_port}" in cmdline
+    ]
+    os.kill(pid, signal.SIGKILL)
+    run.read_until("redis exited (-9); restarting it")
+    run.read_until("redis restarted")
+
+    def statuses() -> set[str]:
+        return {client.api("GET", f"/api/v1/jobs/{i}", token)[1]["status"] for i in ids}
+
+    assert wait_until(lambda: statuses() == {"succeeded"}, 120, interval=1, what="every job to succeed")
+    assert run.proc.poll() is None, "the studio kept running"
+    assert run.stop() == 0

@@ -39,6 +39,9 @@ ADMIN = [
     "api-project-quota",  # only site admins set a project's quota
 ]  # fmt: skip
 OPEN_URLS = ["healthz", "readyz"]
+# The Prometheus scrape takes its own bearer token (STUDIO_METRICS_TOKEN), never a user's: a user's token
+# there is a wrong scrape token, answered as an unknown page.
+SCRAPE = "scrape"
 # The AUTOMATIC1111 API takes tokens only; what root's token gets there (the role matrix, walked with
 # sessions, expects 401 throughout). txt2img and img2img name no project here: 400 saying how to name one.
 SDAPI_WITH_A_TOKEN = {
@@ -62,8 +65,9 @@ CLASSIFIED: dict[tuple[str, str], str] = {
     **{
         (name, method): PAGE
         for name, (method, *_rest) in MATRIX.items()
-        if not name.startswith(("api-", "sdapi-")) and name not in OPEN_URLS
+        if not name.startswith(("api-", "sdapi-")) and name not in OPEN_URLS and name != "metrics"
     },
+    ("metrics", "GET"): SCRAPE,
     ("api-asset", "DELETE"): "generate",
     ("api-asset-comments", "GET"): "read",
     ("api-project-boards", "GET"): "read",
@@ -89,7 +93,7 @@ def test_the_rule_agrees_with_the_table():
     """The middleware's one rule (method and path) gives each API URL the scope this table expects."""
     values = {"job": "j", "asset": "a", "board": "1", "alice_token": "1"}
     for (name, method), scope in CLASSIFIED.items():
-        if scope in (PAGE, OPEN):
+        if scope in (PAGE, OPEN, SCRAPE):
             continue
         path = build_path(http_patterns()[name], CALLS[(name, method)][0], values)
         assert required_scope(method, path) == scope, f"{method} {path}"
@@ -125,7 +129,9 @@ def test_url_with_a_token_of_each_scope(world, name, method, scope):
     else:
         response = send(path, data=body or {}, **auth)
     needed = CLASSIFIED[(name, method)]
-    if needed in (PAGE, OPEN):
+    if needed == SCRAPE:
+        assert response.status_code == 404, f"{method} {path} with a {scope} token"
+    elif needed in (PAGE, OPEN):
         # The token is ignored: the request is anonymous, as the role matrix's first column says.
         assert response.status_code == expected["anonymous"], f"{method} {path} with a {scope} token"
     elif covers(scope, needed):

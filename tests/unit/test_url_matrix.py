@@ -195,6 +195,10 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "sdapi-not-served": ("GET", {"path": "v1/interrogate"}, None, expect(404, 404, 404, 404, 404, 404)),
     "healthz": ("GET", {}, None, expect(200, 200, 200, 200, 200, 200)),
     "readyz": ("GET", {}, None, expect(503, 503, 503, 503, 503, 503)),  # no broker or worker in unit tests
+    # The test client connects from 127.0.0.1, one of STUDIO_METRICS_ALLOW's networks
+    # (tests/unit/test_metrics.py covers the refusals).
+    "metrics": ("GET", {}, None, expect(200, 200, 200, 200, 200, 200)),
+    "admin-check": ("GET", {}, None, expect(403, 403, 403, 403, 403, 204)),
 }
 
 WEBSOCKETS = {

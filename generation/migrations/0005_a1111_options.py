@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0003_quotas'),
+        ('generation', '0004_job_notice'),
         ('studio', '0005_auditevent_append_only'),
     ]
 

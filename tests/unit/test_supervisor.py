@@ -1,0 +1,78 @@
+"""The launcher's supervisor: a child that dies is restarted with a growing delay and the restart is
+logged; only a child that keeps dying right after its start stops everything."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+from studio.launcher import Child, Supervisor
+
+
+def child(name: str, code: str) -> Child:
+    return Child(name, [sys.executable, "-c", code], {})
+
+
+def wait_exit(c: Child) -> None:
+    assert c.proc is not None
+    c.proc.wait(10)
+
+
+def test_a_killed_child_is_restarted_after_a_delay_and_the_restart_is_logged():
+    lines: list[str] = []
+    supervisor = Supervisor(lines.append)
+    redis = supervisor.add(child("redis", "import time; time.sleep(60)"))
+    first = redis.proc
+    try:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        now = time.monotonic()
+        assert supervisor.check(now) is None
+        assert lines == ["redis exited (-9); restarting it in 0.5 s."]
+        assert supervisor.check(now + 0.1) is None and redis.proc is first, "not before its delay"
+        assert supervisor.check(now + 0.6) is None
+        assert redis.proc is not first and redis.proc.poll() is None
+        assert lines[-1].startswith("redis restarted (pid ")
+    finally:
+        supervisor.shutdown()
+    assert redis.proc.poll() is not None, "shutdown stops it"
+
+
+def test_the_delay_doubles_while_a_child_keeps_dying_and_then_everything_stops():
+    lines: list[str] = []
+    supervisor = Supervisor(lines.append)
+    worker = supervisor.add(child("worker", "raise SystemExit(3)"))
+    steady = supervisor.add(child("daphne", "import time; time.sleep(60)"))
+    now = time.monotonic()
+    try:
+        reason = None
+        for _ in range(Supervisor.MAX_QUICK_DEATHS + 1):
+            wait_exit(worker)
+            now += 0.01
+            reason = supervisor.check(now)
+            if reason:
+                break
+            now = worker.restart_at
+            assert supervisor.check(now) is None  # restarted
+        delays = [line.rsplit(" in ", 1)[1] for line in lines if "restarting" in line]
+        assert delays == ["0.5 s.", "1 s.", "2 s.", "4 s.", "8 s."]
+        assert reason == "worker exited (3) 6 times in a row within 30 s of starting; stopping."
+        assert steady.proc.poll() is None, "the others were left alone until then"
+    finally:
+        supervisor.shutdown()
+
+
+def test_a_child_that_stayed_up_starts_again_from_the_shortest_delay():
+    lines: list[str] = []
+    supervisor = Supervisor(lines.append)
+    web = supervisor.add(child("daphne", "import time; time.sleep(60)"))
+    try:
+        web.quick_deaths = 4  # it had died quickly before, then ran for a long time
+        web.started_at -= Supervisor.STABLE_SECONDS + 1
+        web.proc.send_signal(signal.SIGTERM)
+        wait_exit(web)
+        assert supervisor.check() is None
+        assert lines == ["daphne exited (-15); restarting it in 0.5 s."]
+    finally:
+        supervisor.shutdown()
