@@ -14,7 +14,7 @@ from studio.pagination import keyset_page
 from studio.permissions import projects_visible_to
 from studio.shortcuts import get_visible_or_404
 
-from . import services
+from . import credentials, provenance, services
 from .curation import is_favourite
 from .models import Asset, Board, Notification
 from .permissions import boards_visible_to
@@ -69,6 +69,20 @@ def asset_thumbnail(request: HttpRequest, asset_id: str) -> FileResponse:
 @api(["GET"])
 def asset_mask(request: HttpRequest, asset_id: str) -> FileResponse:
     return mask_response(asset_or_404(request.user, asset_id))
+
+
+@api(["GET"])
+def credentials_root(request: HttpRequest) -> HttpResponse:
+    """The studio's root certificate (PEM; then roots it signed with before), for other tools to trust."""
+    response = HttpResponse(credentials.published_roots_pem(), content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'inline; filename="studio-root.pem"'
+    return response
+
+
+@api(["POST"])
+def verify(request: HttpRequest) -> tuple[int, Any]:
+    """Multipart ``image``: what its Content Credentials say, and the visible asset it is or was made from."""
+    return 200, provenance.verify(request.user, provenance.read_upload(request.FILES.get("image")))
 
 
 @api(["GET"])

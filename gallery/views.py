@@ -13,7 +13,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from studio import permissions as studio_permissions
 from studio.audit import client_ip
@@ -21,7 +21,7 @@ from studio.errors import InvalidInput, NotAllowed, ServiceError
 from studio.pagination import keyset_page
 from studio.shortcuts import get_visible_or_404
 
-from . import exports, services
+from . import exports, privacy, provenance, services
 from .cards import card_rows, render_cards
 from .curation import asset_page_context
 from .models import Asset, Notification
@@ -35,6 +35,7 @@ from .permissions import (
     gallery_page_abilities,
 )
 from .queries import filter_options, filtered_assets
+from .storage import open_plaintext
 
 GALLERY_PAGE = 24
 
@@ -45,32 +46,32 @@ def asset_or_404(user: Any, asset_id: str) -> Asset:
     )
 
 
-def image_response(asset: Asset) -> FileResponse:
-    """Stream the PNG from storage. Private: never cached by shared caches."""
-    response = FileResponse(asset.file.open("rb"), content_type="image/png")
-    response["Content-Disposition"] = f'inline; filename="{asset.id}.png"'
+def stored_file_response(name: str, content_type: str, filename: str) -> FileResponse:
+    """Stream a stored file as plaintext (decrypted on the way out when encrypted at rest, in bounded
+    memory). Every image view answers through here. Private: never cached by shared caches."""
+    response = FileResponse(open_plaintext(name), content_type=content_type)
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def image_response(asset: Asset) -> FileResponse:
+    """Stream the PNG from storage. Private: never cached by shared caches."""
+    return stored_file_response(str(asset.file.name), "image/png", f"{asset.id}.png")
 
 
 def thumbnail_response(asset: Asset) -> FileResponse:
     """The grid-sized JPEG; the full PNG for assets made before thumbnails existed."""
     if not asset.thumbnail:
         return image_response(asset)
-    response = FileResponse(asset.thumbnail.open("rb"), content_type="image/jpeg")
-    response["Content-Disposition"] = f'inline; filename="{asset.id}.thumb.jpg"'
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return stored_file_response(str(asset.thumbnail.name), "image/jpeg", f"{asset.id}.thumb.jpg")
 
 
 def mask_response(asset: Asset) -> FileResponse:
     """The inpainting mask an image was made with (white = repainted); 404 when it has none."""
     if not asset.mask:
         raise Http404("This image was not made with a mask.")
-    response = FileResponse(asset.mask.open("rb"), content_type="image/png")
-    response["Content-Disposition"] = f'inline; filename="{asset.id}.mask.png"'
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return stored_file_response(str(asset.mask.name), "image/png", f"{asset.id}.mask.png")
 
 
 def export_response(request: HttpRequest, plan: services.ExportPlan) -> StreamingHttpResponse:
@@ -304,3 +305,31 @@ def notifications(request: HttpRequest) -> HttpResponse:
 def notifications_read(request: HttpRequest) -> HttpResponse:
     services.do_mark_notifications_read(request.user)
     return redirect("notifications")
+
+
+# --- Content Credentials and privacy --
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def verify_page(request: HttpRequest) -> HttpResponse:
+    """Drop an image to see its Content Credentials: valid and trusted or not, who and what made it, its
+    chain of edits, and the asset of a visible project it is (``POST /api/v1/verify`` answers the same)."""
+    context: dict[str, Any] = {"report": None, "error": None}
+    status = 200
+    if request.method == "POST":
+        try:
+            data = provenance.read_upload(request.FILES.get("image"))
+            context["report"] = provenance.verify(request.user, data)
+            context["filename"] = getattr(request.FILES.get("image"), "name", "")
+        except ServiceError as exc:
+            context["error"], status = exc.message, exc.status
+    return render(request, "gallery/verify.html", context, status=status)
+
+
+@login_required
+@require_GET
+def privacy_page(request: HttpRequest) -> HttpResponse:
+    """What is stored where, who sees it, what is encrypted and signed, what is kept how long: read from
+    the running configuration."""
+    return render(request, "gallery/privacy.html", privacy.page_context(request.user))

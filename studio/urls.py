@@ -20,6 +20,8 @@ handler500 = "studio.errors_views.server_error"
 pages = [
     path("", studio_views.home, name="home"),
     path("help/permissions/", studio_views.permissions_help, name="help-permissions"),
+    path("help/privacy/", gallery_views.privacy_page, name="help-privacy"),
+    path("verify/", gallery_views.verify_page, name="verify"),
     path("manage/", manage_views.index, name="manage"),
     path("manage/users/", manage_views.users, name="manage-users"),
     path("manage/users/new/", manage_views.user_new, name="manage-user-new"),
@@ -109,6 +111,8 @@ api_v1 = [
         name="api-admin-user-deactivate",
     ),
     path("admin/audit", admin_api.audit, name="api-admin-audit"),
+    path("credentials/root.pem", gallery_api.credentials_root, name="api-credentials-root"),
+    path("verify", gallery_api.verify, name="api-verify"),
 ]
 
 urlpatterns = [
