@@ -36,9 +36,15 @@ def database_place() -> str:
     return f"PostgreSQL {db.get('NAME')} on {db.get('HOST') or 'the local socket'}:{db.get('PORT') or 5432}"
 
 
+def _storage_options() -> dict[str, Any]:
+    default: Any = settings.STORAGES["default"]
+    options: dict[str, Any] = dict(default.get("OPTIONS", {}))
+    return options
+
+
 def files_place() -> str:
     if settings.STUDIO_STORAGE == "s3":
-        options = settings.STORAGES["default"]["OPTIONS"]
+        options = _storage_options()
         endpoint = options.get("endpoint_url") or "the default S3 endpoint"
         return f"S3 bucket “{options.get('bucket_name')}” at {endpoint}"
     return f"the folder {settings.MEDIA_ROOT}"
@@ -54,9 +60,7 @@ def services() -> list[str]:
     if settings.REDIS_URL:
         found.append(f"Redis ({_host(settings.REDIS_URL)})")
     if settings.STUDIO_STORAGE == "s3":
-        found.append(
-            f"the file store ({settings.STORAGES['default']['OPTIONS'].get('endpoint_url') or 'S3'})"
-        )
+        found.append(f"the file store ({_storage_options().get('endpoint_url') or 'S3'})")
     return found
 
 

@@ -45,7 +45,7 @@ def root_pem(client, user) -> str:
 
 def read_back(data: bytes, anchors: str | None) -> tuple[str, dict]:
     """What c2pa-python itself says, trusting only ``anchors`` (no fetching)."""
-    config = {"verify": {"verify_trust": True, "ocsp_fetch": False, "remote_manifest_fetch": False}}
+    config: dict = {"verify": {"verify_trust": True, "ocsp_fetch": False, "remote_manifest_fetch": False}}
     if anchors:
         config["trust"] = {"trust_anchors": anchors}
     with (
