@@ -597,6 +597,7 @@ def schema() -> dict[str, Any]:
                 ),
             },
             **_collection_paths(slug, asset_id, asset),
+            **_credentials_paths(),
             "/me/notifications": {
                 "get": _op(
                     "The caller's latest 50 notifications, newest first, and the unread count",
@@ -726,6 +727,83 @@ def schema() -> dict[str, Any]:
                     ],
                 )
             },
+        },
+    }
+
+
+def _credentials_paths() -> dict[str, Any]:
+    """Content Credentials (gallery/api.py): the studio's root certificate and the verifier."""
+    asset_ref = {
+        "type": "object",
+        "nullable": True,
+        "properties": {k: {"type": "string"} for k in ("id", "project", "status", "page_url")},
+    }
+    step = {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "generator": {"type": "string"},
+            "actions": {"type": "array", "items": {"type": "string"}},
+            "source_type": {"type": "string", "nullable": True},
+            "signed_by": {"type": "string"},
+            "author": {"type": "string", "nullable": True},
+            "project": {"type": "string", "nullable": True},
+            "model": {"type": "object", "nullable": True},
+            "parameters": {"type": "object", "nullable": True},
+            "review": {"type": "object", "nullable": True},
+            "asset": asset_ref,
+        },
+    }
+    report = {
+        "type": "object",
+        "properties": {
+            "credentials": {"type": "boolean"},
+            "state": {"type": "string", "enum": ["trusted", "valid", "invalid", "none"]},
+            "valid": {"type": "boolean"},
+            "trusted": {"type": "boolean"},
+            "summary": {"type": "string"},
+            "problems": {"type": "array", "items": {"type": "string"}},
+            "sha256": {"type": "string"},
+            "made_by": {**step, "nullable": True},
+            "chain": {"type": "array", "items": step},
+            "match": asset_ref,
+        },
+    }
+    return {
+        "/credentials/root.pem": {
+            "get": _op(
+                "The studio's Content Credentials root certificate (PEM), then roots it signed with before",
+                {
+                    "200": {
+                        "description": "PEM certificates",
+                        "content": {"application/x-pem-file": {"schema": {"type": "string"}}},
+                    }
+                },
+            )
+        },
+        "/verify": {
+            "post": {
+                **_op(
+                    "Read an image's Content Credentials (C2PA): valid and trusted or not, who and what made "
+                    "it, its chain of edits (newest first), and the asset of a visible project it is "
+                    "(match, by sha256) or was made from (chain[].asset, by its signed manifest). 400 for "
+                    "a file that is not a PNG, JPEG or WebP image, or too large",
+                    {"200": _response("What the credentials say", report)},
+                    400,
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["image"],
+                                "properties": {"image": {"type": "string", "format": "binary"}},
+                            }
+                        }
+                    },
+                },
+            }
         },
     }
 

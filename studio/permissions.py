@@ -57,6 +57,10 @@ def can_manage_members(user: Any, project: Project) -> bool:
     return role_in(user, project) == Role.LEAD
 
 
+def can_set_retention(user: Any, project: Project) -> bool:
+    return role_in(user, project) == Role.LEAD
+
+
 def can_generate(user: Any, project: Project) -> bool:
     return role_in(user, project) in GENERATING_ROLES
 
@@ -102,6 +106,7 @@ PERMISSION_MATRIX: list[tuple[str, set[str]]] = [
     ("Review assets (approve, reject, request changes)", {"lead", "admin"}),
     ("Delete assets", {"lead", "admin"}),
     ("Export approved assets", {"lead", "admin"}),
+    ("Set how long drafts and rejected images are kept", {"lead", "admin"}),
     ("Install and remove models and LoRAs", {"admin"}),
     ("Set quotas", {"admin"}),
     ("See usage", {"admin"}),

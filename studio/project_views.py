@@ -30,6 +30,14 @@ def _apply(request: HttpRequest, project: Project, action: str, username: str, r
     if action == "remove":
         services.do_remove_member(request.user, project, username, ip=ip)
         return f"{username} was removed from {project.name}."
+    if action == "retention":
+        services.do_set_retention(request.user, project, request.POST.get("retention_days"), ip=ip)
+        if project.retention_days is None:
+            return f"{project.name} keeps its images until someone deletes them."
+        return (
+            f"{project.name} now deletes drafts and rejected images after {project.retention_days} "
+            f"day{'s' if project.retention_days != 1 else ''}."
+        )
     raise InvalidInput("Unknown action.")
 
 
@@ -63,7 +71,12 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
             # keeps what was typed; a missing user is a form error here, not a missing page.
             error, errors = exc.message, exc.errors
             status = exc.status if exc.status in (403, 409) else 400
-            posted = {"action": action, "username": username, "role": role}
+            posted = {
+                "action": action,
+                "username": username,
+                "role": role,
+                "retention_days": request.POST.get("retention_days", ""),
+            }
         else:
             messages.success(request, message)
             if permissions.projects_visible_to(request.user).filter(pk=project.pk).exists():
@@ -76,6 +89,7 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "role": permissions.role_in(request.user, project),
             "can_manage": permissions.can_manage_members(request.user, project),
+            "can_set_retention": permissions.can_set_retention(request.user, project),
             "members": _members(project, posted, error),
             "roles": Role.choices,
             "error": error,
