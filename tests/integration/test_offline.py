@@ -108,7 +108,7 @@ class Watched:
         for line in self.trace.read_text().splitlines():
             match = STRACE_CONNECT.match(line)
             if match:
-                found.append(match.groups())
+                found.append((match.group(1), match.group(2), match.group(3)))
         return found
 
 
@@ -140,7 +140,7 @@ class Browser:
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
     def csrf(self) -> str:
-        return next(c.value for c in self.jar if c.name == "csrftoken")
+        return next(str(c.value) for c in self.jar if c.name == "csrftoken")
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None):
         headers = {"Referer": self.base + "/"}
@@ -162,12 +162,11 @@ class Browser:
 
     def upload(self, path: str, field: str, filename: str, data: bytes):
         boundary = uuid.uuid4().hex
+        disposition = f"--{boundary}\r\nContent-Disposition: form-data; name="
+        token = f'{disposition}"csrfmiddlewaretoken"\r\n\r\n{self.csrf()}\r\n'
+        head = f'{disposition}"{field}"; filename="{filename}"\r\n'
         body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n{self.csrf()}\r\n'
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-                f"Content-Type: image/png\r\n\r\n"
-            ).encode()
+            (token + head + "Content-Type: image/png\r\n\r\n").encode()
             + data
             + f"\r\n--{boundary}--\r\n".encode()
         )
