@@ -264,6 +264,14 @@ def schema() -> dict[str, Any]:
                             "nullable": True,
                             "description": "The inpainting mask it was made with (PNG, white = repainted)",
                         },
+                        "credentials": {
+                            "type": "string",
+                            "enum": ["signed", "unsigned", "none"],
+                            "description": "Whether the PNG carries the studio's Content Credentials "
+                            "(unsigned: signing failed; none: an upload, or made before signing or with "
+                            "it off)",
+                        },
+                        "sha256": {"type": "string", "description": "The stored PNG's sha256 (may be empty)"},
                     },
                 },
             },

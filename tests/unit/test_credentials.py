@@ -117,6 +117,8 @@ def test_a_generated_image_is_signed_valid_and_trusted_against_the_studio_root(c
     text = pngmeta.read_provenance(png)
     assert text["parameters"].startswith("a red circle") and text["studio"]["created_by"] == "bob"
     assert asset.sha256 and asset.sha256 == hashlib.sha256(png).hexdigest()
+    shown = client.get(f"/api/v1/assets/{asset.id}").json()
+    assert (shown["credentials"], shown["sha256"]) == ("signed", asset.sha256)
 
 
 def test_the_prompt_goes_in_only_when_the_site_says_so(settings, team):
