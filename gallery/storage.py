@@ -55,18 +55,22 @@ def _read_optional(path: str) -> str:
     return Path(path).read_text() if path and Path(path).exists() else ""
 
 
-def _key_sources() -> tuple[Any, str, list[str]]:
-    """(what to compare to see a change, the current key's text, the previous keys' texts). Keys kept in
-    files are read again when a file changes, so a rotation in the embedded mode reaches running processes."""
-    key_file = settings.STUDIO_ENCRYPTION_KEY_FILE
-    previous_file = settings.STUDIO_ENCRYPTION_PREVIOUS_KEYS_FILE
-    stamps = tuple(
-        (p, os.stat(p).st_mtime_ns if p and os.path.exists(p) else None) for p in (key_file, previous_file)
+def _stamp(path: str) -> tuple[str, int | None]:
+    try:
+        return path, os.stat(path).st_mtime_ns if path else None
+    except FileNotFoundError:
+        return path, None
+
+
+def _key_signature() -> Any:
+    """What changes when the configured keys do. Keys kept in files are read again when a file changes, so
+    a rotation in the embedded mode reaches running processes without a restart."""
+    return (
+        _stamp(settings.STUDIO_ENCRYPTION_KEY_FILE),
+        _stamp(settings.STUDIO_ENCRYPTION_PREVIOUS_KEYS_FILE),
+        settings.STUDIO_ENCRYPTION_KEY,
+        tuple(settings.STUDIO_ENCRYPTION_PREVIOUS_KEYS),
     )
-    current = settings.STUDIO_ENCRYPTION_KEY or _read_optional(key_file)
-    previous = [*settings.STUDIO_ENCRYPTION_PREVIOUS_KEYS, *_read_optional(previous_file).split()]
-    signature = (stamps, settings.STUDIO_ENCRYPTION_KEY, tuple(settings.STUDIO_ENCRYPTION_PREVIOUS_KEYS))
-    return signature, current, previous
 
 
 def key_source_name() -> str:
@@ -78,10 +82,15 @@ def key_source_name() -> str:
 def current_keyring() -> Keyring:
     """The configured master keys; encryption.BadKey for a malformed or missing one."""
     global _cache
-    signature, current, previous = _key_sources()
+    signature = _key_signature()
     with _cache_lock:
         if _cache is not None and _cache[0] == signature:
             return _cache[1]
+        current = settings.STUDIO_ENCRYPTION_KEY or _read_optional(settings.STUDIO_ENCRYPTION_KEY_FILE)
+        previous = [
+            *settings.STUDIO_ENCRYPTION_PREVIOUS_KEYS,
+            *_read_optional(settings.STUDIO_ENCRYPTION_PREVIOUS_KEYS_FILE).split(),
+        ]
         if not current.strip():
             raise encryption.BadKey(
                 f"No encryption key: {key_source_name()} is empty. Set STUDIO_ENCRYPTION_KEY (or "

@@ -170,6 +170,18 @@ def test_reading_a_range_decrypts_only_what_it_needs(settings, tmp_path):
         assert f.read(30) == data[3 * encryption.CHUNK_SIZE - 10 : 3 * encryption.CHUNK_SIZE + 20]
     raw = (tmp_path / name).read_bytes()
     keyring = storage.current_keyring()
+    # Served in 4 KiB blocks, as FileResponse reads: never more than one chunk of ciphertext at a time.
+    reads: list[int] = []
+
+    class Counting(io.BytesIO):
+        def read(self, n=-1):
+            data = super().read(n)
+            reads.append(len(data))
+            return data
+
+    reader = encryption.DecryptingReader(Counting(raw), len(raw), keyring)
+    assert b"".join(iter(lambda: reader.read(4096), b"")) == data
+    assert max(reads) <= encryption.CHUNK_SIZE + encryption.TAG_SIZE
     for cut in (
         raw[:-1],
         raw[: encryption.HEADER_SIZE + encryption.CHUNK_SIZE + 16],
