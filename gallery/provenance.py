@@ -7,6 +7,7 @@ a manifest (who, what model, which project, which parameters, which review) and 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import logging
@@ -193,6 +194,7 @@ def _asset_ref(asset: Asset) -> dict[str, Any]:
     return {
         "id": str(asset.id),
         "project": asset.project.slug,
+        "project_name": asset.project.name,
         "status": asset.status,
         "page_url": reverse("asset", args=[asset.id]),
     }
@@ -210,6 +212,28 @@ def read_upload(file: Any) -> bytes:
     if not data:
         raise InvalidInput(NOT_READABLE, {"image": [NOT_READABLE]})
     return data
+
+
+def _when(value: Any) -> str:
+    try:
+        moment = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _review_summary(review: dict[str, Any] | None) -> str | None:
+    """ "Approved by alice on 2026-12-01 07:15 UTC; exported by bob on …" for an export's review."""
+    if not review:
+        return None
+    parts = []
+    if review.get("approved_by"):
+        parts.append(f"Approved by {review['approved_by']} on {_when(review.get('approved_at'))}")
+    else:
+        parts.append(f"Not approved (status: {str(review.get('status', '')).replace('_', ' ')})")
+    if review.get("exported_by"):
+        parts.append(f"exported by {review['exported_by']} on {_when(review.get('exported_at'))}")
+    return "; ".join(parts)
 
 
 def verify(user: Any, data: bytes) -> dict[str, Any]:
@@ -241,6 +265,7 @@ def verify(user: Any, data: bytes) -> dict[str, Any]:
                 "model": step.model,
                 "parameters": step.parameters,
                 "review": step.review,
+                "review_summary": _review_summary(step.review),
                 "asset": _asset_ref(found) if found else None,
             }
         )
@@ -255,6 +280,7 @@ def verify(user: Any, data: bytes) -> dict[str, Any]:
         "made_by": chain[0] if chain else None,
         "chain": chain,
         "match": _asset_ref(match) if match else None,
+        "made_from": next((step["asset"] for step in chain if step["asset"]), None) if not match else None,
     }
 
 

@@ -744,7 +744,9 @@ def _credentials_paths() -> dict[str, Any]:
     asset_ref = {
         "type": "object",
         "nullable": True,
-        "properties": {k: {"type": "string"} for k in ("id", "project", "status", "page_url")},
+        "properties": {
+            k: {"type": "string"} for k in ("id", "project", "project_name", "status", "page_url")
+        },
     }
     step = {
         "type": "object",
@@ -759,6 +761,7 @@ def _credentials_paths() -> dict[str, Any]:
             "model": {"type": "object", "nullable": True},
             "parameters": {"type": "object", "nullable": True},
             "review": {"type": "object", "nullable": True},
+            "review_summary": {"type": "string", "nullable": True},
             "asset": asset_ref,
         },
     }
@@ -775,6 +778,7 @@ def _credentials_paths() -> dict[str, Any]:
             "made_by": {**step, "nullable": True},
             "chain": {"type": "array", "items": step},
             "match": asset_ref,
+            "made_from": asset_ref,
         },
     }
     return {

@@ -166,6 +166,9 @@ def test_an_export_carries_the_approval_over_the_creation_manifest(client, team)
     assert approval["status"] == "approved"
     assert approval["approved_by"] == "alice" and approval["approved_at"] == review.at.isoformat()
     assert approval["exported_by"] == "alice"
+    client.force_login(team["vera"])
+    summary = verify(client, exported).json()["chain"][0]["review_summary"]
+    assert summary.startswith(f"Approved by alice on {review.at:%Y-%m-%d %H:%M} UTC; exported by alice")
     assert "lovely" not in json.dumps(store)  # review comments are the team's own
     [ingredient] = manifest["ingredients"]
     assert ingredient["active_manifest"] == asset.manifest_label
@@ -219,7 +222,9 @@ def test_verify_finds_the_asset_an_export_was_made_from(client, team):
     exported = archive.read(next(n for n in archive.namelist() if n.endswith(".png")))
     answer = verify(client, exported).json()
     assert answer["trusted"] and answer["match"] is None  # a new file, made from the asset
+    assert answer["made_from"]["id"] == str(asset.id)
     assert answer["chain"][0]["review"]["status"] == "draft"
+    assert answer["chain"][0]["review_summary"].startswith("Not approved (status: draft); exported by alice")
     assert answer["chain"][1]["asset"]["id"] == str(asset.id)
 
 
