@@ -8,7 +8,6 @@ a manifest (who, what model, which project, which parameters, which review) and 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import logging
 from typing import Any
@@ -282,7 +281,3 @@ def verify(user: Any, data: bytes) -> dict[str, Any]:
         "match": _asset_ref(match) if match else None,
         "made_from": next((step["asset"] for step in chain if step["asset"]), None) if not match else None,
     }
-
-
-def file_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

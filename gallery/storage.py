@@ -121,7 +121,7 @@ class EncryptedStorageMixin:
 
     def _save(self, name: str, content: Any) -> str:
         keyring = current_keyring()
-        spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - handed to the backend
+        spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
         if hasattr(content, "seek") and getattr(content, "seekable", lambda: True)():
             content.seek(0)
         for piece in encryption.encrypt_chunks(content.chunks(CHUNK_SIZE), keyring):
