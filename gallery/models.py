@@ -72,12 +72,15 @@ class Asset(models.Model):
     model_sha256 = models.CharField(max_length=64)
     status = models.CharField(max_length=20, choices=AssetStatus.choices, default=AssetStatus.DRAFT)
     # The stored PNG's sha256 (what the Verify page matches a dropped file by); empty for older assets.
-    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
-    credentials = models.CharField(max_length=10, choices=Credentials.choices, default=Credentials.NONE)
-    credentials_error = models.CharField(max_length=500, blank=True)
+    # Database defaults too, so rows written outside the ORM (bulk loads, the benchmark's COPY) need none.
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True, default="", db_default="")
+    credentials = models.CharField(
+        max_length=10, choices=Credentials.choices, default=Credentials.NONE, db_default=Credentials.NONE
+    )
+    credentials_error = models.CharField(max_length=500, blank=True, default="", db_default="")
     # The label of the C2PA manifest the studio signed the PNG with, to recognise it inside exports and
     # edits of it (their manifests carry it as an ingredient).
-    manifest_label = models.CharField(max_length=100, blank=True, db_index=True)
+    manifest_label = models.CharField(max_length=100, blank=True, db_index=True, default="", db_default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assets")
     created_at = models.DateTimeField(default=timezone.now)
 
