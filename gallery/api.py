@@ -19,7 +19,7 @@ from studio.fields import Slug
 from studio.pagination import keyset_page
 from studio.shortcuts import get_visible_or_404
 
-from . import permissions, services
+from . import credentials, permissions, provenance, services
 from .curation import is_favourite
 from .models import Asset, Board, Notification
 from .permissions import boards_visible_to
@@ -42,6 +42,7 @@ from .schemas import (
     ReviewOut,
     TagIn,
     TagsOut,
+    VerifyOut,
 )
 from .serializers import asset_to_dict, board_to_dict, comment_to_dict, notification_to_dict, review_to_dict
 from .views import asset_or_404, export_response, image_response, mask_response, thumbnail_response
@@ -230,6 +231,31 @@ def export(request: HttpRequest, slug: Slug, query: Query[ExportQuery]) -> Strea
     plan = services.check_export(request.user, guarded(request), query.status, query.ids)
     services.do_record_export(request.user, plan, ip=client_ip(request))
     return export_response(request, plan)
+
+
+# --- Content Credentials --
+
+
+@router.get(
+    "/credentials/root.pem",
+    response=answers({200: None}),
+    url_name="api-credentials-root",
+    openapi_extra=_file(
+        "application/x-pem-file", "The studio's root certificate, then the roots it used before."
+    ),
+)
+def credentials_root(request: HttpRequest) -> HttpResponse:
+    """The studio's signing root (PEM), for other tools to trust the studio's Content Credentials."""
+    response = HttpResponse(credentials.published_roots_pem(), content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'inline; filename="studio-root.pem"'
+    return response
+
+
+@router.post("/verify", response=answers({200: VerifyOut}, 413), url_name="api-verify")
+def verify(request: HttpRequest, image: File[UploadedFile]) -> dict[str, Any]:
+    """Multipart ``image``: what its Content Credentials say (valid, trusted by the studio's root, who and
+    what made it, its chain of edits) and whether it is an image of a project the caller sees."""
+    return provenance.verify(request.user, provenance.read_upload(image))
 
 
 # --- reviews, comments, notifications --

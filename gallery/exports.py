@@ -2,8 +2,9 @@
 
 ``zipfile`` writes to an unseekable pipe (it then puts sizes and CRCs in data descriptors after each member
 instead of seeking back), and the generator hands the pipe's bytes on as they come: memory stays at about one
-chunk however many images the export holds. Each PNG is read from storage in chunks and followed by a JSON
-sidecar with the asset's full provenance, its file's size and sha256, and its review history.
+chunk however many images the export holds (plus the one image being signed). Each PNG is read from
+storage (decrypted), signed with a further manifest carrying its review, and followed by a JSON sidecar with
+the asset's full provenance, the exported file's size and sha256, and its review history.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.utils import timezone
 
 from .models import Asset
+from .provenance import sign_export
 from .serializers import asset_to_dict
 from .services import ExportPlan, asset_storage
+from .storage import plaintext_chunks
 
 CHUNK_SIZE = 64 * 1024
 BATCH = 100  # assets fetched per query while streaming
@@ -27,6 +31,7 @@ BATCH = 100  # assets fetched per query while streaming
 # record (46) + zip64 extras, plus the name twice. Used only for the progress estimate.
 ENTRY_OVERHEAD = 130
 SIDECAR_ESTIMATE = 1500  # bytes per JSON sidecar, for the progress estimate
+MANIFEST_ESTIMATE = 9000  # bytes the export's Content Credentials add to a PNG (two signed manifests)
 
 
 class _Pipe:
@@ -53,18 +58,20 @@ class _Pipe:
 
 
 def stored_file_chunks(name: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """A stored file's bytes in chunks. On S3 this streams the GET body: django-storages' S3File would
-    first download the whole object into memory."""
-    with asset_storage().open(name, "rb") as f:
-        obj = getattr(f, "obj", None)
-        if obj is not None and hasattr(obj, "get"):
-            body = obj.get()["Body"]
-            try:
-                yield from body.iter_chunks(chunk_size)
-            finally:
-                body.close()
-        else:
-            yield from f.chunks(chunk_size)
+    """A stored file's plaintext in chunks (decrypted when encrypted at rest; streamed from S3)."""
+    return plaintext_chunks(name, chunk_size, asset_storage())
+
+
+def exported_png_chunks(asset: Asset, plan: ExportPlan, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """The PNG as exported: with Content Credentials on, the stored image signed again with a manifest that
+    carries its review (one image in memory at a time); else the stored bytes, streamed."""
+    if not settings.STUDIO_C2PA:
+        yield from stored_file_chunks(str(asset.file.name), chunk_size)
+        return
+    png = b"".join(stored_file_chunks(str(asset.file.name), chunk_size))
+    signed = sign_export(asset, png, exported_by=plan.exported_by)
+    for start in range(0, len(signed), chunk_size):
+        yield signed[start : start + chunk_size]
 
 
 def review_history(asset: Asset) -> list[dict[str, Any]]:
@@ -105,7 +112,8 @@ def sidecar(asset: Asset, *, png_name: str, png_bytes: int, png_sha256: str) -> 
 def estimated_size(plan: ExportPlan) -> int:
     """About how many bytes the zip will have (for progress bars; the stream has no Content-Length)."""
     entries = 2 * len(plan.asset_ids)
-    return plan.png_bytes + len(plan.asset_ids) * SIDECAR_ESTIMATE + entries * (ENTRY_OVERHEAD + 90) + 22
+    per_file = SIDECAR_ESTIMATE + (MANIFEST_ESTIMATE if settings.STUDIO_C2PA else 0)
+    return plan.png_bytes + len(plan.asset_ids) * per_file + entries * (ENTRY_OVERHEAD + 90) + 22
 
 
 def _assets(plan: ExportPlan) -> Iterator[Asset]:
@@ -133,7 +141,7 @@ def zip_chunks(plan: ExportPlan, name: str, *, chunk_size: int = CHUNK_SIZE) -> 
             digest, size = hashlib.sha256(), 0
             # force_zip64: the size is unknown until the end of the stream.
             with archive.open(png, "w", force_zip64=True) as member:
-                for chunk in stored_file_chunks(str(asset.file.name), chunk_size):
+                for chunk in exported_png_chunks(asset, plan, chunk_size):
                     member.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)

@@ -17,6 +17,14 @@ class AssetStatus(models.TextChoices):
     CHANGES_REQUESTED = "changes_requested", "Changes requested"
 
 
+class Credentials(models.TextChoices):
+    """Whether the PNG carries the studio's Content Credentials (C2PA)."""
+
+    SIGNED = "signed", "Signed"
+    UNSIGNED = "unsigned", "Signing failed"  # the image was kept; credentials_error says why
+    NONE = "none", "Not signed"  # uploads, and images made before signing existed or with it switched off
+
+
 class AssetKind(models.TextChoices):
     GENERATED = "generated", "Generated"
     UPLOAD = "upload", "Uploaded"
@@ -63,6 +71,16 @@ class Asset(models.Model):
     model_name = models.CharField(max_length=200)
     model_sha256 = models.CharField(max_length=64)
     status = models.CharField(max_length=20, choices=AssetStatus.choices, default=AssetStatus.DRAFT)
+    # The stored PNG's sha256 (what the Verify page matches a dropped file by); empty for older assets.
+    # Database defaults too, so rows written outside the ORM (bulk loads, the benchmark's COPY) need none.
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True, default="", db_default="")
+    credentials = models.CharField(
+        max_length=10, choices=Credentials.choices, default=Credentials.NONE, db_default=Credentials.NONE
+    )
+    credentials_error = models.CharField(max_length=500, blank=True, default="", db_default="")
+    # The label of the C2PA manifest the studio signed the PNG with, to recognise it inside exports and
+    # edits of it (their manifests carry it as an ingredient).
+    manifest_label = models.CharField(max_length=100, blank=True, db_index=True, default="", db_default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assets")
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -4,7 +4,7 @@ notifications, and the queries that filter and export them (the gallery page rea
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,10 @@ class AssetOut(BaseModel):
     kind: AssetKindName
     parent: uuid.UUID | None
     mask_url: str | None
+    credentials: Literal["signed", "unsigned", "none"] = Field(
+        description="Whether the PNG carries the studio's Content Credentials (unsigned: signing failed)."
+    )
+    sha256: str = Field(description="The stored PNG's sha256 (empty for images made before it was recorded).")
 
 
 class AssetDetailOut(AssetOut):
@@ -172,3 +176,47 @@ class TagsOut(BaseModel):
 
 class FavouriteOut(BaseModel):
     favourite: bool
+
+
+# --- Content Credentials --
+
+
+class AssetRefOut(BaseModel):
+    id: uuid.UUID
+    project: str
+    project_name: str
+    status: AssetStatusName
+    page_url: str
+
+
+class CredentialStepOut(BaseModel):
+    """One manifest of an image's chain of edits, newest first."""
+
+    title: str
+    generator: str
+    actions: list[str]
+    source_type: str | None
+    signed_by: str
+    author: str | None
+    project: str | None
+    model: dict[str, Any] | None = Field(description="The model's id, name and sha256.")
+    parameters: dict[str, Any] | None
+    review: dict[str, Any] | None = Field(description="Who approved and when, for an exported file.")
+    review_summary: str | None
+    asset: AssetRefOut | None = Field(
+        description="The visible asset this manifest belongs to (trusted only)."
+    )
+
+
+class VerifyOut(BaseModel):
+    credentials: bool = Field(description="Whether the file carries Content Credentials.")
+    state: Literal["trusted", "valid", "invalid", "none"]
+    valid: bool
+    trusted: bool
+    summary: str
+    problems: list[str]
+    sha256: str
+    made_by: CredentialStepOut | None
+    chain: list[CredentialStepOut]
+    match: AssetRefOut | None = Field(description="An image of a project the caller sees with this sha256.")
+    made_from: AssetRefOut | None = Field(description="Without a match: a visible image this was made from.")

@@ -48,6 +48,8 @@ def asset_to_dict(asset: Asset) -> dict[str, Any]:
         "kind": asset.kind,
         "parent": str(asset.parent_id) if asset.parent_id else None,
         "mask_url": asset_url("api-asset-mask", asset.id) if asset.mask else None,
+        "credentials": asset.credentials,
+        "sha256": asset.sha256,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import uuid
@@ -53,7 +54,9 @@ from .permissions import (
     can_submit,
 )
 from .pngmeta import png_with_provenance
+from .provenance import sign_generated
 from .serializers import asset_to_dict, review_to_dict
+from .storage import open_plaintext
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ def do_create_job_assets(
     saved_files = []
     parent = _job_parent(job)
     mask_png = _job_mask(job)
+    parent_png = _stored_bytes(str(parent.file.name)) if parent is not None and parent.file else None
     try:
         for index, (image, seed) in enumerate(zip(images, seeds, strict=True)):
             params = dict(job.params, seed=seed, num_images=1)
@@ -131,6 +135,10 @@ def do_create_job_assets(
             if job.params.get("init_asset"):
                 provenance["parent"] = str(job.params["init_asset"])
             data = png_with_provenance(image, params, provenance)
+            data = sign_generated(
+                asset, data, parent_png=parent_png, project=job.project, author=job.created_by.username
+            )
+            asset.sha256 = hashlib.sha256(data).hexdigest()
             asset.file.save(f"{asset.id}.png", ContentFile(data), save=False)
             saved_files.append(str(asset.file.name))
             asset.file_size = len(data)
@@ -164,7 +172,11 @@ def _job_mask(job: Any) -> bytes | None:
     name = job.params.get("mask")
     if not name:
         return None
-    with asset_storage().open(name, "rb") as f:
+    return _stored_bytes(name)
+
+
+def _stored_bytes(name: str) -> bytes:
+    with open_plaintext(name, asset_storage()) as f:
         data: bytes = f.read()
     return data
 
@@ -273,6 +285,7 @@ def do_upload_image(actor: Any, project: Project, file: Any, *, ip: str | None =
     saved: list[str] = []
     try:
         with transaction.atomic():
+            asset.sha256 = hashlib.sha256(png).hexdigest()
             asset.file.save(f"{asset.id}.png", ContentFile(png), save=False)
             saved.append(str(asset.file.name))
             asset.file_size = len(png)
@@ -362,6 +375,7 @@ class ExportPlan:
     status: str  # an asset status, "all", or "selected"
     asset_ids: list[uuid.UUID]
     png_bytes: int
+    exported_by: str = ""  # named in each exported file's Content Credentials
 
 
 def check_export(user: Any, project: Project, status: str | None, ids: str | None) -> ExportPlan:
@@ -406,7 +420,13 @@ def check_export(user: Any, project: Project, status: str | None, ids: str | Non
             except Exception:
                 size = 0
         png_bytes += size
-    return ExportPlan(project=project, status=label, asset_ids=[r[0] for r in rows], png_bytes=png_bytes)
+    return ExportPlan(
+        project=project,
+        status=label,
+        asset_ids=[r[0] for r in rows],
+        png_bytes=png_bytes,
+        exported_by=user.get_username(),
+    )
 
 
 def do_record_export(actor: Any, plan: ExportPlan, *, ip: str | None = None) -> None:

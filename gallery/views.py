@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, St
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from studio import permissions as studio_permissions
 from studio.audit import client_ip
@@ -21,7 +21,7 @@ from studio.errors import InvalidInput, NotAllowed, ServiceError
 from studio.pagination import keyset_page
 from studio.shortcuts import get_visible_or_404
 
-from . import exports, services
+from . import exports, privacy, provenance, services
 from .cards import card_rows, render_cards
 from .curation import asset_page_context
 from .media import private_file_response
@@ -296,3 +296,31 @@ def notifications(request: HttpRequest) -> HttpResponse:
 def notifications_read(request: HttpRequest) -> HttpResponse:
     services.do_mark_notifications_read(request.user)
     return redirect("notifications")
+
+
+# --- Content Credentials and privacy --
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def verify_page(request: HttpRequest) -> HttpResponse:
+    """Drop an image to see its Content Credentials: valid and trusted or not, who and what made it, its
+    chain of edits, and the asset of a visible project it is (``POST /api/v1/verify`` answers the same)."""
+    context: dict[str, Any] = {"report": None, "error": None}
+    status = 200
+    if request.method == "POST":
+        try:
+            data = provenance.read_upload(request.FILES.get("image"))
+            context["report"] = provenance.verify(request.user, data)
+            context["filename"] = getattr(request.FILES.get("image"), "name", "")
+        except ServiceError as exc:
+            context["error"], status = exc.message, exc.status
+    return render(request, "gallery/verify.html", context, status=status)
+
+
+@login_required
+@require_GET
+def privacy_page(request: HttpRequest) -> HttpResponse:
+    """What is stored where, who sees it, what is encrypted and signed, what is kept how long: read from
+    the running configuration."""
+    return render(request, "gallery/privacy.html", privacy.page_context(request.user))

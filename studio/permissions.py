@@ -61,6 +61,17 @@ def can_delete_project(user: Any, project: Project) -> bool:
     return role_in(user, project) == Role.LEAD
 
 
+def can_set_retention(user: Any, project: Project) -> bool:
+    return role_in(user, project) == Role.LEAD
+
+
+def settings_page_abilities(role: str | None) -> dict[str, bool]:
+    """What the project's settings page offers someone of ``role`` (asked once per request), by the same
+    rules as ``can_manage_members``, ``can_set_retention`` and ``can_delete_project``."""
+    lead = role == Role.LEAD
+    return {"can_manage": lead, "can_set_retention": lead, "can_delete": lead}
+
+
 def can_generate(user: Any, project: Project) -> bool:
     return role_in(user, project) in GENERATING_ROLES
 
@@ -107,6 +118,7 @@ PERMISSION_MATRIX: list[tuple[str, set[str]]] = [
     ("Delete assets", {"lead", "admin"}),
     ("Export approved assets", {"lead", "admin"}),
     ("Delete the project and everything in it", {"lead", "admin"}),
+    ("Set how long drafts and rejected images are kept", {"lead", "admin"}),
     ("Install and remove models and LoRAs", {"admin"}),
     ("Set quotas", {"admin"}),
     ("See usage", {"admin"}),

@@ -30,6 +30,14 @@ def _apply(request: HttpRequest, project: Project, action: str, username: str, r
     if action == "remove":
         services.do_remove_member(request.user, project, username, ip=ip)
         return f"{username} was removed from {project.name}."
+    if action == "retention":
+        services.do_set_retention(request.user, project, request.POST.get("retention_days"), ip=ip)
+        if project.retention_days is None:
+            return f"{project.name} keeps its images until someone deletes them."
+        return (
+            f"{project.name} now deletes drafts and rejected images after {project.retention_days} "
+            f"day{'s' if project.retention_days != 1 else ''}."
+        )
     raise InvalidInput("Unknown action.")
 
 
@@ -78,7 +86,12 @@ def project_settings(request: HttpRequest, slug: str) -> HttpResponse:
             # keeps what was typed; a missing user is a form error here, not a missing page.
             error, errors = exc.message, exc.errors
             status = exc.status if exc.status in (403, 409) else 400
-            posted = {"action": action, "username": username, "role": role}
+            posted = {
+                "action": action,
+                "username": username,
+                "role": role,
+                "retention_days": request.POST.get("retention_days", ""),
+            }
         else:
             messages.success(request, message)
             if permissions.projects_visible_to(request.user).filter(pk=project.pk).exists():
@@ -98,20 +111,21 @@ def _render(
     delete_error: str | None = None,
 ) -> HttpResponse:
     posted = posted or {}
-    can_delete = permissions.can_delete_project(request.user, project)
+    role = permissions.role_in(request.user, project)
+    abilities = permissions.settings_page_abilities(role)
+    can_delete = abilities["can_delete"]
     return render(
         request,
         "studio/project_settings.html",
         {
             "project": project,
-            "role": permissions.role_in(request.user, project),
-            "can_manage": permissions.can_manage_members(request.user, project),
+            "role": role,
+            **abilities,
             "members": _members(project, posted, error),
             "roles": Role.choices,
             "error": error,
             "errors": errors or {},
             "posted": posted,
-            "can_delete": can_delete,
             "contents": services.project_contents(project) if can_delete else {},
             "delete_error": delete_error,
         },

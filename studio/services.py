@@ -146,6 +146,45 @@ def do_add_member(
     return membership
 
 
+RETENTION_MAX_DAYS = 3650
+
+
+def check_retention(actor: Any, project: Project, days: Any) -> int | None:
+    """Authorize (403) and clean (400) a retention setting: whole days 1..RETENTION_MAX_DAYS, or empty or
+    None to keep images until someone deletes them."""
+    if not permissions.can_set_retention(actor, project):
+        raise NotAllowed("Only the project's leads and site admins may change how long images are kept.")
+    if days is None or (isinstance(days, str) and not days.strip()):
+        return None
+    message = f"Give a whole number of days from 1 to {RETENTION_MAX_DAYS}, or leave it empty to keep images."
+    try:
+        value = int(str(days).strip())
+    except ValueError:
+        raise InvalidInput("The retention is not a number of days.", {"retention_days": [message]}) from None
+    if isinstance(days, bool) or not 1 <= value <= RETENTION_MAX_DAYS:
+        raise InvalidInput("The retention is out of range.", {"retention_days": [message]})
+    return value
+
+
+def do_set_retention(actor: Any, project: Project, days: Any, *, ip: str | None = None) -> Project:
+    """Set after how many days the project's drafts and rejected images are deleted (None: never); the
+    purge itself is the gallery's daily task."""
+    value = check_retention(actor, project, days)
+    with transaction.atomic():
+        before = project.retention_days
+        Project.objects.filter(pk=project.pk).update(retention_days=value)
+        project.retention_days = value
+        audit.record(
+            actor,
+            audit.RETENTION_CHANGE,
+            target=f"project:{project.slug}",
+            project=project,
+            ip=ip,
+            details={"from": before, "to": value},
+        )
+    return project
+
+
 TOKEN_MAX_DAYS = 3650
 
 

@@ -11,6 +11,7 @@ Three modes share this one module:
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import secrets
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlparse
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -322,10 +324,17 @@ STUDIO_GPU_QUEUE = env_str("STUDIO_GPU_QUEUE", "gpu")
 CELERY_TASK_ROUTES = {
     "generation.tasks.run_job": {"queue": STUDIO_GPU_QUEUE},
     "generation.tasks.sweep_stale_jobs": {"queue": "maintenance"},
+    "gallery.tasks.purge_expired_assets": {"queue": "maintenance"},
 }
 STUDIO_SWEEP_SECONDS = env_float("STUDIO_SWEEP_SECONDS", 30.0)
+# The daily purge of drafts and rejected images past their project's retention, at this hour (UTC).
+STUDIO_RETENTION_HOUR = env_int("STUDIO_RETENTION_HOUR", 3)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-jobs": {"task": "generation.tasks.sweep_stale_jobs", "schedule": STUDIO_SWEEP_SECONDS},
+    "purge-expired-assets": {
+        "task": "gallery.tasks.purge_expired_assets",
+        "schedule": crontab(hour=STUDIO_RETENTION_HOUR, minute=17),
+    },
 }
 # A worker stopped with SIGTERM finishes its running job first (warm shutdown); one that is killed has its
 # job re-queued (late acks, and the sweeper watching heartbeats).
@@ -381,6 +390,51 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
     }
+# --- encryption at rest (gallery/encryption.py, gallery/storage.py) --
+# Every stored file is encrypted with its own data key, wrapped by this master key: 32 random bytes in
+# URL-safe base64 (`manage.py studio_keygen`), from STUDIO_ENCRYPTION_KEY or the file named by
+# STUDIO_ENCRYPTION_KEY_FILE.
+# Giving a key switches encryption on; the embedded mode makes a key in the data dir on its first run with
+# STUDIO_ENCRYPT_AT_REST=true. Old keys a rotation replaced stay readable while listed in
+# STUDIO_ENCRYPTION_PREVIOUS_KEYS (comma-separated) or the file STUDIO_ENCRYPTION_PREVIOUS_KEYS_FILE.
+STUDIO_ENCRYPTION_KEY = env_str("STUDIO_ENCRYPTION_KEY").strip()
+STUDIO_ENCRYPTION_KEY_FILE = env_str("STUDIO_ENCRYPTION_KEY_FILE")
+STUDIO_ENCRYPTION_PREVIOUS_KEYS = env_list("STUDIO_ENCRYPTION_PREVIOUS_KEYS", [])
+STUDIO_ENCRYPTION_PREVIOUS_KEYS_FILE = env_str("STUDIO_ENCRYPTION_PREVIOUS_KEYS_FILE")
+# Once the embedded mode has made its key, later runs keep encrypting without being told again.
+STUDIO_ENCRYPT_AT_REST = env_bool(
+    "STUDIO_ENCRYPT_AT_REST",
+    bool(STUDIO_ENCRYPTION_KEY or STUDIO_ENCRYPTION_KEY_FILE)
+    or (not PRODUCTION and (DATA_DIR / "encryption.key").exists()),
+)
+if STUDIO_ENCRYPT_AT_REST and not (STUDIO_ENCRYPTION_KEY or STUDIO_ENCRYPTION_KEY_FILE):
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "STUDIO_ENCRYPT_AT_REST=true needs STUDIO_ENCRYPTION_KEY or STUDIO_ENCRYPTION_KEY_FILE in "
+            "production (make a key with `manage.py studio_keygen`); refusing to start."
+        )
+    # Embedded and test modes: a key of their own in the data dir, made once, readable by its user only.
+    _key_file = DATA_DIR / "encryption.key"
+    if not _key_file.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        try:
+            _fd = os.open(_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process of this studio made it first
+        else:
+            with os.fdopen(_fd, "w") as _f:
+                _f.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
+    STUDIO_ENCRYPTION_KEY_FILE = str(_key_file)
+    if not STUDIO_ENCRYPTION_PREVIOUS_KEYS_FILE:
+        STUDIO_ENCRYPTION_PREVIOUS_KEYS_FILE = str(DATA_DIR / "encryption.previous-keys")
+if STUDIO_ENCRYPT_AT_REST:
+    _default_storage = {
+        **_default_storage,
+        "BACKEND": "gallery.storage.EncryptedS3Storage"
+        if STUDIO_STORAGE == "s3"
+        else "gallery.storage.EncryptedFileSystemStorage",
+    }
+
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -417,6 +471,28 @@ STUDIO_METRICS_ALLOW = env_list("STUDIO_METRICS_ALLOW", ["127.0.0.1/32", "::1/12
 STUDIO_LOG_FORMAT = env_str("STUDIO_LOG_FORMAT", "plain")
 if STUDIO_LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured("STUDIO_LOG_FORMAT must be plain or json.")
+
+# --- Content Credentials (gallery/credentials.py) --
+# Every image the studio makes is signed with a C2PA manifest. Without STUDIO_C2PA_CERT_CHAIN the studio
+# signs with a root and a signing certificate of its own, made on first use in STUDIO_C2PA_DIR.
+STUDIO_C2PA = env_bool("STUDIO_C2PA", True)
+# Prompts stay out of manifests unless this says otherwise (README: why).
+STUDIO_C2PA_INCLUDE_PROMPT = env_bool("STUDIO_C2PA_INCLUDE_PROMPT", False)
+STUDIO_C2PA_DIR = env_str("STUDIO_C2PA_DIR", str(DATA_DIR / "credentials"))
+STUDIO_C2PA_ORGANIZATION = env_str("STUDIO_C2PA_ORGANIZATION", "Studio")
+# The operator's PKI: the signing certificate then its intermediates (PEM), and its key (PEM) or a hook
+# "module:function" that signs bytes (a KMS, or an HSM through PKCS#11); the root to publish and trust.
+STUDIO_C2PA_CERT_CHAIN = env_str("STUDIO_C2PA_CERT_CHAIN")
+STUDIO_C2PA_KEY_FILE = env_str("STUDIO_C2PA_KEY_FILE")
+STUDIO_C2PA_SIGNER = env_str("STUDIO_C2PA_SIGNER")
+STUDIO_C2PA_ROOT = env_str("STUDIO_C2PA_ROOT")
+STUDIO_C2PA_ALG = env_str("STUDIO_C2PA_ALG", "es256")
+# Further roots whose signatures the Verify page reports as trusted (a PEM bundle).
+STUDIO_C2PA_TRUST_ANCHORS = env_str("STUDIO_C2PA_TRUST_ANCHORS")
+if STUDIO_C2PA_CERT_CHAIN and not (STUDIO_C2PA_KEY_FILE or STUDIO_C2PA_SIGNER):
+    raise ImproperlyConfigured("STUDIO_C2PA_CERT_CHAIN needs STUDIO_C2PA_KEY_FILE or STUDIO_C2PA_SIGNER.")
+if (STUDIO_C2PA_KEY_FILE or STUDIO_C2PA_SIGNER) and not STUDIO_C2PA_CERT_CHAIN:
+    raise ImproperlyConfigured("STUDIO_C2PA_KEY_FILE and STUDIO_C2PA_SIGNER need STUDIO_C2PA_CERT_CHAIN.")
 
 # --- auth --
 # Sign-in is django-allauth's: the password form, OpenID Connect single sign-on, MFA and the throttle. The

@@ -55,8 +55,9 @@ def test_sign_in_generate_watch_and_find_it_in_the_gallery(browser, stack):
     expect(card).to_be_visible()
     card.locator("a").first.click()
     expect(page).to_have_url(re.compile(rf"/assets/{asset.id}/$"))
-    page.wait_for_function("() => document.querySelector('#asset-image').complete")  # loaded, however slowly
-    assert page.eval_on_selector("#asset-image", "img => img.naturalWidth") == 128
+    # The URL changes before the image has loaded: wait for it, then check what it shows.
+    page.wait_for_function("() => document.querySelector('#asset-image')?.complete")
+    assert page.eval_on_selector("#asset-image", "img => img.complete && img.naturalWidth") == 128
     expect(page.locator("#provenance")).to_contain_text("2024")
 
     # Reproduce fills the form with the same parameters.

@@ -95,3 +95,21 @@ def test_single_sign_on_is_configured_from_the_environment(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == (
         "studio from-a-file https://idp.example/realms/studio ['studio.example', 'partner.example']"
     )
+
+
+def test_the_embedded_mode_makes_its_encryption_key_and_signing_root_once(tmp_path):
+    assert manage("check", STUDIO_DATA_DIR=str(tmp_path), STUDIO_ENCRYPT_AT_REST="true").returncode == 0
+    key = (tmp_path / "encryption.key").read_text()
+    assert oct((tmp_path / "encryption.key").stat().st_mode & 0o777) == "0o600"
+    for name in ("root.key", "signing.key"):
+        assert oct((tmp_path / "credentials" / name).stat().st_mode & 0o777) == "0o600"
+    # Later runs keep the key (and keep encrypting) without being told again.
+    result = manage("check", STUDIO_DATA_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "encryption.key").read_text() == key
+
+
+def test_production_encryption_needs_a_key(tmp_path):
+    env = {**PRODUCTION, "STUDIO_SECRET_KEY": "k" * 60, "STUDIO_ENCRYPT_AT_REST": "true"}
+    result = manage("check", **env, STUDIO_DATA_DIR=str(tmp_path))
+    assert result.returncode != 0 and "STUDIO_ENCRYPTION_KEY" in result.stderr

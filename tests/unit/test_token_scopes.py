@@ -27,12 +27,12 @@ PAGE, OPEN = "page", "open"
 READ = [
     "api-openapi", "api-me", "api-me-quota", "api-me-notifications", "api-models", "api-project-assets",
     "api-project-export", "api-job", "api-asset", "api-asset-image", "api-asset-thumbnail", "api-asset-mask",
-    "api-asset-reviews", "api-board", "api-not-found", "api-root",
+    "api-asset-reviews", "api-board", "api-not-found", "api-root", "api-credentials-root",
 ]  # fmt: skip
 GENERATE = [
     "api-projects", "api-project-members", "api-project-member", "api-project-jobs", "api-project-uploads",
     "api-job-cancel", "api-asset-review", "api-asset-submit", "api-project-boards", "api-board-items",
-    "api-asset-tags", "api-asset-favourite", "api-asset-comments", "api-project",
+    "api-asset-tags", "api-asset-favourite", "api-asset-comments", "api-project", "api-verify",
 ]  # fmt: skip
 ADMIN = [
     "api-admin-users", "api-admin-user-quota", "api-admin-user-deactivate", "api-admin-audit",

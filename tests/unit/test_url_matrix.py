@@ -38,6 +38,8 @@ SESSION_REFUSED = expect(401, 401, 401, 401, 401, 401)
 MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "home": ("GET", {}, None, PAGE),
     "help-permissions": ("GET", {}, None, PAGE),
+    "help-privacy": ("GET", {}, None, PAGE),
+    "verify": ("GET", {}, None, PAGE),
     "manage": ("GET", {}, None, expect(302, 404, 404, 404, 404, 302)),
     "manage-users": ("GET", {}, None, ADMIN_PAGE),
     "manage-user-new": ("GET", {}, None, ADMIN_PAGE),
@@ -156,6 +158,9 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
         expect(401, 404, 400, 400, 400, 400),
     ),
     "api-me-notifications": ("GET", {}, None, API_USER),
+    "api-credentials-root": ("GET", {}, None, API_USER),
+    # No image sent: 400 for everyone signed in (the answer never depends on who asks but for matches).
+    "api-verify": ("POST", {}, {}, expect(401, 400, 400, 400, 400, 400)),
     "api-admin-users": ("GET", {}, None, API_ADMIN),
     "api-admin-user-quota": (
         "PUT",
