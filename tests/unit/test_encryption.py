@@ -22,9 +22,9 @@ from PIL import Image
 from gallery import encryption, keyops, storage
 from gallery.models import Asset
 from tests.integration.stack import ROOT
+from tests.unit.conftest import CREDENTIALS
 from tests.unit.test_credentials import inpaint_child
 from tests.unit.test_exports import make_job_assets
-from tests.unit.conftest import CREDENTIALS
 
 pytestmark = pytest.mark.django_db
 
