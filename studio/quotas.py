@@ -19,8 +19,10 @@ from django.db.models import Q as models_q
 from django.utils import timezone
 
 from . import audit
+from .boundary import validate
 from .errors import InvalidInput, QuotaExceeded
 from .models import Project, QuotaLimit, QuotaScope, QuotaUsage
+from .schemas import QuotaIn
 
 PERIOD_WORDS = {"month": "monthly", "week": "weekly", "day": "daily"}
 
@@ -161,15 +163,6 @@ def summary(user: Any) -> dict[str, Any]:
     }
 
 
-def _check_limit(value: Any, name: str, errors: dict[str, list[str]]) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        errors[name] = ["Enter a whole number of at least 0, or null for unlimited."]
-        return None
-    return value
-
-
 def do_set_limits(
     actor: Any,
     scope: str,
@@ -180,14 +173,8 @@ def do_set_limits(
     ip: str | None = None,
 ) -> QuotaLimit:
     """Set a quota (a site default, or one user's or project's override). Admins only; checked by callers."""
-    errors: dict[str, list[str]] = {}
-    unknown = set(body) - {"images", "gpu_seconds"}
-    for key in unknown:
-        errors[key] = ["Unknown field."]
-    images = _check_limit(body.get("images"), "images", errors)
-    gpu_seconds = _check_limit(body.get("gpu_seconds"), "gpu_seconds", errors)
-    if errors:
-        raise InvalidInput("Some fields are invalid: " + ", ".join(sorted(errors)) + ".", errors)
+    wanted = validate(QuotaIn, body)  # the API's type, so the quota page and the API agree
+    images, gpu_seconds = wanted.images, wanted.gpu_seconds
     with transaction.atomic():
         limit, _ = QuotaLimit.objects.select_for_update().get_or_create(
             scope=scope, user=user, project=project

@@ -9,7 +9,7 @@ from pydantic_core import PydanticCustomError
 
 from .audit import ACTIONS
 from .audit_log import DATE_HELP, parse_moment
-from .fields import Moment, Text, Username, Whole
+from .fields import Messages, Moment, Text, Username, Whole
 from .pagination import INT_CURSOR
 
 PROJECT_NAME_MAX = 120
@@ -24,7 +24,16 @@ def _known_action(value: str) -> str:
 
 ActionName = Annotated[str, Field(json_schema_extra={"enum": ACTIONS}), AfterValidator(_known_action)]
 # The most a quota column holds (a 32-bit integer).
-QuotaLimit = Annotated[int, Whole(0, 2**31 - 1), Field(description="null = unlimited")] | None
+QUOTA_HELP = "Enter a whole number of at least 0, or null for unlimited."
+QuotaLimit = (
+    Annotated[
+        int,
+        Whole(0, 2**31 - 1),
+        Messages(int_type=QUOTA_HELP, greater_than_equal=QUOTA_HELP),
+        Field(description="null = unlimited"),
+    ]
+    | None
+)
 
 
 class ProjectIn(BaseModel):

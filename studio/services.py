@@ -18,19 +18,17 @@ from django.utils.text import slugify
 
 from . import audit, permissions, signals, sockets, storage, user_sessions
 from .auth import digest_token, new_token
+from .boundary import validate
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
 from .models import ApiToken, Membership, Project, QuotaUsage, Role, TokenScope
+from .schemas import MemberIn, ProjectIn, RoleIn
 
 User = get_user_model()
 
 
 def check_project_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("The project needs a name.", {"name": ["Enter a name."]})
-    name = name.strip()
-    if len(name) > 120:
-        raise InvalidInput("The project name is too long.", {"name": ["At most 120 characters."]})
-    return name
+    """A project name as the API's type takes it (trimmed, required, at most 120 characters)."""
+    return str(validate(ProjectIn, {"name": name}).name)
 
 
 def _free_slug(name: str) -> str:
@@ -115,14 +113,8 @@ def do_add_member(
     """Add a user to the project, or change their role if they are already in it."""
     if not permissions.can_manage_members(actor, project):
         raise NotAllowed("Only the project's leads may add members.")
-    errors: dict[str, list[str]] = {}
-    if role not in Role.values:
-        errors["role"] = [f"Choose one of {', '.join(Role.values)}."]
-    if not isinstance(username, str) or not username.strip():
-        errors["username"] = ["Enter a username or email."]
-    if errors:
-        raise InvalidInput("Some fields are invalid.", errors)
-    lookup = username.strip()
+    wanted = validate(MemberIn, {"username": username, "role": role})  # the page and the API agree
+    lookup, role = wanted.username, wanted.role
     user = User.objects.filter(is_active=True, username=lookup).first() or (
         User.objects.filter(is_active=True, email__iexact=lookup).first() if "@" in lookup else None
     )
@@ -444,8 +436,7 @@ def do_change_role(
     refusal = "Only the project's leads may change roles."
     if not permissions.can_manage_members(actor, project):
         raise NotAllowed(refusal)
-    if role not in Role.values:
-        raise InvalidInput("Some fields are invalid.", {"role": [f"Choose one of {', '.join(Role.values)}."]})
+    role = validate(RoleIn, {"role": role}).role
     with transaction.atomic():
         membership = _lock_membership(actor, project, username, refusal)
         _set_role(actor, project, membership, role, ip=ip)

@@ -134,6 +134,10 @@ def test_only_admins_set_quotas_and_changes_are_audited(client, team):
     )
     assert bad.status_code == 400
     assert set(bad.json()["errors"]) == {"images", "extra"}
+    # The quota page says the same sentence for the same mistake: one type decides.
+    assert bad.json()["errors"]["images"] == ["Enter a whole number of at least 0, or null for unlimited."]
+    page = client.post("/manage/quotas/", {"form": "project", "project": "poster", "images": "-1"})
+    assert "Enter a whole number of at least 0, or null for unlimited." in page.content.decode()
     events = AuditEvent.objects.filter(action="quota.change").order_by("time")
     assert [e.target for e in events] == ["user:bob", "project:poster"]
     assert events[0].details["to"] == {"images": 5, "gpu_seconds": None}

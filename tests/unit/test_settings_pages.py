@@ -334,7 +334,7 @@ def test_page_errors_are_shown_and_keep_the_input(team):
     assert 'value="nobody"' in html
     assert '<option value="viewer" selected>' in html
     bad_role = alice.post(settings_url(team), {"action": "role", "username": "bob", "role": "boss"})
-    assert bad_role.status_code == 400 and b"Choose one of lead, artist, viewer." in bad_role.content
+    assert bad_role.status_code == 400 and b"Choose one of: lead, artist, viewer." in bad_role.content
     bob_row = re.search(r'<tr id="member-bob".*?</tr>', bad_role.content.decode(), re.S).group(0)
     assert '<option value="artist" selected>' in bob_row and 'aria-invalid="true"' in bob_row
     gone = alice.post(settings_url(team), {"action": "remove", "username": "charlie"})

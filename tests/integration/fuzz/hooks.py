@@ -89,7 +89,7 @@ def map_case(context, case):
             body["username"] = ADMIN  # the caller: any other member may have been deactivated by now
         if path.endswith("/items") and "asset" in body:
             body["asset"] = ASSET
-        if path.endswith("/uploads") and "image" in body:
+        if (path.endswith("/uploads") or path == "/verify") and "image" in body:
             body["image"] = PNG
         # The AUTOMATIC1111 API takes its images in base64.
         if path in ("/img2img",) and body.get("init_images"):
