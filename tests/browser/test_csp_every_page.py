@@ -110,8 +110,17 @@ def test_no_page_violates_the_content_security_policy(browser, stack):
     page.mouse.up()
     assert page.evaluate("StudioModes.maskDataURL()").startswith("data:image/png;base64,")
 
-    for path in ("/", "/help/permissions/", "/p/poster/settings/", "/account/", "/notifications/"):
+    for path in ("/", "/help/permissions/", "/help/privacy/", "/p/poster/settings/", "/account/",
+                 "/notifications/"):  # fmt: skip
         visit(path)
+    # The verify page, with a report of an image's credentials and its chain.
+    visit("/verify/")
+    with first.file.open("rb") as stored:
+        made = stored.read()
+    image = {"name": "made.png", "mimeType": "image/png", "buffer": made}
+    page.set_input_files("#verify-image", files=[image])
+    page.click("#verify-submit")
+    expect(page.locator("#verify-state")).to_have_text("Valid and trusted")
     visit("/manage/")  # redirects to the users page
     for path in ("/manage/users/", "/manage/users/new/", "/manage/users/bob/deactivate/",
                  "/manage/users/bob/mfa-reset/", "/manage/usage/",

@@ -3,6 +3,7 @@ on PostgreSQL and Redis, sharing the test database and a temporary data dir with
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import shutil
@@ -12,7 +13,9 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -207,3 +210,76 @@ class Stack:
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium") or None
+
+
+class _SecureOverHttp(http.cookiejar.DefaultCookiePolicy):
+    def return_ok_secure(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return True
+
+
+class Browser:
+    """A person's browser, as far as the studio can tell: a session cookie and the CSRF token."""
+
+    def __init__(self, base: str, *, behind_tls: bool = False) -> None:
+        """``behind_tls``: production settings mark cookies Secure; a test speaking plain HTTP to them
+        sends them back all the same, as the TLS proxy in front of the studio would."""
+        self.base = base
+        self.jar = http.cookiejar.CookieJar(_SecureOverHttp() if behind_tls else None)
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def csrf(self) -> str:
+        return next(str(c.value) for c in self.jar if c.name == "csrftoken")
+
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None):
+        headers = {"Referer": self.base + "/"}
+        if method != "GET":
+            headers["X-CSRFToken"] = self.csrf()
+        if content_type:
+            headers["Content-Type"] = content_type
+        request = urllib.request.Request(self.base + path, data=body, method=method, headers=headers)
+        try:
+            with self.opener.open(request, timeout=60) as response:
+                return response.status, response.read(), response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+
+    def json(self, method: str, path: str, data=None):
+        body = json.dumps(data).encode() if data is not None else None
+        status, raw, _ = self.request(method, path, body, "application/json" if body else None)
+        return status, json.loads(raw) if raw else None
+
+    def upload(self, path: str, field: str, filename: str, data: bytes):
+        boundary = uuid.uuid4().hex
+        disposition = f"--{boundary}\r\nContent-Disposition: form-data; name="
+        token = f'{disposition}"csrfmiddlewaretoken"\r\n\r\n{self.csrf()}\r\n'
+        head = f'{disposition}"{field}"; filename="{filename}"\r\n'
+        body = (
+            (token + head + "Content-Type: image/png\r\n\r\n").encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        return self.request("POST", path, body, f"multipart/form-data; boundary={boundary}")
+
+    def sign_in(self, username: str, password: str) -> None:
+        self.request("GET", "/accounts/login/")
+        form = urllib.parse.urlencode(
+            {"username": username, "password": password, "csrfmiddlewaretoken": self.csrf()}
+        ).encode()
+        status, page, _ = self.request("POST", "/accounts/login/", form, "application/x-www-form-urlencoded")
+        assert status == 200 and b"Sign out" in page, page[:500]
+
+    def finished_job(self, slug: str, body: dict) -> dict:
+        status, job = self.json("POST", f"/api/v1/projects/{slug}/jobs", body)
+        assert status == 201, job
+        done = wait_until(
+            lambda: (
+                (j := self.json("GET", f"/api/v1/jobs/{job['id']}")[1])["status"]
+                in {"succeeded", "failed", "canceled"}
+                and j
+            ),
+            120,
+            interval=0.3,
+            what="the job to finish",
+        )
+        assert done["status"] == "succeeded", done
+        return done

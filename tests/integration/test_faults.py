@@ -21,7 +21,9 @@ import pytest
 from django.conf import settings
 
 from tests.integration.own_services import OwnPostgres, OwnRedis, postgres_bin
-from tests.integration.stack import BIN, ROOT, Stack, free_port, wait_until
+from tests.integration.stack import BIN, ROOT, Browser, Stack, free_port, wait_until
+
+OPS_PASSWORD = "a long operator password"
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +91,7 @@ class Layout:
         self.manage("migrate", "--no-input", "-v", "0")
         self.manage(
             "createsuperuser", "--no-input", "--username", "ops", "--email", "ops@studio.test",
-            DJANGO_SUPERUSER_PASSWORD="a long operator password",
+            DJANGO_SUPERUSER_PASSWORD=OPS_PASSWORD,
         )  # fmt: skip
         self.token = self.manage("studio_token", "ops").strip()
         self.spawn(
@@ -248,7 +250,10 @@ def assert_each_finished_exactly_once(layout: Layout, ids: list[str]) -> dict[st
 
 
 def page_of(layout: Layout, job_id: str) -> str:
-    status, body = layout.client.api("GET", f"/jobs/{job_id}/", layout.token)
+    """The job's page, as the operator's browser shows it (pages take a session, never a token)."""
+    person = Browser(layout.client.base_url, behind_tls=True)
+    person.sign_in("ops", OPS_PASSWORD)
+    status, body, _ = person.request("GET", f"/jobs/{job_id}/")
     assert status == 200
     return body.decode()
 

@@ -6,7 +6,6 @@ this machine. A second run adds one outbound call to one process and shows that 
 from __future__ import annotations
 
 import base64
-import http.cookiejar
 import io
 import ipaddress
 import json
@@ -16,10 +15,6 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
 import zipfile
 from pathlib import Path
 
@@ -27,7 +22,7 @@ import pytest
 from django.conf import settings
 from PIL import Image
 
-from tests.integration.stack import ROOT, free_port, wait_until
+from tests.integration.stack import ROOT, Browser, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -131,72 +126,6 @@ def outbound(run: Watched) -> list[str]:
     return leaks
 
 
-class Browser:
-    """A person's browser, as far as the studio can tell: a session cookie and the CSRF token."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    def csrf(self) -> str:
-        return next(str(c.value) for c in self.jar if c.name == "csrftoken")
-
-    def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None):
-        headers = {"Referer": self.base + "/"}
-        if method != "GET":
-            headers["X-CSRFToken"] = self.csrf()
-        if content_type:
-            headers["Content-Type"] = content_type
-        request = urllib.request.Request(self.base + path, data=body, method=method, headers=headers)
-        try:
-            with self.opener.open(request, timeout=60) as response:
-                return response.status, response.read(), response.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(), exc.headers.get("Content-Type", "")
-
-    def json(self, method: str, path: str, data=None):
-        body = json.dumps(data).encode() if data is not None else None
-        status, raw, _ = self.request(method, path, body, "application/json" if body else None)
-        return status, json.loads(raw) if raw else None
-
-    def upload(self, path: str, field: str, filename: str, data: bytes):
-        boundary = uuid.uuid4().hex
-        disposition = f"--{boundary}\r\nContent-Disposition: form-data; name="
-        token = f'{disposition}"csrfmiddlewaretoken"\r\n\r\n{self.csrf()}\r\n'
-        head = f'{disposition}"{field}"; filename="{filename}"\r\n'
-        body = (
-            (token + head + "Content-Type: image/png\r\n\r\n").encode()
-            + data
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        return self.request("POST", path, body, f"multipart/form-data; boundary={boundary}")
-
-    def sign_in(self, username: str, password: str) -> None:
-        self.request("GET", "/accounts/login/")
-        form = urllib.parse.urlencode(
-            {"username": username, "password": password, "csrfmiddlewaretoken": self.csrf()}
-        ).encode()
-        status, page, _ = self.request("POST", "/accounts/login/", form, "application/x-www-form-urlencoded")
-        assert status == 200 and b"Sign out" in page, page[:500]
-
-    def finished_job(self, slug: str, body: dict) -> dict:
-        status, job = self.json("POST", f"/api/v1/projects/{slug}/jobs", body)
-        assert status == 201, job
-        done = wait_until(
-            lambda: (
-                (j := self.json("GET", f"/api/v1/jobs/{job['id']}")[1])["status"]
-                in {"succeeded", "failed", "canceled"}
-                and j
-            ),
-            120,
-            interval=0.3,
-            what="the job to finish",
-        )
-        assert done["status"] == "succeeded", done
-        return done
-
-
 def mask_for(width: int, height: int) -> str:
     mask = Image.new("L", (width, height), 0)
     mask.paste(255, (width // 4, height // 4, width * 3 // 4, height * 3 // 4))
@@ -291,7 +220,7 @@ def test_the_whole_flow_makes_no_outbound_connection(watched):
 
 
 def test_the_watch_catches_a_single_outbound_call(watched):
-    run = watched(STUDIO_NETWORK_WATCH_CALL_OUT="daphne")
+    run = watched(STUDIO_NETWORK_WATCH_CALL_OUT="daphne", STUDIO_WEB_PROCESSES="1")  # one daphne, one call
     wait_until(lambda: outbound(run), 30, interval=0.2, what="the watch to see daphne's outbound call")
     run.stop()
     [leak] = outbound(run)
