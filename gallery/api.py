@@ -56,13 +56,25 @@ router = StudioRouter(tags=["gallery"])
 
 def _file(media_type: str, description: str) -> dict[str, Any]:
     """How a file answer is described in the schema (ninja describes JSON answers itself)."""
+    binary = {media_type: {"schema": {"type": "string", "format": "binary"}}}
     return {
-        "responses": {
-            "200": {
-                "description": description,
-                "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+        "parameters": [
+            {
+                "name": "Range",
+                "in": "header",
+                "required": False,
+                "description": (
+                    "One byte range: `bytes=first-last`, `bytes=first-` or `bytes=-count`; any other value "
+                    "is ignored (the whole file), as HTTP says."
+                ),
+                "schema": {"type": "string"},
             }
-        }
+        ],
+        "responses": {
+            "200": {"description": description, "content": binary},
+            "206": {"description": "The byte range asked for (`Content-Range` names it).", "content": binary},
+            "416": {"description": "The range lies outside the file (`Content-Range: bytes */size`)."},
+        },
     }
 
 
@@ -184,7 +196,7 @@ def asset_delete(request: HttpRequest, id: uuid.UUID) -> HttpResponse:
     openapi_extra=_file("image/png", "The PNG, with its provenance in text chunks."),
 )
 def asset_image(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
-    return image_response(guarded(request))
+    return image_response(request, guarded(request))
 
 
 @router.get(
@@ -205,7 +217,7 @@ def asset_image(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
     },
 )
 def asset_thumbnail(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
-    return thumbnail_response(guarded(request))
+    return thumbnail_response(request, guarded(request))
 
 
 @router.get(
@@ -216,7 +228,7 @@ def asset_thumbnail(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
     openapi_extra=_file("image/png", "The inpainting mask the image was made with (white = repainted)."),
 )
 def asset_mask(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
-    return mask_response(guarded(request))
+    return mask_response(request, guarded(request))
 
 
 @router.get(

@@ -46,23 +46,26 @@ def asset_or_404(user: Any, asset_id: str) -> Asset:
     )
 
 
-def image_response(asset: Asset) -> HttpResponseBase:
-    """The PNG. Private: never cached by shared caches; through nginx when it can be (gallery/media.py)."""
-    return private_file_response(asset.file, "image/png", f"{asset.id}.png")
+def image_response(request: HttpRequest, asset: Asset) -> HttpResponseBase:
+    """The PNG (or the byte range asked for). Private: never cached by shared caches; through nginx when it
+    can be (gallery/media.py)."""
+    return private_file_response(asset.file, "image/png", f"{asset.id}.png", request.headers.get("Range"))
 
 
-def thumbnail_response(asset: Asset) -> HttpResponseBase:
+def thumbnail_response(request: HttpRequest, asset: Asset) -> HttpResponseBase:
     """The grid-sized JPEG; the full PNG for assets made before thumbnails existed."""
     if not asset.thumbnail:
-        return image_response(asset)
-    return private_file_response(asset.thumbnail, "image/jpeg", f"{asset.id}.thumb.jpg")
+        return image_response(request, asset)
+    range_header = request.headers.get("Range")
+    return private_file_response(asset.thumbnail, "image/jpeg", f"{asset.id}.thumb.jpg", range_header)
 
 
-def mask_response(asset: Asset) -> HttpResponseBase:
+def mask_response(request: HttpRequest, asset: Asset) -> HttpResponseBase:
     """The inpainting mask an image was made with (white = repainted); 404 when it has none."""
     if not asset.mask:
         raise Http404("This image was not made with a mask.")
-    return private_file_response(asset.mask, "image/png", f"{asset.id}.mask.png")
+    range_header = request.headers.get("Range")
+    return private_file_response(asset.mask, "image/png", f"{asset.id}.mask.png", range_header)
 
 
 def export_response(request: HttpRequest, plan: services.ExportPlan) -> StreamingHttpResponse:
@@ -129,19 +132,19 @@ def asset_page(request: HttpRequest, asset_id: str) -> HttpResponse:
 @login_required
 @require_GET
 def asset_image(request: HttpRequest, asset_id: str) -> HttpResponseBase:
-    return image_response(asset_or_404(request.user, asset_id))
+    return image_response(request, asset_or_404(request.user, asset_id))
 
 
 @login_required
 @require_GET
 def asset_thumb(request: HttpRequest, asset_id: str) -> HttpResponseBase:
-    return thumbnail_response(asset_or_404(request.user, asset_id))
+    return thumbnail_response(request, asset_or_404(request.user, asset_id))
 
 
 @login_required
 @require_GET
 def asset_mask(request: HttpRequest, asset_id: str) -> HttpResponseBase:
-    return mask_response(asset_or_404(request.user, asset_id))
+    return mask_response(request, asset_or_404(request.user, asset_id))
 
 
 @login_required

@@ -98,6 +98,8 @@ def map_case(context, case):
             body["mask"] = MASK_B64
         if path == "/png-info" and "image" in body:
             body["image"] = PNG_B64
+    if case.headers and "Range" in case.headers:
+        case.headers["Range"] = "bytes=0-"  # a range within the file: the schema cannot say how long it is
     if case.query:
         if case.query.get("author"):
             case.query["author"] = MEMBER
