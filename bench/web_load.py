@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.cookiejar
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +42,20 @@ WRK_SCRIPT = """
 local paths = {%(paths)s}
 local i = 0
 wrk.headers["Authorization"] = "Bearer %(token)s"
+wrk.headers["Cookie"] = "sessionid=%(session)s"
 request = function()
   i = i + 1
   return wrk.format("GET", paths[(i %% #paths) + 1])
 end
 """
+
+
+ADMIN_PASSWORD = secrets.token_urlsafe(18)  # this run's, for the embedded admin the launcher makes
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
 
 
 def free_port() -> int:
@@ -64,6 +76,21 @@ def api(base: str, method: str, path: str, token: str, body: object = None) -> d
     )
     with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback only
         return json.loads(response.read())
+
+
+def signed_in_session(base: str, username: str, password: str) -> str:
+    """A browser session's id, signed in through the sign-in page (pages take a session, never a token)."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(base + "/accounts/login/", timeout=30)
+    csrf = next(c.value for c in jar if c.name == "csrftoken")
+    form = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": csrf})
+    login = urllib.request.Request(base + "/accounts/login/", data=form.encode(), headers={"Referer": base})
+    opener.open(login, timeout=30)
+    session = next((c.value for c in jar if c.name == "sessionid"), None)
+    if not session:
+        raise SystemExit("could not sign in to the studio")
+    return str(session)
 
 
 def seed_assets(env: dict[str, str], slug: str, count: int) -> None:
@@ -214,6 +241,7 @@ def measure(args: argparse.Namespace, data_dir: Path, processes: int, first: boo
         STUDIO_ENV="embedded",
         STUDIO_DATA_DIR=str(data_dir),
         STUDIO_WEB_PROCESSES=str(processes),
+        STUDIO_ADMIN_PASSWORD=ADMIN_PASSWORD,
         STUDIO_ACCESS_LOG="false",
         PYTHONUNBUFFERED="1",
     )
@@ -251,10 +279,14 @@ def measure(args: argparse.Namespace, data_dir: Path, processes: int, first: boo
         job_page = f"/jobs/{old_job[0]['id']}/" if old_job else "/p/morning/"
         paths = ["/api/v1/projects/morning/assets", "/p/morning/gallery/", job_page]
         script = data_dir / "wrk.lua"
-        script.write_text(WRK_SCRIPT % {"paths": ", ".join(f'"{p}"' for p in paths), "token": token})
-        for path in paths:  # warm: every page answers before the clock starts
-            request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback only
+        session = signed_in_session(base, "admin", ADMIN_PASSWORD)
+        listed = ", ".join(f'"{p}"' for p in paths)
+        script.write_text(WRK_SCRIPT % {"paths": listed, "token": token, "session": session})
+        headers = {"Authorization": f"Bearer {token}", "Cookie": f"sessionid={session}"}
+        no_redirects = urllib.request.build_opener(_NoRedirect)
+        for path in paths:  # warm: every page answers itself (no redirect to sign-in) before the clock starts
+            request = urllib.request.Request(base + path, headers=headers)
+            with no_redirects.open(request, timeout=30) as answer:
                 assert answer.status == 200, path
 
         jobs = []

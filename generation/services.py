@@ -286,6 +286,25 @@ def enqueue(job_id: Any, queue: str) -> None:
         logger.exception("Could not enqueue job %s; the sweeper will retry", job_id)
 
 
+def messages_waiting(queue: str) -> int | None:
+    """How many messages the broker holds for ``queue`` (not those a worker has taken), or None when the
+    broker cannot be asked."""
+    from celery import current_app
+    from kombu.exceptions import ChannelError
+
+    try:
+        with current_app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            channel: Any = connection.default_channel
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:
+                return 0  # no such queue: an empty list leaves no key behind
+    except Exception:
+        logger.warning("Could not ask the broker how many messages wait on %s", queue, exc_info=True)
+        return None
+
+
 def do_create_job(user: Any, project: Project, request: Any, *, ip: str | None = None) -> Job:
     """Check a ``JobRequest`` (a validated one, or the raw body of a form), store a queued job, and enqueue
     it once the row is committed."""
@@ -574,8 +593,9 @@ def broker_lost_its_queue() -> bool:
 
 def do_sweep_stale_jobs() -> dict[str, int]:
     """Re-queue running jobs whose worker stopped beating, and re-send queued jobs whose message may have
-    been lost with the broker: all of them at once when the broker lost its data, else those queued for
-    long. Duplicate sends are harmless: a task only starts a queued job."""
+    been lost: all of them at once when the broker lost its data; those waiting on a queue that holds no
+    message (a consumer took theirs and lost it with its connection); and those queued for long. Duplicate
+    sends are harmless: a task only starts a queued job, and one with none left to start does nothing."""
     now = timezone.now()
     counts = {"requeued": 0, "failed": 0, "canceled": 0, "skipped": 0, "resent": 0}
     stale_before = now - timedelta(seconds=settings.STUDIO_JOB_STALE_SECONDS)
@@ -592,7 +612,24 @@ def do_sweep_stale_jobs() -> dict[str, int]:
             counts["resent"] += 1
             if lost:
                 _announce_status(job, JobStatus.QUEUED, QUEUE_LOST)
+    counts["resent"] += _resend_stranded(now)
     return counts
+
+
+def _resend_stranded(now: Any) -> int:
+    """Jobs queued for longer than a heartbeat's grace on a queue the broker says is empty: every one of
+    them lacks its message (each message starts one queued job), so each is sent again."""
+    waited_before = now - timedelta(seconds=settings.STUDIO_JOB_STALE_SECONDS)
+    stranded = Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=waited_before)
+    resent = 0
+    for queue in sorted(set(stranded.values_list("queue", flat=True))):
+        if messages_waiting(queue) != 0:
+            continue
+        for job_id in stranded.filter(queue=queue).values_list("id", flat=True):
+            if Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(enqueued_at=now):
+                enqueue(job_id, queue)
+                resent += 1
+    return resent
 
 
 def _announce_status(job: Job, status: str, notice: str) -> None:

@@ -100,4 +100,6 @@ def test_the_load_benchmark_runs_one_and_several_web_processes_and_prints_their_
     assert [r[0] for r in runs] == ["1", "2"], done.stdout
     assert all(float(rps) > 0 for _, rps, _ in runs)
     assert all(viewers == "10" for _, _, viewers in runs), done.stdout
+    # Every page answered itself: none was a redirect to the sign-in page or an error.
+    assert re.findall(r"non-2xx (\d+)", done.stdout) == ["0", "0"], done.stdout
     assert re.search(r"^ratio requests/s 2 processes / 1 process: [\d.]+x", done.stdout, re.M)

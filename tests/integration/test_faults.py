@@ -208,19 +208,31 @@ def wait_running(layout: Layout, ids: list[str], step: int = 3) -> tuple[str, st
 
 
 def assert_each_finished_exactly_once(layout: Layout, ids: list[str]) -> dict[str, tuple]:
-    wait_until(
-        lambda: (
-            layout.sql(
-                "SELECT count(*) FROM generation_job WHERE id::text = ANY(%s) AND status IN"
-                " ('succeeded', 'failed', 'canceled')",
-                ids,
-            )[0][0]
-            == len(ids)
-        ),
-        180,
-        interval=0.5,
-        what="every job of the burst to finish",
-    )
+    try:
+        wait_until(
+            lambda: (
+                layout.sql(
+                    "SELECT count(*) FROM generation_job WHERE id::text = ANY(%s) AND status IN"
+                    " ('succeeded', 'failed', 'canceled')",
+                    ids,
+                )[0][0]
+                == len(ids)
+            ),
+            180,
+            interval=0.5,
+            what="every job of the burst to finish",
+        )
+    except AssertionError as exc:
+        jobs = layout.sql(
+            "SELECT id::text, status, attempt, worker, enqueued_at, started_at, notice FROM generation_job"
+            " WHERE id::text = ANY(%s)",
+            ids,
+        )
+        import redis
+
+        broker = redis.Redis.from_url(layout.redis.url)
+        held = f"broker: {QUEUE} holds {broker.llen(QUEUE)}, unacked {broker.hlen('unacked')}"
+        raise AssertionError("\n".join([str(exc), *map(repr, jobs), held, layout.tail()])) from None
     rows = {
         row[0]: row[1:]
         for row in layout.sql(

@@ -4,6 +4,7 @@ waited out."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -51,6 +52,46 @@ def test_when_redis_lost_its_data_every_queued_job_is_sent_again_at_once(team, s
         job.refresh_from_db()
         assert job.notice == services.QUEUE_LOST
     assert services.do_sweep_stale_jobs()["resent"] == 0, "once the mark is back, nothing more"
+
+
+def test_a_job_waiting_on_a_queue_that_holds_no_message_is_sent_again(team, sent, settings, monkeypatch):
+    """A worker that took a message and lost it with its connection leaves its job queued with no message
+    anywhere: once the job has waited a heartbeat's grace and the broker says the queue is empty, it is
+    sent again (long before the long-wait resend)."""
+    services.do_sweep_stale_jobs()  # the mark
+    sent.clear()
+    waiting = {"gpu": 0}
+    monkeypatch.setattr(services, "messages_waiting", lambda queue: waiting[queue])
+    fresh, stranded = queued_job(team), queued_job(team)
+    Job.objects.filter(id=stranded.id).update(
+        enqueued_at=timezone.now() - timedelta(seconds=settings.STUDIO_JOB_STALE_SECONDS + 1)
+    )
+    waiting["gpu"] = 1
+    assert services.do_sweep_stale_jobs()["resent"] == 0, "the queue still holds a message for it"
+    waiting["gpu"] = None
+    assert services.do_sweep_stale_jobs()["resent"] == 0, "a broker that cannot be asked proves nothing"
+    waiting["gpu"] = 0
+    assert services.do_sweep_stale_jobs()["resent"] == 1
+    assert sent == [str(stranded.id)], "a job queued a moment ago still has its message on its way"
+    stranded.refresh_from_db()
+    assert stranded.status == "queued" and stranded.notice == ""
+    assert services.do_sweep_stale_jobs()["resent"] == 0, "not again until it has waited again"
+    assert fresh.id not in sent
+
+
+def test_the_broker_says_how_many_messages_wait_on_a_queue(monkeypatch):
+    from celery import current_app
+    from kombu import Connection, Queue
+
+    name = f"count-{uuid.uuid4().hex}"
+    assert services.messages_waiting(name) == 0, "a queue nobody declared holds nothing"
+    with current_app.connection_for_write() as connection:
+        producer = connection.Producer()
+        for _ in range(2):
+            producer.publish({"n": 1}, routing_key=name, declare=[Queue(name)])
+    assert services.messages_waiting(name) == 2
+    monkeypatch.setattr(current_app, "connection_for_read", lambda: Connection("redis://127.0.0.1:1/0"))
+    assert services.messages_waiting(name) is None, "a broker that is away answers nothing, quickly"
 
 
 def test_a_lost_workers_job_is_queued_again_and_its_page_says_so(team, sent, settings):
