@@ -112,7 +112,8 @@ Bool = Annotated[bool, Strict()]
 # Names in URLs.
 SLUG_PATTERN = r"^[-a-zA-Z0-9_]+$"
 USERNAME_PATTERN = r"^[\w.@+-]+$"
-Slug = Annotated[str, Field(max_length=50, pattern=SLUG_PATTERN, description="A project's slug.")]
+SLUG_MAX = 50
+Slug = Annotated[str, Field(max_length=SLUG_MAX, pattern=SLUG_PATTERN, description="A project's slug.")]
 Username = Annotated[str, Field(max_length=150, pattern=USERNAME_PATTERN)]
 
 # A moment in answers: written as Python's isoformat() (``2026-03-07T09:05:00+00:00``), as the API always has.

@@ -20,6 +20,7 @@ from . import audit, permissions, signals, sockets, storage, user_sessions
 from .auth import digest_token, new_token
 from .boundary import validate
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
+from .fields import SLUG_MAX
 from .models import ApiToken, Membership, Project, QuotaUsage, Role, TokenScope
 from .schemas import MemberIn, ProjectIn, RoleIn
 
@@ -32,10 +33,13 @@ def check_project_name(name: Any) -> str:
 
 
 def _free_slug(name: str) -> str:
-    base = slugify(name)[:50] or "project"
+    """The name as a slug no project has, within the length the API's URLs take (a long name's second
+    project is ``<shortened name>-2``, never longer than the first)."""
+    base = slugify(name)[:SLUG_MAX] or "project"
     slug, n = base, 2
     while Project.objects.filter(slug=slug).exists():
-        slug, n = f"{base}-{n}", n + 1
+        suffix = f"-{n}"
+        slug, n = f"{base[: SLUG_MAX - len(suffix)].rstrip('-_')}{suffix}", n + 1
     return slug
 
 

@@ -76,6 +76,23 @@ def test_project_names_are_validated_and_slugs_unique(client, team):
     assert first.json()["slug"] == "poster-2"  # "poster" is Alice's, which Charlie cannot see
 
 
+def test_a_long_names_second_project_has_a_slug_its_own_urls_take(client, team):
+    """Two projects named with 50 characters: the second's slug is shortened to keep its suffix within the
+    50 characters the project URLs take, and the project answers there."""
+    client.force_login(team["charlie"])
+    slugs = []
+    for _ in range(2):
+        made = client.post(
+            "/api/v1/projects", data=json.dumps({"name": "0" * 50}), content_type="application/json"
+        )
+        assert made.status_code == 201
+        slugs.append(made.json()["slug"])
+    assert slugs == ["0" * 50, "0" * 48 + "-2"]
+    assert client.get(f"/api/v1/projects/{slugs[1]}/assets").status_code == 200
+    gone = client.delete(f"/api/v1/projects/{slugs[1]}?confirm={slugs[1]}")
+    assert gone.status_code == 204
+
+
 def test_unknown_api_paths_and_wrong_methods_answer_json(client, team):
     client.force_login(team["alice"])
     response = client.get("/api/v1/nothing-here")
