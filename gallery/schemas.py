@@ -71,7 +71,8 @@ class AssetQuery(BaseModel):
     author: Annotated[str, Field(max_length=150, pattern=r"^[\w.@+-]+$")] | None = Field(
         None, description="A member's username."
     )
-    model: Annotated[str, Field(max_length=100, pattern=r"^[\w.\-]+$")] | None = None
+    # ASCII spelled out: a model id is ASCII, and JSON Schema's \w (ECMA 262) is ASCII where Python's is not.
+    model: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
     since: Day | None = Field(None, description="From this day on (YYYY-MM-DD, the studio's time zone).")
     until: Day | None = Field(None, description="Up to and including this day.")
     q: Annotated[str, Text(SEARCH_MAX)] | None = Field(
