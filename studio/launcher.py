@@ -223,6 +223,7 @@ def web_children(sock: socket.socket, count: int, env: dict[str, str]) -> list[C
     """``count`` daphne processes accepting on ``sock``."""
     fd = sock.fileno()
     argv = [str(BIN / "daphne"), "--fd", str(fd)]
+    argv += ["--websocket_connect_timeout", str(settings.STUDIO_WEBSOCKET_HANDSHAKE_SECONDS)]
     if not settings.STUDIO_ACCESS_LOG:
         argv += ["--access-log", os.devnull]
     if settings.PRODUCTION:

@@ -465,6 +465,9 @@ STUDIO_JOB_MAX_BODY_BYTES = env_int("STUDIO_JOB_MAX_BODY_BYTES", 9 * 1024 * 1024
 # daphne processes sharing the web port (make run and manage.py studio_web); 0 = one per core, at most 8.
 STUDIO_WEB_PROCESSES = env_int("STUDIO_WEB_PROCESSES", 0)
 STUDIO_ACCESS_LOG = env_bool("STUDIO_ACCESS_LOG", True)
+# How long a websocket may wait for its handshake to be accepted. Pages opened in a burst (a studio arriving
+# at once) queue their sockets' checks; daphne's own 5 s drops them under such a burst.
+STUDIO_WEBSOCKET_HANDSHAKE_SECONDS = env_int("STUDIO_WEBSOCKET_HANDSHAKE_SECONDS", 60)
 # /metrics (Prometheus): a scraper sends this bearer token, or comes from one of these networks.
 STUDIO_METRICS_TOKEN = env_secret("STUDIO_METRICS_TOKEN")
 STUDIO_METRICS_ALLOW = env_list("STUDIO_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])

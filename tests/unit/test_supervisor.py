@@ -7,7 +7,7 @@ import signal
 import sys
 import time
 
-from studio.launcher import Child, Supervisor
+from studio.launcher import Child, Supervisor, web_children
 
 
 def child(name: str, code: str) -> Child:
@@ -76,3 +76,17 @@ def test_a_child_that_stayed_up_starts_again_from_the_shortest_delay():
         assert lines == ["daphne exited (-15); restarting it in 0.5 s."]
     finally:
         supervisor.shutdown()
+
+
+def test_web_processes_wait_for_a_burst_of_websocket_handshakes(settings):
+    """500 pages opened at once queue their sockets' permission checks; with daphne's own 5 s most of
+    them were dropped ("did not receive a valid HTTP response"). The wait is the site's setting."""
+    import socket
+
+    settings.STUDIO_WEBSOCKET_HANDSHAKE_SECONDS = 45
+    with socket.socket() as sock:
+        children = web_children(sock, 2, {})
+    assert len(children) == 2
+    for child in children:
+        at = child.argv.index("--websocket_connect_timeout")
+        assert child.argv[at + 1] == "45"
