@@ -116,6 +116,10 @@ class PlaintextFile(File):
         return self._plain_size
 
 
+class NoDirectURL(Exception):
+    """Asked for a direct URL of a file that is stored encrypted: only the studio's views can serve it."""
+
+
 class EncryptedStorageMixin:
     """Encrypts on ``_save`` and decrypts on ``_open`` whatever backend it is mixed into. The stored bytes
     are not what a client gets, so its files are never handed to nginx as they are (gallery/media.py)."""
@@ -159,7 +163,7 @@ class EncryptedStorageMixin:
         return encryption.plaintext_size(raw_size, encryption.Header.parse(head))
 
     def url(self, name: str | None) -> str:
-        raise NotImplementedError("Encrypted files have no URL: serve them through the studio's views.")
+        raise NoDirectURL("Encrypted files have no URL: serve them through the studio's views.")
 
 
 class EncryptedFileSystemStorage(EncryptedStorageMixin, FileSystemStorage):

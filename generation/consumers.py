@@ -22,6 +22,7 @@ from studio.permissions import projects_visible_to, role_in
 from . import realtime
 from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import jobs_visible_to
+from .scheduling import queue_position
 from .serializers import job_to_dict
 from .services import terminal_event
 
@@ -63,7 +64,7 @@ def _job_snapshot(job_id: Any) -> list[dict[str, Any]] | None:
             "type": realtime.STATUS,
             "status": job.status,
             "progress": {"step": step, "total": total},
-            "queue_position": job.queue_position(),
+            "queue_position": queue_position(job),
         }
     ]
     if job.notice:

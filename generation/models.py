@@ -69,12 +69,6 @@ class Job(models.Model):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATES
 
-    def queue_position(self) -> int | None:
-        """1 for the next job to start in its queue (in fair-share order); None once it left the queue."""
-        from .scheduling import queue_position
-
-        return queue_position(self)
-
     # --- transitions: each returns whether it happened --
 
     @classmethod

@@ -7,6 +7,7 @@ from typing import Any
 from gallery.serializers import asset_to_dict
 
 from .models import Job, JobStatus
+from .scheduling import queue_position
 
 
 def _iso(value: Any) -> str | None:
@@ -21,7 +22,7 @@ def job_to_dict(job: Job, *, with_assets: bool = False, step: int | None = None)
         "model": job.model_id,
         "params": job.params,
         "progress": {"step": job.progress_step if step is None else step, "total": job.progress_total},
-        "queue_position": job.queue_position(),
+        "queue_position": queue_position(job),
         "created_by": job.created_by.username,
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),

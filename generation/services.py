@@ -270,13 +270,18 @@ def _clean_mask(value: str, init: Any, errors: dict[str, list[str]]) -> bytes | 
 # --- the web side --
 
 
+# The worker's task, named rather than imported: tasks call services, never the other way round.
+RUN_JOB_TASK = "generation.tasks.run_job"
+
+
 def enqueue(job_id: Any, queue: str) -> None:
     """Hand the job to Celery. A broker outage is logged, not raised: the row stays queued and the sweeper
     sends it again."""
-    from .tasks import run_job
+    from celery import current_app
 
     try:
-        run_job.apply_async(
+        current_app.send_task(
+            RUN_JOB_TASK,
             args=(str(job_id),),
             queue=queue,
             retry=True,

@@ -7,13 +7,15 @@ import logging
 from celery import shared_task
 from celery.signals import celeryd_init, worker_process_init, worker_ready
 
+from .services import RUN_JOB_TASK
+
 logger = logging.getLogger(__name__)
 
 # The worker's node name (``-n``), known to the main process before it forks its pool.
 _node_name = ""
 
 
-@shared_task(bind=True, name="generation.tasks.run_job", acks_late=True, reject_on_worker_lost=True)
+@shared_task(bind=True, name=RUN_JOB_TASK, acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: str) -> str:
     """Run a queued job. Idempotent: a second delivery of a running or finished job does nothing."""
     from .metrics import publish_worker_state

@@ -371,3 +371,12 @@ def test_encrypting_a_store_in_place_resumes_after_kill_9(tmp_path):
     assert not list(media.rglob("*" + keyops.TEMP_SUFFIX))
     for name, data in originals.items():
         assert encryption.decrypt_bytes((media / name).read_bytes(), keyring) == data
+
+
+def test_an_encrypted_store_never_hands_out_a_direct_url(settings, tmp_path):
+    """A direct URL would serve ciphertext, or skip the permission check: only the studio's views serve."""
+    use_storage(settings, "filesystem", encryption.generate_key(), tmp_path / "media")
+    from django.core.files.storage import default_storage
+
+    with pytest.raises(storage.NoDirectURL, match="serve them through the studio's views"):
+        default_storage.url("assets/x.png")

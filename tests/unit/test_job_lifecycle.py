@@ -17,6 +17,7 @@ from PIL import Image
 from gallery.models import Asset
 from generation import realtime, services
 from generation.models import Job
+from generation.scheduling import queue_position
 from generation.tasks import run_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -171,9 +172,9 @@ def test_cancel_of_a_queued_job_is_immediate_and_the_task_then_skips_it(team):
 
 def test_queue_positions(team):
     jobs = [new_job(team) for _ in range(3)]
-    assert [Job.objects.get(id=j.id).queue_position() for j in jobs] == [1, 2, 3]
+    assert [queue_position(Job.objects.get(id=j.id)) for j in jobs] == [1, 2, 3]
     services.do_start_job(jobs[0].id, "w")
-    assert [Job.objects.get(id=j.id).queue_position() for j in jobs] == [None, 1, 2]
+    assert [queue_position(Job.objects.get(id=j.id)) for j in jobs] == [None, 1, 2]
 
 
 def test_a_failing_model_fails_the_job_with_a_message(team, demo_model_dir, monkeypatch):
@@ -294,7 +295,7 @@ def test_fair_share_single_jobs_do_not_wait_behind_a_batch(team, monkeypatch, de
     batch = [new_job(team) for _ in range(5)]  # bob's five
     alice_job = services.do_create_job(team["alice"], team["project"], {"prompt": "one", "seed": 1})
     dana_job = services.do_create_job(dana, team["project"], {"prompt": "one", "seed": 1})
-    assert Job.objects.get(id=dana_job.id).queue_position() == 3  # bob's first, alice's, then dana's
+    assert queue_position(Job.objects.get(id=dana_job.id)) == 3  # bob's first, alice's, then dana's
 
     for job in [*batch, alice_job, dana_job]:  # one message per job, in submission order
         run_job(str(job.id))
