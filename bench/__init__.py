@@ -1,0 +1,1 @@
+"""`make bench`: the studio measured against baselines run in the same process."""
