@@ -110,7 +110,16 @@ def map_case(context, case):
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
-    """Board names are unique in a project, and a case may be sent more than once: name it at each send."""
+    """Board names are unique in a project, and a case may be sent more than once: name it at each send. The
+    shared image is never the one deleted."""
+    if _positive(case) and case.method.upper() == "DELETE" and case.operation.path == "/assets/{id}":
+        # A stateful link may name the shared image (the one every other operation uses): delete the image
+        # kept for deleting instead, whatever filled the path.
+        spare = os.environ["FUZZ_ASSET_TO_DELETE"]
+        if case.path_parameters and case.path_parameters.get("id") == ASSET:
+            case.path_parameters["id"] = spare
+        if isinstance(kwargs.get("url"), str):
+            kwargs["url"] = kwargs["url"].replace(f"/assets/{ASSET}", f"/assets/{spare}")
     body = case.body
     if _positive(case) and case.operation.path.endswith("/boards") and isinstance(body, dict):
         if isinstance(body.get("name"), str):
