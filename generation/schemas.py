@@ -306,6 +306,28 @@ class JobParams(BaseModel):
             return self.steps
         return max(1, min(int(self.steps * self.strength), self.steps))
 
+    def batch_key(self) -> tuple[Any, ...]:
+        """What must be equal for jobs to share one pipeline call: the model, the mode and everything the
+        call takes once for the whole batch (size, steps, scheduler, LoRA set, guidance and strength). The
+        prompts, negative prompts, seeds, image counts, start images and masks may differ: they are per image.
+
+        Guidance and strength are in the key because diffusers' pipelines take one ``guidance_scale`` and
+        one ``strength`` for the whole call (a per-image guidance would need the pipelines' own loop)."""
+        return (
+            self.model,
+            self.mode,
+            self.width,
+            self.height,
+            self.steps,
+            self.scheduler,
+            round(self.guidance_scale, 4),
+            None if self.strength is None else round(self.strength, 4),
+            self.variation,
+            self.scale,
+            self.mask_blur if self.mask else None,
+            tuple(sorted((lora.id, round(lora.weight, 4)) for lora in self.loras)),
+        )
+
 
 # --- answers --
 

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.utils import timezone
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from gallery.serializers import asset_to_dict
 from gallery.services import asset_storage, delete_stored_files, do_create_job_assets
@@ -440,7 +440,45 @@ def do_start_job(job_id: Any, worker: str) -> tuple[Job, int] | None:
     else:
         return None
     job = Job.objects.select_related("project", "created_by").get(id=job_id)
-    realtime.cache_quietly(cache.delete, realtime.preview_cache_key(job_id))
+    _announce_started(job)
+    return job, attempt
+
+
+def do_claim_batch(lead: Job, worker: str, room: int) -> list[tuple[Job, int]]:
+    """queued → running for this worker: the queued jobs that can share the running ``lead`` job's pipeline
+    call (the same ``JobParams.batch_key``), in fair-share order, until they would make more than ``room``
+    images. Each claim is the same conditional UPDATE as a start, so no job is claimed by two workers."""
+    try:
+        key = JobParams.model_validate(lead.params).batch_key()
+    except ValidationError:
+        return []
+    order = [job_id for job_id in fair_share_order(lead.queue, limit=200) if job_id != lead.id]
+    waiting = Job.objects.filter(id__in=order, model_id=lead.model_id, status=JobStatus.QUEUED)
+    params_of = dict(waiting.values_list("id", "params"))
+    claimed: list[tuple[Job, int]] = []
+    for job_id in order:
+        if room <= 0:
+            break
+        if job_id not in params_of:
+            continue
+        try:
+            params = JobParams.model_validate(params_of[job_id])
+        except ValidationError:
+            continue  # its own worker run fails it with a sentence
+        if params.num_images > room or params.batch_key() != key:
+            continue
+        attempt = Job.claim(job_id, worker)
+        if attempt is None:
+            continue
+        room -= params.num_images
+        job = Job.objects.select_related("project", "created_by").get(id=job_id)
+        _announce_started(job)
+        claimed.append((job, attempt))
+    return claimed
+
+
+def _announce_started(job: Job) -> None:
+    realtime.cache_quietly(cache.delete, realtime.preview_cache_key(job.id))
     running: dict[str, Any] = {
         "type": realtime.STATUS,
         "status": JobStatus.RUNNING,
@@ -451,7 +489,6 @@ def do_start_job(job_id: Any, worker: str) -> tuple[Job, int] | None:
     realtime.send_job_event(job.id, running)
     realtime.send_project_event(job.project.slug, {"type": realtime.JOB_UPDATED, "job": job_to_dict(job)})
     _announce_queue_moved(job.queue)
-    return job, attempt
 
 
 def do_heartbeat(job_id: Any, attempt: int, step: int, total: int) -> bool:

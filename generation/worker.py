@@ -9,6 +9,7 @@ import contextvars
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -167,71 +168,160 @@ def with_database(operation: Any, *args: Any, **kwargs: Any) -> Any:
             pause = min(pause * 2, 5.0)
 
 
+@dataclass
+class Member:
+    """One job of a pipeline call: its row, its attempt, what the engine runs and its live companion."""
+
+    job: Any
+    attempt: int
+    request: Any  # engine.runner.GenerationRequest
+    monitor: JobMonitor | None = None
+    outcome: str = ""
+
+
 def execute_job(job_id: str, worker: str) -> str:
-    """Run the job if it is queued. Returns what happened (for logs and tests)."""
+    """Run the job if it is queued, with the queued jobs that can share its pipeline call (cross-user
+    batching, up to ``STUDIO_MAX_BATCH`` images). Returns what happened to the job started (for logs and
+    tests)."""
     started = with_database(services.do_start_job, job_id, worker)
     if started is None:
         logger.info("Nothing queued beside job %s; nothing to do", job_id)
         return "skipped"
     job, attempt = started
-    context = job_context(
-        job_id=job.id, user=job.created_by.username, project=job.project.slug, worker=worker
-    )
-    with context:
+    lead = _prepare(job, attempt, worker)
+    if isinstance(lead, str):
+        return lead
+    members = [lead]
+    room = batch_room(lead.request)
+    if room > 0:
+        for job, attempt in with_database(services.do_claim_batch, lead.job, worker, room):
+            member = _prepare(job, attempt, worker)
+            if isinstance(member, Member):
+                members.append(member)
+    if len(members) > 1:
+        logger.info(
+            "Running %d jobs in one call: %s", len(members), ", ".join(str(m.job.id) for m in members)
+        )
+    _run(members, worker)
+    return lead.outcome
+
+
+def batch_room(request: Any) -> int:
+    """How many more images may join this request's pipeline call: ``STUDIO_MAX_BATCH`` and the device's
+    memory both cap the call's images."""
+    from .engine.runner import batch_capacity
+
+    params = request.params
+    if settings.STUDIO_MAX_BATCH <= 1:
+        return 0
+    cap = min(settings.STUDIO_MAX_BATCH, batch_capacity(request.model, params.width, params.height))
+    return max(0, cap - params.num_images)
+
+
+def _context(job: Any, worker: str) -> Any:
+    return job_context(job_id=job.id, user=job.created_by.username, project=job.project.slug, worker=worker)
+
+
+def _prepare(job: Any, attempt: int, worker: str) -> Member | str:
+    """What the engine needs to run a started job, or the job failed with a sentence (its outcome)."""
+    with _context(job, worker):
         logger.info("Job %s started (attempt %d)", job.id, attempt)
-        outcome = _run_started(job, attempt)
-        logger.info("Job %s ended: %s", job.id, outcome)
-    return outcome
+        try:
+            params = JobParams.model_validate(job.params)
+        except ValidationError:
+            logger.exception("Job %s has parameters the worker cannot read", job.id)
+            return _fail(job, attempt, "The job's parameters could not be read.")
+        model = registry.get_model(job.model_id)
+        if model is None:
+            return _fail(job, attempt, f"The model {job.model_id!r} is not installed on this worker.")
+        try:
+            init_image, mask_image = load_start_images(job.project_id, params)
+        except StartImageMissing as exc:
+            return _fail(job, attempt, str(exc))
+    from .engine.runner import GenerationRequest
+
+    return Member(
+        job, attempt, GenerationRequest(model, params, init_image=init_image, mask_image=mask_image)
+    )
 
 
-def _run_started(job: Any, attempt: int) -> str:
-    try:
-        params = JobParams.model_validate(job.params)
-    except ValidationError:
-        logger.exception("Job %s has parameters the worker cannot read", job.id)
-        services.do_finish_job(
-            job.id, attempt, JobStatus.FAILED, error="The job's parameters could not be read."
+def _fail(job: Any, attempt: int, error: str, gpu_seconds: float = 0) -> str:
+    services.do_finish_job(job.id, attempt, JobStatus.FAILED, error=error, gpu_seconds=gpu_seconds)
+    logger.info("Job %s ended: %s", job.id, JobStatus.FAILED)
+    return JobStatus.FAILED
+
+
+class BatchMonitor(JobMonitor):
+    """A job's monitor in a shared call: a cancel ends the job at once (its slice of the call goes on and is
+    discarded), charged its share of the time so far."""
+
+    def __init__(self, member: Member) -> None:
+        params = member.request.params
+        super().__init__(
+            member.job.id, member.attempt, params.planned_steps(), max(params.width, params.height)
         )
-        return JobStatus.FAILED
-    model = registry.get_model(job.model_id)
-    if model is None:
-        services.do_finish_job(
-            job.id,
-            attempt,
-            JobStatus.FAILED,
-            error=f"The model {job.model_id!r} is not installed on this worker.",
-        )
-        return JobStatus.FAILED
+        self.member = member
 
+    def on_canceled(self, gpu_seconds: float) -> None:
+        self.close()
+        services.do_finish_job(self.job_id, self.attempt, JobStatus.CANCELED, gpu_seconds=gpu_seconds)
+        self.member.outcome = JobStatus.CANCELED
+        logger.info("Job %s ended: %s", self.job_id, JobStatus.CANCELED)
+
+
+def _run(members: list[Member], worker: str) -> None:
+    """Run the members' call and end every member's job exactly once."""
+    from .engine import runner
+
+    for member in members:
+        with _context(member.job, worker):  # (the monitor's thread logs with its job's context)
+            member.monitor = BatchMonitor(member)
+    monitors = [m.monitor for m in members]
+    error: str | None = None
     try:
-        init_image, mask_image = load_start_images(job.project_id, params)
-    except StartImageMissing as exc:
-        services.do_finish_job(job.id, attempt, JobStatus.FAILED, error=str(exc))
-        return JobStatus.FAILED
-
-    from .engine.runner import GenerationRequest, generate
-
-    request = GenerationRequest(model, params, init_image=init_image, mask_image=mask_image)
-    monitor = JobMonitor(job.id, attempt, params.planned_steps(), max(params.width, params.height))
-    try:
-        result = generate(request, monitor)
+        if len(members) == 1:
+            results = [runner.generate(members[0].request, monitors[0])]  # type: ignore[arg-type]
+        else:
+            results = runner.generate_batch([m.request for m in members], monitors)  # type: ignore[arg-type]
     except SoftTimeLimitExceeded:
-        monitor.close()
-        services.do_finish_job(job.id, attempt, JobStatus.FAILED, error="The job ran past the time limit.")
-        return JobStatus.FAILED
+        error = "The job ran past the time limit."
     except GenerationError as exc:
-        monitor.close()
-        logger.exception("Job %s failed", job.id)
-        services.do_finish_job(job.id, attempt, JobStatus.FAILED, error=f"Generation failed: {exc}")
-        return JobStatus.FAILED
+        if len(members) > 1 and str(exc) == runner.OUT_OF_MEMORY:
+            logger.warning("A call of %d jobs ran out of memory; running them one at a time", len(members))
+            _close_all(members)
+            for member in members:
+                if not member.outcome:
+                    _run([member], worker)
+            return
+        logger.exception("Job(s) %s failed", ", ".join(str(m.job.id) for m in members))
+        error = f"Generation failed: {exc}"
     except Exception:
         # Library and OS errors can name files and internals of the server: members get a sentence, the
         # log gets everything.
-        monitor.close()
-        logger.exception("Job %s failed", job.id)
-        services.do_finish_job(job.id, attempt, JobStatus.FAILED, error=FAILED_ON_WORKER.format(job=job.id))
-        return JobStatus.FAILED
-    monitor.close()  # flush every progress/preview message before the final one
+        logger.exception("Job(s) %s failed", ", ".join(str(m.job.id) for m in members))
+        error = ""
+    _close_all(members)  # flush every progress/preview message before the final one
+    for index, member in enumerate(members):
+        if member.outcome:
+            continue  # canceled during the call: already ended
+        with _context(member.job, worker):
+            if error is not None:
+                member.outcome = _fail(
+                    member.job, member.attempt, error or FAILED_ON_WORKER.format(job=member.job.id)
+                )
+                continue
+            member.outcome = _finish(member, results[index])
+            logger.info("Job %s ended: %s", member.job.id, member.outcome)
+
+
+def _close_all(members: list[Member]) -> None:
+    for member in members:
+        if member.monitor is not None and not member.outcome:
+            member.monitor.close()
+
+
+def _finish(member: Member, result: Any) -> str:
+    job, attempt = member.job, member.attempt
     if result.canceled:
         services.do_finish_job(job.id, attempt, JobStatus.CANCELED, gpu_seconds=result.gpu_seconds)
         return JobStatus.CANCELED
@@ -242,7 +332,7 @@ def _run_started(job: Any, attempt: int) -> str:
         result.images,
         result.seeds,
         gpu_seconds=result.gpu_seconds,
-        model_name=model.name,
+        model_name=member.request.model.name,
         model_sha256=result.model_sha256,
     ):
         return JobStatus.SUCCEEDED

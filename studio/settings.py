@@ -353,6 +353,10 @@ STUDIO_DEFAULT_MODEL = env_str("STUDIO_DEFAULT_MODEL", "demo")
 # Models shipped in the repository (id → folder); a folder of the same name in MODELS_DIR takes precedence.
 STUDIO_BUNDLED_MODELS = {"demo": BASE_DIR / "generation" / "demo_model"}
 STUDIO_PIPELINE_CACHE_SIZE = env_int("STUDIO_PIPELINE_CACHE_SIZE", 2)
+# Cross-user batching: a worker that takes a job also claims queued jobs that can share its pipeline call
+# (same model, mode, size, steps, scheduler, LoRAs, guidance and strength), up to this many images per call
+# and what the device's free memory allows. 1 turns batching off.
+STUDIO_MAX_BATCH = env_int("STUDIO_MAX_BATCH", 8)
 # The largest image side any job may ask for, whatever a model's studio.json says (it may only lower it).
 STUDIO_MAX_IMAGE_SIZE = env_int("STUDIO_MAX_IMAGE_SIZE", 2048)
 # Quotas count per calendar month (or week, or day), in UTC.

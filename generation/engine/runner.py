@@ -91,40 +91,119 @@ class StepHooks(Protocol):
 
 
 def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
-    """Run the model's pipeline. Each image ``i`` uses seed ``seed + i`` on its own CPU generator, so a
-    seed reproduces the same image whatever the device or batch."""
-    params = request.params
-    loaded = cache().get(request.model)
+    """Run one request alone (a batch of one)."""
+    return generate_batch([request], [hooks])[0]
+
+
+# Activation memory one image of a batch adds, per megapixel of output, in half precision (fp32 doubles it):
+# rough figures for the published architectures with SDPA, on the high side so that a batch never runs out.
+BATCH_BYTES_PER_MEGAPIXEL = {"sd1": 3.0e9, "sd2": 3.0e9, "sdxl": 2.5e9, "sd3": 4.0e9, "flux": 5.0e9}
+
+
+def batch_capacity(model: ModelInfo, width: int, height: int) -> int:
+    """How many images of this size one call may make on this worker's device, from the memory free on it
+    now (the GPU's, else the host's) and the family's per-image estimate (``batch_bytes_per_megapixel`` in
+    the model's ``studio.json`` overrides it). At least 1."""
+    per_megapixel = float(
+        model.extra.get("batch_bytes_per_megapixel") or BATCH_BYTES_PER_MEGAPIXEL.get(model.family, 4.0e9)
+    )
+    device, dtype = pipelines.choose_device()
+    per_image = per_megapixel * (width * height / 1e6) * (2 if dtype == torch.float32 else 1)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info()
+    else:
+        free = host_memory_available()
+    return max(1, int(free * 0.8 // max(per_image, 1.0)))
+
+
+def host_memory_available() -> int:
+    """Memory the host can still give (``MemAvailable``), or a conservative 1 GiB where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 30
+
+
+def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) -> list[GenerationResult]:
+    """Run several requests of one ``JobParams.batch_key`` in one pipeline call, one result per request.
+
+    Each image ``i`` of a request uses seed ``seed + i`` on its own CPU generator, so a seed gives the same
+    image alone or in a batch, whatever the device (within float rounding of the batched kernels). Each
+    request's hooks see its own progress, previews from its own slice of the latents, and its own cancel: a
+    request canceled mid-call stops getting calls at once (``on_canceled``, where the hooks have it, tells
+    them) and its images are discarded; the call stops early only when every request is canceled. The
+    measured time is shared out by image count."""
+    assert requests
+    assert len(requests) == len(hooks)
+    first = requests[0]
+    assert all(r.params.batch_key() == first.params.batch_key() for r in requests[1:]), "incompatible batch"
+    params = first.params
+    loaded = cache().get(first.model)
     pipelines.set_scheduler(loaded, params.scheduler)
     pipe = loaded.pipe
     mode_kwargs: dict[str, Any] = {"width": params.width, "height": params.height}
-    init_image = mask_image = None
-    if request.init_image is not None:
-        pipe, mode_kwargs, init_image, mask_image = _mode_call(loaded, request)
-    seeds = [(params.seed + i) % 2**32 for i in range(params.num_images)]
-    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    starts: list[tuple[Image.Image | None, Image.Image | None]] = [(None, None)] * len(requests)
+    if first.init_image is not None:
+        calls = [_mode_call(loaded, request) for request in requests]
+        pipe, mode_kwargs = calls[0][0], dict(calls[0][1])
+        starts = [(call[2], call[3]) for call in calls]
+        if len(requests) > 1:
+            mode_kwargs["image"] = [
+                c[1]["image"]
+                for c, r in zip(calls, requests, strict=True)
+                for _ in range(r.params.num_images)
+            ]
+            if "mask_image" in mode_kwargs:
+                mode_kwargs["mask_image"] = [
+                    c[1]["mask_image"]
+                    for c, r in zip(calls, requests, strict=True)
+                    for _ in range(r.params.num_images)
+                ]
+    counts = [r.params.num_images for r in requests]
+    offsets = [sum(counts[:i]) for i in range(len(requests))]
+    seeds = [[(r.params.seed + i) % 2**32 for i in range(r.params.num_images)] for r in requests]
+    generators = [torch.Generator("cpu").manual_seed(s) for member in seeds for s in member]
+    prompts = [r.params.prompt for r in requests for _ in range(r.params.num_images)]
+    negatives = [r.params.negative_prompt for r in requests for _ in range(r.params.num_images)]
     channels = pipe.vae.config.latent_channels  # (the denoiser's input may be packed: FLUX)
-    factors, bias = latent_projector(
-        request.model.latent_rgb_factors, request.model.latent_rgb_bias, channels
-    )
+    factors, bias = latent_projector(first.model.latent_rgb_factors, first.model.latent_rgb_bias, channels)
     to_rgb = Previewer(factors, bias, pipelines.preview_decoder(loaded))
-    planned = planned_steps(request)
+    planned = planned_steps(first)
     shown = 0
-    canceled = False
+    canceled = [False] * len(requests)
+    started = 0.0
 
     def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        nonlocal canceled, shown
+        nonlocal shown
         # Progress counts the steps asked for. Some schedulers call back more often: Heun evaluates twice per
         # step but the last, PNDM's warm-up once more at the start; their calls map onto the steps in order.
         done = min(planned, -(-(step + 1) * planned // pipe.num_timesteps))
         if done > shown:
             shown = done
-            hooks.on_step(done, planned)
-            if hooks.wants_preview(done, planned):
-                latents = pipelines.preview_latents(loaded, kwargs["latents"], params.width, params.height)
-                hooks.on_preview(done, planned, to_rgb(latents))
-        if hooks.should_cancel():
-            canceled = True
+            latents = None
+            for index, member in enumerate(hooks):
+                if canceled[index]:
+                    continue
+                member.on_step(done, planned)
+                if member.wants_preview(done, planned):
+                    if latents is None:
+                        latents = pipelines.preview_latents(
+                            loaded, kwargs["latents"], params.width, params.height
+                        )
+                    part = latents[offsets[index] : offsets[index] + counts[index]]
+                    member.on_preview(done, planned, to_rgb(part))
+        for index, member in enumerate(hooks):
+            if not canceled[index] and member.should_cancel():
+                canceled[index] = True
+                on_canceled = getattr(member, "on_canceled", None)
+                if on_canceled is not None:
+                    share = counts[index] / sum(counts)
+                    on_canceled((time.perf_counter() - started) * share)
+        if all(canceled):
             pipe._interrupt = True
         return kwargs
 
@@ -135,11 +214,11 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
     try:
         with pipelines.loras_applied(loaded, loras), torch.inference_mode():
             output = pipe(
-                prompt=params.prompt,
-                negative_prompt=params.negative_prompt or None,
+                prompt=prompts,
+                negative_prompt=negatives if any(negatives) else None,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance_scale,
-                num_images_per_prompt=params.num_images,
+                num_images_per_prompt=1,
                 generator=generators,
                 callback_on_step_end=on_step_end,
                 output_type="pil",
@@ -155,16 +234,23 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
     images = list(output.images)
-    if init_image is not None and mask_image is not None:
-        images = [keep_unmasked(image, init_image, mask_image, params.mask_blur) for image in images]
-    return GenerationResult(
-        images=images,
-        seeds=seeds,
-        model_sha256=loaded.sha256,
-        gpu_seconds=elapsed,
-        canceled=canceled,
-        device=str(loaded.device),
-    )
+    results = []
+    for index, request in enumerate(requests):
+        own = images[offsets[index] : offsets[index] + counts[index]]
+        init_image, mask_image = starts[index]
+        if init_image is not None and mask_image is not None:
+            own = [keep_unmasked(image, init_image, mask_image, request.params.mask_blur) for image in own]
+        results.append(
+            GenerationResult(
+                images=[] if canceled[index] else own,
+                seeds=seeds[index],
+                model_sha256=loaded.sha256,
+                gpu_seconds=elapsed * counts[index] / sum(counts),
+                canceled=canceled[index],
+                device=str(loaded.device),
+            )
+        )
+    return results
 
 
 # --- image-based modes --

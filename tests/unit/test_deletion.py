@@ -43,8 +43,8 @@ def test_a_jobs_mask_leaves_storage_when_the_job_ends(team):
     done, canceled = inpaint(team, start), inpaint(team, start)
     masks = [done.params["mask"], canceled.params["mask"]]
     assert all(default_storage.exists(name) for name in masks)
-    assert run_job(str(done.id)) == "succeeded"
     services.do_cancel_job(team["bob"], canceled)
+    assert run_job(str(done.id)) == "succeeded"
     assert not any(default_storage.exists(name) for name in masks)
     assert Asset.objects.get(job=done).mask  # the image keeps its own copy
 

@@ -257,7 +257,8 @@ def test_a_restarted_worker_requeues_the_jobs_it_left_running(team, no_broker):
     assert no_broker == [str(job.id)]
 
 
-def test_the_same_seed_reproduces_the_same_image(team, demo_model_dir):
+def test_the_same_seed_reproduces_the_same_image(team, demo_model_dir, settings):
+    settings.STUDIO_MAX_BATCH = 1  # each job alone (tests/unit/test_batching.py: the same in one call)
     first, second = new_job(team, seed=1234, steps=6), new_job(team, seed=1234, steps=6)
     other = new_job(team, seed=99, steps=6)
     for job in (first, second, other):
