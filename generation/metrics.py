@@ -5,18 +5,15 @@
 * Job duration and queue wait: histograms the workers add to in the cache (Redis) as each job ends, so every
   worker host counts into the same series. They restart from zero if Redis loses its data, which
   Prometheus's ``rate()`` reads as a counter reset.
-* Per worker, its loaded models and memory: each worker process refreshes a short-lived cache entry.
+* Per worker, its loaded models and memory: the states workers publish for routing (``generation/fleet.py``).
 
-Workers write only through ``record_job_timing`` and ``publish_worker_state``; neither ever fails a job.
+Workers write only through ``record_job_timing`` and their fleet state (``generation/fleet.py``); neither
+ever fails a job.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import resource
-import sys
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from studio.models import Project, QuotaUsage
 
+from . import fleet
 from .models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -34,8 +32,6 @@ logger = logging.getLogger(__name__)
 DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
 WAIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 HISTOGRAMS = {"duration": DURATION_BUCKETS, "wait": WAIT_BUCKETS}
-WORKER_STATE_SECONDS = 60
-WORKERS_KEY = "metrics:workers"
 
 
 def _key(histogram: str, part: str) -> str:
@@ -70,41 +66,6 @@ def record_job_timing(job: Job) -> None:
             _incr(_key(name, "sum_ms"), int(value * 1000))
     except Exception:
         logger.warning("Could not record the timing of job %s", job.id, exc_info=True)
-
-
-def _rss_bytes() -> int:
-    """This process's resident memory now (Linux), else its peak."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
-
-
-def publish_worker_state(worker: str) -> None:
-    """Tell the scrapes which models this worker process keeps loaded and how much memory it holds."""
-    from .engine import runner
-
-    state = {
-        "models": runner.loaded_models(),
-        "rss_bytes": _rss_bytes(),
-        "device_bytes": runner.device_memory_bytes(),
-        "at": time.time(),
-    }
-    try:
-        cache.set(f"metrics:worker:{worker}", state, WORKER_STATE_SECONDS)
-        names = cache.get(WORKERS_KEY) or []
-        if worker not in names:
-            cache.set(WORKERS_KEY, sorted({*names, worker}), None)
-    except Exception:
-        logger.warning("Could not publish the state of worker %s", worker, exc_info=True)
-
-
-def worker_states() -> dict[str, dict[str, Any]]:
-    names = cache.get(WORKERS_KEY) or []
-    found = cache.get_many([f"metrics:worker:{name}" for name in names])
-    return {key.split(":", 2)[2]: value for key, value in found.items()}
 
 
 class GenerationCollector(Collector):
@@ -181,8 +142,8 @@ class GenerationCollector(Collector):
         gpu = GaugeMetricFamily(
             "studio_worker_gpu_memory_bytes", "GPU memory a worker holds.", labels=["worker"]
         )
-        for worker, state in sorted(worker_states().items()):
-            for model in state.get("models", []):
+        for worker, state in sorted(fleet.live_workers().items()):
+            for model in state.get("loaded") or []:
                 models.add_metric([worker, model], 1)
             rss.add_metric([worker], state.get("rss_bytes") or 0)
             if state.get("device_bytes") is not None:

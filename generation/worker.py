@@ -24,6 +24,7 @@ from studio.logs import job_context
 from . import realtime, services
 from .engine import registry
 from .engine.errors import GenerationError
+from .fleet import reporter
 from .models import JobStatus
 from .schemas import JobParams
 
@@ -202,7 +203,13 @@ def execute_job(job_id: str, worker: str) -> str:
         logger.info(
             "Running %d jobs in one call: %s", len(members), ", ".join(str(m.job.id) for m in members)
         )
-    _run(members, worker)
+    fleet = reporter()
+    fleet.running([m.job for m in members])
+    try:
+        _run(members, worker)
+    finally:
+        done = [m for m in members if m.outcome == JobStatus.SUCCEEDED]
+        fleet.finished(len(done), sum(m.request.params.num_images for m in done))
     return lead.outcome
 
 
@@ -342,18 +349,6 @@ def _finish(member: Member, result: Any) -> str:
         services.do_finish_job(job.id, attempt, JobStatus.CANCELED, gpu_seconds=result.gpu_seconds)
         return JobStatus.CANCELED
     return "superseded"
-
-
-def report_state_every(worker: str, seconds: float) -> None:
-    """A daemon thread publishing this process's loaded models and memory (generation/metrics.py)."""
-    from .metrics import publish_worker_state
-
-    def loop() -> None:
-        while True:
-            publish_worker_state(worker)
-            time.sleep(seconds)
-
-    threading.Thread(target=loop, name="worker-state", daemon=True).start()
 
 
 def warm_up() -> None:

@@ -357,6 +357,9 @@ STUDIO_PIPELINE_CACHE_SIZE = env_int("STUDIO_PIPELINE_CACHE_SIZE", 2)
 # (same model, mode, size, steps, scheduler, LoRAs, guidance and strength), up to this many images per call
 # and what the device's free memory allows. 1 turns batching off.
 STUDIO_MAX_BATCH = env_int("STUDIO_MAX_BATCH", 8)
+# Each generation worker tells the others what it holds this often (its state lives three beats), and the
+# web routes jobs by it (generation/fleet.py).
+STUDIO_WORKER_BEAT_SECONDS = env_float("STUDIO_WORKER_BEAT_SECONDS", 5.0)
 # The largest image side any job may ask for, whatever a model's studio.json says (it may only lower it).
 STUDIO_MAX_IMAGE_SIZE = env_int("STUDIO_MAX_IMAGE_SIZE", 2048)
 # Quotas count per calendar month (or week, or day), in UTC.

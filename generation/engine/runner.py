@@ -42,6 +42,51 @@ def device_memory_bytes() -> int | None:
     return pipelines.device_memory_bytes()
 
 
+def device_report() -> dict[str, Any]:
+    """What this worker process runs on, for the fleet's states: the device by name, its memory in total and
+    free now (the GPU's; the host's on the CPU), this process's resident memory and the GPU memory torch
+    holds."""
+    device, _dtype = pipelines.choose_device()
+    if device.type == "cuda":
+        index = torch.cuda.current_device()
+        free, total = torch.cuda.mem_get_info(index)
+        name = f"cuda:{index} {torch.cuda.get_device_name(index)}"
+    else:
+        free, total, name = host_memory_available(), host_memory_total(), "cpu"
+    return {
+        "device": name,
+        "memory_total": int(total),
+        "memory_free": int(free),
+        "rss_bytes": rss_bytes(),
+        "device_bytes": device_memory_bytes(),
+    }
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux), else its peak."""
+    import os
+    import resource
+    import sys
+
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def host_memory_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One run of a model: the job's parameters (the same ``JobParams`` the job row stores) and, for the

@@ -120,12 +120,16 @@ def test_workers_report_their_models_and_memory_and_vanish_when_they_stop(scrape
     from generation.engine import runner
 
     cache.clear()
+    from generation.fleet import Reporter
+
     monkeypatch.setattr(runner, "loaded_models", lambda: ["demo", "sdxl"])
-    generation_metrics.publish_worker_state("gpu0@host-a")
+    reporter = Reporter()
+    reporter.name = "gpu0@host-a"
+    reporter.publish()
     text = Client(REMOTE_ADDR="10.9.0.1").get("/metrics").content.decode()
     assert value(text, "studio_worker_model_loaded", model="sdxl", worker="gpu0@host-a") == 1
     assert value(text, "studio_worker_memory_bytes", worker="gpu0@host-a") > 1_000_000
-    cache.delete("metrics:worker:gpu0@host-a")  # what its TTL does once it stops refreshing
+    cache.delete("fleet:worker:gpu0@host-a")  # what its TTL does once it stops refreshing
     text = Client(REMOTE_ADDR="10.9.0.1").get("/metrics").content.decode()
     assert "gpu0@host-a" not in text
 
