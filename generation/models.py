@@ -40,6 +40,9 @@ class Job(models.Model):
     progress_total = models.PositiveIntegerField(default=0)
     attempt = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True)
+    # The worker the web chose for a queued job (generation/fleet.py): its message went to that worker's own
+    # queue. Empty: sent to the pool's queue, for any worker that can run it (or waiting for one).
+    routed_to = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     # What happened to the job while it waited, in a sentence for the people watching it (its worker was
@@ -127,7 +130,12 @@ class Job(models.Model):
         """running (a dead worker's attempt) → queued, to be picked up again."""
         return bool(
             cls.running(job_id, attempt).update(
-                status=JobStatus.QUEUED, worker="", enqueued_at=timezone.now(), progress_step=0, notice=notice
+                status=JobStatus.QUEUED,
+                worker="",
+                routed_to="",
+                enqueued_at=timezone.now(),
+                progress_step=0,
+                notice=notice,
             )
         )
 

@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Count
 from django.dispatch import receiver
 from django.utils import timezone
 from PIL import Image
@@ -35,7 +36,7 @@ from studio.errors import Conflict, InvalidInput, NotAllowed, QuotaExceeded
 from studio.models import Project
 from studio.signals import Removal, project_deleting
 
-from . import library, metrics, realtime
+from . import fleet, library, metrics, realtime
 from .engine import registry
 from .engine.families import FAMILIES
 from .models import TERMINAL_STATES, Job, JobStatus
@@ -274,6 +275,60 @@ def _clean_mask(value: str, init: Any, errors: dict[str, list[str]]) -> bytes | 
 RUN_JOB_TASK = "generation.tasks.run_job"
 
 
+# A queued job's notice while no live worker has its model installed (the sweeper routes it once one has).
+WAITING_FOR_MODEL = (
+    "No running worker has the model {model} installed; the job waits until a worker that has it is running."
+)
+
+
+def do_dispatch(job_id: Any, *, avoid: str = "") -> str | None:
+    """Choose a queued job's worker (generation/fleet.py), record it, and send the job's message to that
+    worker's queue; to the pool's queue when no worker is known. Returns the worker, "" for the pool, or
+    None when the job is not queued or waits for a worker that has its model (it then says so)."""
+    row = (
+        Job.objects.filter(id=job_id, status=JobStatus.QUEUED)
+        .values("queue", "model_id", "notice", "project__slug", "progress_total")
+        .first()
+    )
+    if row is None:
+        return None
+    pool, model_id = row["queue"], row["model_id"]
+    workers = fleet.live_workers()
+    backlog = dict(
+        Job.objects.filter(status=JobStatus.QUEUED, queue=pool)
+        .exclude(routed_to="")
+        .values_list("routed_to")
+        .annotate(n=Count("id"))
+        .values_list("routed_to", "n")
+    )
+    chosen, why = fleet.choose_worker(pool, model_id, workers, backlog, avoid=avoid)
+    waiting = WAITING_FOR_MODEL.format(model=model_id)
+    if chosen is None and why == "no_worker":
+        if (
+            Job.objects.filter(id=job_id, status=JobStatus.QUEUED)
+            .exclude(notice=waiting)
+            .update(notice=waiting, routed_to="")
+        ):
+            realtime.send_job_event(
+                job_id,
+                {
+                    "type": realtime.STATUS,
+                    "status": JobStatus.QUEUED,
+                    "progress": {"step": 0, "total": row["progress_total"]},
+                    "notice": waiting,
+                },
+            )
+        return None
+    routed = chosen or ""
+    changes: dict[str, Any] = {"routed_to": routed}
+    if row["notice"] == waiting:
+        changes["notice"] = ""
+    if not Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(**changes):
+        return None
+    enqueue(job_id, fleet.delivery_queue(pool, routed))
+    return routed
+
+
 def enqueue(job_id: Any, queue: str) -> None:
     """Hand the job to Celery. A broker outage is logged, not raised: the row stays queued and the sweeper
     sends it again."""
@@ -390,7 +445,7 @@ def _create_job_row(
             "mode": params.mode,
         },
     )
-    transaction.on_commit(lambda: enqueue(job.id, job.queue))
+    transaction.on_commit(lambda: do_dispatch(job.id))
     transaction.on_commit(
         lambda: realtime.send_project_event(
             project.slug, {"type": realtime.JOB_CREATED, "job": job_to_dict(job)}
@@ -427,12 +482,13 @@ def do_cancel_job(user: Any, job: Job, *, ip: str | None = None) -> Job:
 
 
 def do_start_job(job_id: Any, worker: str) -> tuple[Job, int] | None:
-    """queued → running for this worker: the first job in fair-share order of the named job's queue (usually
-    the named job itself). None when nothing is queued there (a duplicate delivery, a cancel)."""
+    """queued → running for this worker: the first job in fair-share order of the named job's queue among
+    those routed to this worker and the unrouted ones it has the model of (usually the named job itself).
+    None when nothing is queued there for it (a duplicate delivery, a cancel, a job taken into a batch)."""
     queue = Job.objects.filter(id=job_id).values_list("queue", flat=True).first()
     if queue is None:
         return None
-    for candidate in fair_share_order(queue, limit=50):
+    for candidate in takeable(fair_share_order(queue, limit=200), worker):
         attempt = Job.claim(candidate, worker)
         if attempt is not None:
             job_id = candidate
@@ -442,6 +498,20 @@ def do_start_job(job_id: Any, worker: str) -> tuple[Job, int] | None:
     job = Job.objects.select_related("project", "created_by").get(id=job_id)
     _announce_started(job)
     return job, attempt
+
+
+def takeable(order: list[Any], worker: str) -> list[Any]:
+    """The jobs of ``order`` (ids) this worker may start: routed to it, or routed to no one and of a model
+    installed here. Order kept."""
+    rows = Job.objects.filter(id__in=order, status=JobStatus.QUEUED).values_list(
+        "id", "routed_to", "model_id"
+    )
+    allowed = {
+        job_id
+        for job_id, routed_to, model_id in rows
+        if routed_to == worker or (not routed_to and registry.get_model(model_id) is not None)
+    }
+    return [job_id for job_id in order if job_id in allowed]
 
 
 def do_claim_batch(lead: Job, worker: str, room: int) -> list[tuple[Job, int]]:
@@ -636,10 +706,11 @@ def broker_lost_its_queue() -> bool:
 def do_sweep_stale_jobs() -> dict[str, int]:
     """Re-queue running jobs whose worker stopped beating, and re-send queued jobs whose message may have
     been lost: all of them at once when the broker lost its data; those waiting on a queue that holds no
-    message (a consumer took theirs and lost it with its connection); and those queued for long. Duplicate
-    sends are harmless: a task only starts a queued job, and one with none left to start does nothing."""
+    message (a consumer took theirs and lost it with its connection); those queued for long; those routed to
+    a worker that is gone; and those waiting for a worker that has their model. Duplicate sends are harmless:
+    a task only starts a queued job, and one with none left to start does nothing."""
     now = timezone.now()
-    counts = {"requeued": 0, "failed": 0, "canceled": 0, "skipped": 0, "resent": 0}
+    counts = {"requeued": 0, "failed": 0, "canceled": 0, "skipped": 0, "resent": 0, "rerouted": 0}
     stale_before = now - timedelta(seconds=settings.STUDIO_JOB_STALE_SECONDS)
     for job in Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before):
         counts[_requeue_or_give_up(job)] += 1
@@ -650,26 +721,47 @@ def do_sweep_stale_jobs() -> dict[str, int]:
         if lost:
             changes["notice"] = QUEUE_LOST
         if Job.objects.filter(id=job.id, status=JobStatus.QUEUED).update(**changes):
-            enqueue(job.id, job.queue)
+            do_dispatch(job.id)
             counts["resent"] += 1
             if lost:
                 _announce_status(job, JobStatus.QUEUED, QUEUE_LOST)
+    counts["rerouted"] = _reroute(now)
     counts["resent"] += _resend_stranded(now)
     return counts
+
+
+def _reroute(now: Any) -> int:
+    """Route again the queued jobs whose worker is gone (its state expired) and those that wait for a worker
+    with their model. Nothing moves while no worker is known at all (Redis lost the states, or every worker
+    is down): the jobs keep their places until one reports."""
+    workers = fleet.live_workers()
+    if not workers:
+        return 0
+    queued = Job.objects.filter(status=JobStatus.QUEUED)
+    orphaned = queued.exclude(routed_to="").exclude(routed_to__in=list(workers))
+    waiting = queued.filter(routed_to="", notice__startswith=WAITING_FOR_MODEL.split("{", 1)[0])
+    moved = 0
+    for job_id, gone in [*orphaned.values_list("id", "routed_to"), *waiting.values_list("id", "routed_to")]:
+        if Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(enqueued_at=now):
+            if do_dispatch(job_id, avoid=gone) is not None:
+                moved += 1
+    return moved
 
 
 def _resend_stranded(now: Any) -> int:
     """Jobs queued for longer than a heartbeat's grace on a queue the broker says is empty: every one of
     them lacks its message (each message starts one queued job), so each is sent again."""
     waited_before = now - timedelta(seconds=settings.STUDIO_JOB_STALE_SECONDS)
-    stranded = Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=waited_before)
+    stranded = Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=waited_before).exclude(
+        notice__startswith=WAITING_FOR_MODEL.split("{", 1)[0]
+    )
     resent = 0
-    for queue in sorted(set(stranded.values_list("queue", flat=True))):
-        if messages_waiting(queue) != 0:
+    for pool, routed in sorted(set(stranded.values_list("queue", "routed_to"))):
+        if messages_waiting(fleet.delivery_queue(pool, routed)) != 0:
             continue
-        for job_id in stranded.filter(queue=queue).values_list("id", flat=True):
+        for job_id in stranded.filter(queue=pool, routed_to=routed).values_list("id", flat=True):
             if Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(enqueued_at=now):
-                enqueue(job_id, queue)
+                do_dispatch(job_id)
                 resent += 1
     return resent
 
@@ -714,6 +806,6 @@ def _requeue_or_give_up(job: Job) -> str:
     with transaction.atomic():
         if not Job.requeue(job.id, job.attempt, notice):
             return "skipped"
-        transaction.on_commit(lambda: enqueue(job.id, job.queue))
+        transaction.on_commit(lambda: do_dispatch(job.id, avoid=job.worker))
         transaction.on_commit(lambda: _announce_status(job, JobStatus.QUEUED, notice))
     return "requeued"
