@@ -53,7 +53,7 @@ test-unit:
 # Real PostgreSQL, Redis, daphne, Celery workers and chromium. Outside CI they skip when a service is missing.
 test-integration:
 	STUDIO_ENV=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) STUDIO_GPU_QUEUE=gpu-test \
-	STUDIO_JOB_HEARTBEAT_SECONDS=0.5 STUDIO_JOB_STALE_SECONDS=3 \
+	STUDIO_JOB_HEARTBEAT_SECONDS=0.5 STUDIO_JOB_STALE_SECONDS=3 STUDIO_WORKER_BEAT_SECONDS=0.5 \
 	$(BIN)/python -m pytest tests/integration tests/browser tests/gpu -q
 
 lint: install-test

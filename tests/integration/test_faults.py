@@ -54,6 +54,7 @@ class Layout:
             "STUDIO_GPU_QUEUE": QUEUE,
             "STUDIO_JOB_HEARTBEAT_SECONDS": "0.5",
             "STUDIO_JOB_STALE_SECONDS": "5",
+            "STUDIO_WORKER_BEAT_SECONDS": "0.5",
             "STUDIO_SWEEP_SECONDS": "1",
             "STUDIO_DB_CONN_MAX_AGE": "0",
             "STUDIO_ACCESS_LOG": "false",
@@ -173,14 +174,24 @@ def layout(tmp_path_factory, demo_model_dir):
         db.stop()
 
 
-def burst(layout: Layout, prompt: str) -> list[str]:
+def burst(layout: Layout, prompt: str, *, batchable: bool = False) -> list[str]:
+    """Jobs submitted at once. Unless ``batchable``, each asks for its own step count, so that no two share a
+    pipeline call and some wait in the queue while others run."""
     ids = []
     for i in range(BURST):
+        steps = 40 if batchable else 40 + i
         status, job = layout.client.api(
             "POST",
             f"/api/v1/projects/{layout.slug}/jobs",
             layout.token,
-            {"prompt": f"{prompt} {i}", "steps": 40, "width": 64, "height": 64, "num_images": 2, "seed": i},
+            {
+                "prompt": f"{prompt} {i}",
+                "steps": steps,
+                "width": 64,
+                "height": 64,
+                "num_images": 2,
+                "seed": i,
+            },
         )
         assert status == 201, job
         ids.append(job["id"])
@@ -307,6 +318,33 @@ def test_kill_9_of_a_worker_mid_job_loses_no_job(layout):
     assert rows[job_id][2] == 2, "the killed worker's job ran again, once"
     assert rows[job_id][3].startswith("Its worker stopped at step ")
     assert "the job was queued again (attempt 2 of 3)" in page_of(layout, job_id)
+
+
+def test_kill_9_of_a_worker_mid_batch_loses_none_of_the_batch(layout):
+    """Jobs of several people sharing one pipeline call: the worker dies mid-call, and each of them finishes
+    exactly once, on a worker that is still alive."""
+    layout.gpu_worker("gpu4")  # beside the survivor of the test before
+    ids = burst(layout, "a purple moon", batchable=True)
+
+    def a_batch_mid_call() -> tuple[str, list[str]] | None:
+        rows = layout.sql(
+            "SELECT worker, array_agg(id::text) FROM generation_job WHERE id::text = ANY(%s)"
+            " AND status = 'running' AND progress_step >= 5 GROUP BY worker HAVING count(*) >= 2",
+            ids,
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    worker, batch = wait_until(a_batch_mid_call, 60, interval=0.05, what="a batch to be mid-call")
+    layout.kill(worker.split("@")[0])
+    rows = assert_each_finished_exactly_once(layout, ids)
+    for job_id in batch:
+        assert rows[job_id][2] == 2, "each job of the killed call ran again, once"
+        assert rows[job_id][3].startswith("Its worker stopped at step ")
+    finished_by = {
+        row[0]
+        for row in layout.sql("SELECT DISTINCT worker FROM generation_job WHERE id::text = ANY(%s)", batch)
+    }
+    assert worker not in finished_by
 
 
 def test_a_worker_stopped_for_an_upgrade_finishes_its_job_before_it_exits(layout):
