@@ -122,47 +122,29 @@ def encode_preview(rgb: np.ndarray, max_size: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-class JobPublisher:
-    """Sends one running job's progress and previews from a background thread."""
+class LivePublisher:
+    """Sends the progress and previews of the jobs of one pipeline call from one background thread (one
+    event loop, one channel layer connection), so that a call of many jobs adds no thread per job to the
+    diffusion loop's process. Each job speaks through its own ``JobPublisher`` (``publisher.job(...)``)."""
 
     _STOP = object()
 
     PROGRESS_CACHE_SECONDS = 0.25
 
-    def __init__(self, job_id: Any, *, image_size: int, min_preview_interval: float | None = None) -> None:
-        self.job_id = job_id
-        self.group = job_group(job_id)
-        self.min_preview_interval = (
-            settings.STUDIO_PREVIEW_MIN_INTERVAL if min_preview_interval is None else min_preview_interval
-        )
-        # Never larger than the image itself: the browser scales a small JPEG up for free.
-        self.max_size = min(settings.STUDIO_PREVIEW_MAX_SIZE, image_size)
-        self._progress_cached_at = 0.0
+    def __init__(self) -> None:
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._last_preview_at = 0.0
-        self._pending_preview = threading.Event()
         self._thread = threading.Thread(
-            target=contextvars.copy_context().run, args=(self._run,), name=f"publisher-{job_id}", daemon=True
+            target=contextvars.copy_context().run, args=(self._run,), name="publisher", daemon=True
         )
         self._thread.start()
 
-    # --- called from the diffusion loop: never blocks --
+    def job(self, job_id: Any, *, image_size: int, min_preview_interval: float | None = None) -> JobPublisher:
+        return JobPublisher(
+            job_id, image_size=image_size, min_preview_interval=min_preview_interval, live=self
+        )
 
-    def progress(self, step: int, total: int) -> None:
-        self._queue.put({"type": PROGRESS, "step": step, "total": total})
-
-    def wants_preview(self) -> bool:
-        if self._pending_preview.is_set():
-            return False  # the last one is not out yet: skip rather than pile up
-        return time.monotonic() - self._last_preview_at >= self.min_preview_interval
-
-    def preview(self, step: int, total: int, rgb: np.ndarray) -> None:
-        self._last_preview_at = time.monotonic()
-        self._pending_preview.set()
-        self._queue.put(("preview", step, total, rgb))
-
-    def event(self, payload: dict[str, Any]) -> None:
-        self._queue.put(payload)
+    def put(self, item: Any) -> None:
+        self._queue.put(item)
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued, then stop the thread."""
@@ -184,29 +166,91 @@ class JobPublisher:
             item = await asyncio.to_thread(self._queue.get)
             if item is self._STOP:
                 return
-            try:
-                if isinstance(item, tuple):
-                    _, step, total, rgb = item
-                    payload = {
-                        "type": PREVIEW,
-                        "step": step,
-                        "total": total,
-                        "image": encode_preview(rgb, self.max_size),
-                    }
-                    await asyncio.to_thread(cache.set, preview_cache_key(self.job_id), payload, 3600)
-                    self._pending_preview.clear()
-                elif item["type"] == PROGRESS:
-                    payload = item
-                    # Late joiners read progress from the cache; a quarter-second lag is invisible to them.
-                    if time.monotonic() - self._progress_cached_at >= self.PROGRESS_CACHE_SECONDS:
-                        self._progress_cached_at = time.monotonic()
-                        await asyncio.to_thread(
-                            cache.set, progress_cache_key(self.job_id), [item["step"], item["total"]], 3600
-                        )
-                else:
-                    payload = item
-                if layer is not None:
-                    await layer.group_send(self.group, sockets.envelope(payload))
-            except Exception:
+            publisher, payload = item
+            if isinstance(payload, threading.Event):  # a job's flush: all it queued before is out
+                payload.set()
+                continue
+            await publisher._send(layer, payload)
+
+
+class JobPublisher:
+    """Sends one running job's progress and previews from a background thread: its own, or the one of the
+    ``LivePublisher`` of its pipeline call."""
+
+    def __init__(
+        self,
+        job_id: Any,
+        *,
+        image_size: int,
+        min_preview_interval: float | None = None,
+        live: LivePublisher | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.group = job_group(job_id)
+        self.min_preview_interval = (
+            settings.STUDIO_PREVIEW_MIN_INTERVAL if min_preview_interval is None else min_preview_interval
+        )
+        # Never larger than the image itself: the browser scales a small JPEG up for free.
+        self.max_size = min(settings.STUDIO_PREVIEW_MAX_SIZE, image_size)
+        self._progress_cached_at = 0.0
+        self._last_preview_at = 0.0
+        self._pending_preview = threading.Event()
+        self._own = live is None
+        self._live = live or LivePublisher()
+
+    # --- called from the diffusion loop: never blocks --
+
+    def progress(self, step: int, total: int) -> None:
+        self._live.put((self, {"type": PROGRESS, "step": step, "total": total}))
+
+    def wants_preview(self) -> bool:
+        if self._pending_preview.is_set():
+            return False  # the last one is not out yet: skip rather than pile up
+        return time.monotonic() - self._last_preview_at >= self.min_preview_interval
+
+    def preview(self, step: int, total: int, rgb: np.ndarray) -> None:
+        self._last_preview_at = time.monotonic()
+        self._pending_preview.set()
+        self._live.put((self, ("preview", step, total, rgb)))
+
+    def event(self, payload: dict[str, Any]) -> None:
+        self._live.put((self, payload))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what this job queued (and stop the thread, when it is the job's own)."""
+        if self._own:
+            self._live.close(timeout)
+            return
+        flushed = threading.Event()
+        self._live.put((self, flushed))
+        flushed.wait(timeout)
+
+    # --- on the publisher's thread --
+
+    async def _send(self, layer: Any, item: Any) -> None:
+        try:
+            if isinstance(item, tuple):
+                _, step, total, rgb = item
+                payload = {
+                    "type": PREVIEW,
+                    "step": step,
+                    "total": total,
+                    "image": encode_preview(rgb, self.max_size),
+                }
+                await asyncio.to_thread(cache.set, preview_cache_key(self.job_id), payload, 3600)
                 self._pending_preview.clear()
-                logger.warning("Live update for job %s failed", self.job_id, exc_info=True)
+            elif item["type"] == PROGRESS:
+                payload = item
+                # Late joiners read progress from the cache; a quarter-second lag is invisible to them.
+                if time.monotonic() - self._progress_cached_at >= LivePublisher.PROGRESS_CACHE_SECONDS:
+                    self._progress_cached_at = time.monotonic()
+                    await asyncio.to_thread(
+                        cache.set, progress_cache_key(self.job_id), [item["step"], item["total"]], 3600
+                    )
+            else:
+                payload = item
+            if layer is not None:
+                await layer.group_send(self.group, sockets.envelope(payload))
+        except Exception:
+            self._pending_preview.clear()
+            logger.warning("Live update for job %s failed", self.job_id, exc_info=True)

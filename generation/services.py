@@ -293,6 +293,9 @@ def do_dispatch(job_id: Any, *, avoid: str = "") -> str | None:
     if row is None:
         return None
     pool, model_id = row["queue"], row["model_id"]
+    if not settings.STUDIO_ROUTING:
+        enqueue(job_id, pool)
+        return ""
     workers = fleet.live_workers()
     backlog = dict(
         Job.objects.filter(status=JobStatus.QUEUED, queue=pool)

@@ -44,12 +44,14 @@ class JobMonitor:
     sweeper watches) and also reads the row's cancel flag, in case the cache lost it.
     """
 
-    def __init__(self, job_id: Any, attempt: int, total: int, image_size: int) -> None:
+    def __init__(
+        self, job_id: Any, attempt: int, total: int, image_size: int, live: Any | None = None
+    ) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self.step, self.total = 0, total
         self.cancel = threading.Event()
-        self.publisher = realtime.JobPublisher(job_id, image_size=image_size)
+        self.publisher = realtime.JobPublisher(job_id, image_size=image_size, live=live)
         self._stop = threading.Event()
         # The thread logs with the job's context (studio.logs), copied from the job's own.
         self._thread = threading.Thread(
@@ -262,11 +264,10 @@ class BatchMonitor(JobMonitor):
     """A job's monitor in a shared call: a cancel ends the job at once (its slice of the call goes on and is
     discarded), charged its share of the time so far."""
 
-    def __init__(self, member: Member) -> None:
+    def __init__(self, member: Member, live: realtime.LivePublisher) -> None:
         params = member.request.params
-        super().__init__(
-            member.job.id, member.attempt, params.planned_steps(), max(params.width, params.height)
-        )
+        size = max(params.width, params.height)
+        super().__init__(member.job.id, member.attempt, params.planned_steps(), size, live=live)
         self.member = member
 
     def on_canceled(self, gpu_seconds: float) -> None:
@@ -278,11 +279,19 @@ class BatchMonitor(JobMonitor):
 
 def _run(members: list[Member], worker: str) -> None:
     """Run the members' call and end every member's job exactly once."""
+    live = realtime.LivePublisher()  # one thread sends every member's progress and previews
+    try:
+        _run_call(members, worker, live)
+    finally:
+        live.close()
+
+
+def _run_call(members: list[Member], worker: str, live: realtime.LivePublisher) -> None:
     from .engine import runner
 
     for member in members:
         with _context(member.job, worker):  # (the monitor's thread logs with its job's context)
-            member.monitor = BatchMonitor(member)
+            member.monitor = BatchMonitor(member, live)
     monitors = [m.monitor for m in members]
     error: str | None = None
     try:

@@ -360,6 +360,8 @@ STUDIO_MAX_BATCH = env_int("STUDIO_MAX_BATCH", 8)
 # Each generation worker tells the others what it holds this often (its state lives three beats), and the
 # web routes jobs by it (generation/fleet.py).
 STUDIO_WORKER_BEAT_SECONDS = env_float("STUDIO_WORKER_BEAT_SECONDS", 5.0)
+# false sends every job to the pool's queue for whichever worker is free (no model-aware routing).
+STUDIO_ROUTING = env_bool("STUDIO_ROUTING", True)
 # The largest image side any job may ask for, whatever a model's studio.json says (it may only lower it).
 STUDIO_MAX_IMAGE_SIZE = env_int("STUDIO_MAX_IMAGE_SIZE", 2048)
 # Quotas count per calendar month (or week, or day), in UTC.

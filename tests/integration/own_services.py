@@ -4,6 +4,7 @@ test may kill and restart them without touching the services anyone else is usin
 from __future__ import annotations
 
 import glob
+import ipaddress
 import os
 import shutil
 import signal
@@ -27,7 +28,11 @@ def _as_postgres(argv: list[str]) -> list[str]:
 
 
 class OwnPostgres:
-    def __init__(self) -> None:
+    """A private PostgreSQL on 127.0.0.1 and, with ``network`` (an address on a link and its prefix length,
+    ``10.231.0.1/24``), on that address too, trusting the link's hosts as it trusts loopback."""
+
+    def __init__(self, network: str | None = None) -> None:
+        self.network = network
         bindir = postgres_bin()
         assert bindir, "PostgreSQL's server programs are not installed"
         self.bin = bindir
@@ -44,9 +49,15 @@ class OwnPostgres:
             capture_output=True,
         )
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/studio"
+        if network:
+            address, prefix = network.split("/")
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {ipaddress.ip_network(network, strict=False)} trust\n")
+            self.link_url = f"postgresql://postgres@{address}:{self.port}/studio"
 
     def pg_ctl(self, *args: str) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        listen = "127.0.0.1" + (f",{self.network.split('/')[0]}" if self.network else "")
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses={listen} -c fsync=off"
         subprocess.run(
             _as_postgres(
                 [
@@ -84,10 +95,14 @@ class OwnPostgres:
 
 
 class OwnRedis:
-    def __init__(self, folder: Path) -> None:
+    """A private Redis with a password on 127.0.0.1 and, with ``address``, on that address too."""
+
+    def __init__(self, folder: Path, address: str | None = None) -> None:
         self.port = free_port()
         self.password = "redis-" + os.urandom(8).hex()
         self.url = f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        self.address = address
+        self.link_url = f"redis://:{self.password}@{address}:{self.port}/0" if address else self.url
         self.folder = folder
         self.proc: subprocess.Popen | None = None
 
@@ -100,6 +115,7 @@ class OwnRedis:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
+                *([self.address] if self.address else []),
                 "--requirepass",
                 self.password,
                 "--save",
