@@ -3,7 +3,8 @@ shipped with the studio (``settings.STUDIO_BUNDLED_MODELS``) unless the models d
 
 A folder is a model when it holds ``model_index.json`` (a diffusers folder), or a ``studio.json`` with
 ``"format": "single_file"`` beside the one ``.safetensors`` checkpoint it names. ``studio.json`` names the
-model and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors).
+model and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors,
+and how it runs on a GPU: ``fast_path_overrides``).
 LoRAs live apart, one folder each under ``MODELS_DIR/_loras/`` (the ``.safetensors`` file and
 ``lora.json``); a family's tiny preview decoder, where one is installed, in ``MODELS_DIR/_preview/<family>/``.
 Plain Python: web processes use it to list models and validate jobs without loading torch;
