@@ -9,7 +9,7 @@ second with batching over images per second without, and the p50 and p95 of each
 image.
 
 Routing. An embedded studio with a second worker beside its own, both with two models installed (copies of
-the demo model, "alpha" and "beta") and room for one loaded model each (``STUDIO_PIPELINE_CACHE_SIZE=1``):
+the demo model, "alpha" and "beta") and room for one loaded model each (``STUDIO_HOST_CACHE_BYTES``):
 jobs alternating between the models in pairs, each submitted when the last has finished, once with routing
 and once without (``STUDIO_ROUTING=false``). It prints the model loads from disk (counted from the workers'
 logs) and the total time of each.
@@ -228,6 +228,7 @@ def routing(args: argparse.Namespace) -> None:
     models = Path(tempfile.mkdtemp(prefix="studio-bench-models-"))
     for name in ("alpha", "beta"):
         shutil.copytree(ROOT / "generation" / "demo_model", models / name)
+    weights = sum(f.stat().st_size for f in (models / "alpha").rglob("*.safetensors"))
     pattern = ["alpha", "beta", "beta", "alpha"] * (args.alternations // 4)
     print(
         f"routing: {len(pattern)} jobs alternating in pairs between two models, two workers, one model loaded each"
@@ -238,7 +239,7 @@ def routing(args: argparse.Namespace) -> None:
                 "routed" if routed else "unrouted",
                 models,
                 STUDIO_DEFAULT_MODEL="alpha",
-                STUDIO_PIPELINE_CACHE_SIZE="1",
+                STUDIO_HOST_CACHE_BYTES=str(weights * 3 // 2),  # room for one model's weights
                 STUDIO_ROUTING="true" if routed else "false",
             )
             try:

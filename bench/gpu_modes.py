@@ -1,20 +1,32 @@
-"""Steps per second of the worker against the raw diffusers call, for SD 1.5-size and SDXL-size models.
+"""Steps per second of the raw diffusers call, of the GPU fast path and of the worker, and images per second
+by batch size, for SD 1.5-size and SDXL-size models.
 
 ``python bench/gpu_modes.py`` on a CUDA machine. For each family it builds a random-weight model in the full
 published architecture from the component configs shipped in ``generation/engine/configs/<family>/`` (fp16,
 saved as a safetensors diffusers folder), installs it through the model library into a temporary studio, and
-alternates, after a warm-up of each:
+measures, each path after a warm-up, alternating between paths so that clocks and heat treat them alike:
 
-* raw: the pipeline's own ``__call__`` (the same loaded pipeline the worker uses), nothing else;
-* worker: a queued txt2img job through ``generation.worker.execute_job`` (the Celery task's body): the step
-  callback with progress, live previews and the cancel check, heartbeats, the PNG and its storage, the rows.
+1. The fast path (steps/s of one image per pipeline call, text encoding and VAE decode included):
 
-Then it installs a TAESD-size random tiny preview decoder for the family and measures the worker again, so
-the cost of decoded previews shows too. It prints a table of median steps/s with the ratio worker/raw ("loop"
-times only the pipeline call inside the worker; "job" is the whole job).
+   * raw: the folder loaded by diffusers' ``from_pretrained`` in the family's precision, nothing else (recent
+     diffusers already use SDPA attention);
+   * fast: the pipeline as the worker loads it (``pipelines.load``: the family's precision, channels-last
+     convolutions, SDPA attention, the VAE in fp32 where the family needs it);
+   * compiled: the same with torch.compile of the denoiser (``STUDIO_TORCH_COMPILE=1``), warmed at the
+     shape first (``pipelines.warm_shape``); ``--no-compile`` leaves it out (compiling SDXL with max-autotune
+     takes many minutes), ``--cuda-graphs`` compiles with CUDA graphs (``reduce-overhead``).
+
+2. Batching: images/s from one call of the fast pipeline making 1, 4 and 8 images with a generator each (as
+   the worker makes a job's images), and the batching ratio: images/s at batch k over images/s at batch 1.
+
+3. The worker against the raw call of its own pipeline: a queued txt2img job through
+   ``generation.worker.execute_job`` (the Celery task's body: the step callback with progress, live previews
+   and the cancel check, heartbeats, the PNG and its storage, the rows), first with latent-factor previews,
+   then with a TAESD-size random tiny preview decoder installed. "loop" times only the pipeline call inside
+   the job; "job" is the whole job.
 
 ``--cpu --tiny`` runs the same code on the CPU with the architectures shrunk to a few channels, to check
-that the script works where there is no GPU (the numbers then mean little).
+that the script works where there is no GPU (the numbers then mean little; nothing is compiled on the CPU).
 """
 
 from __future__ import annotations
@@ -186,14 +198,24 @@ def median_rate(steps: int, seconds: list[float]) -> float:
     return steps / statistics.median(seconds)
 
 
-def measure(case: Case, args: argparse.Namespace, work: Path) -> list[tuple[str, str, float, float, float]]:
+Row = tuple[Any, ...]
+
+
+@dataclass
+class Results:
+    fast_path: list[Row]
+    batches: list[Row]
+    worker: list[Row]
+
+
+BATCHES = (1, 4, 8)
+
+
+def measure(case: Case, args: argparse.Namespace, work: Path) -> Results:
     import torch
 
-    from generation import library, services
+    from generation import library
     from generation.engine import pipelines, registry, runner
-    from generation.models import Job
-    from generation.worker import execute_job
-    from studio.models import Membership, Project, Role, User
 
     device, dtype = pipelines.choose_device()
     size = TINY_SIZES[case.family] if args.tiny else case.size
@@ -208,48 +230,137 @@ def measure(case: Case, args: argparse.Namespace, work: Path) -> list[tuple[str,
     loaded = runner.cache().get(model)
     params_count = sum(p.numel() for p in loaded.pipe.unet.parameters())
     print(
-        f"\n{case.label}: {installed.id}, UNet {params_count / 1e6:,.0f} M parameters, "
-        f"{loaded.device} {str(loaded.dtype).removeprefix('torch.')}, {size}×{size}, {args.steps} steps "
+        f"\n{case.label}: {installed.id}, UNet {params_count / 1e6:,.0f} M parameters, {size}×{size}, "
+        f"{args.steps} steps; fast path: {loaded.fast_path.describe()} "
         f"(built, installed and loaded in {time.perf_counter() - started:.0f} s)",
         flush=True,
     )
+    del loaded  # (each part below takes it from the worker's cache, so that clearing the cache frees it)
+    caller = Caller(args, model, size, device)
+    rates, batches = fast_path_and_batches(caller, model, dtype)
+    worker_rows = worker_overhead(caller, case, model, work)
+    runner.cache().clear()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    compiled = compiled_rate(caller, model) if device.type == "cuda" and not args.no_compile else None
+    one = batches[1]
+    ratios = [(batches[b] or 0) / one if one else None for b in BATCHES[1:]]
+    return Results(
+        fast_path=[(case.label, rates["raw"], rates["fast"], compiled)],
+        batches=[(case.label, *(batches[b] for b in BATCHES), *ratios)],
+        worker=worker_rows,
+    )
 
+
+class Caller:
+    """Times pipeline calls at the case's size and steps, with the bench's prompt."""
+
+    PROMPT = "a lighthouse on a cliff at dusk, oil painting"
+
+    def __init__(self, args: argparse.Namespace, model: Any, size: int, device: Any) -> None:
+        self.args, self.model, self.size, self.device = args, model, size, device
+
+    def sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def __call__(self, pipe: Any, batch: int = 1) -> float:
+        """Seconds of one pipeline call making ``batch`` images, a generator each."""
+        import torch
+
+        self.sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            pipe(
+                prompt=self.PROMPT,
+                num_inference_steps=self.args.steps,
+                guidance_scale=self.model.default_guidance,
+                width=self.size,
+                height=self.size,
+                num_images_per_prompt=batch,
+                generator=[torch.Generator("cpu").manual_seed(1 + i) for i in range(batch)],
+                output_type="pil",
+            )
+        self.sync()
+        return time.perf_counter() - t0
+
+    def alternate(self, paths: dict[str, Any]) -> dict[str, float]:
+        """Median steps/s of each pipeline, called in turn ``runs`` times after a warm-up of each."""
+        for pipe in paths.values():
+            self(pipe)
+        seconds: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(self.args.runs):
+            for name, pipe in paths.items():
+                seconds[name].append(self(pipe))
+        return {name: median_rate(self.args.steps, times) for name, times in seconds.items()}
+
+
+def fast_path_and_batches(caller: Caller, model: Any, dtype: Any) -> tuple[dict[str, float], dict[int, Any]]:
+    """Steps/s of diffusers as it comes against the worker's fast path; images/s of the fast path at each of
+    ``BATCHES`` (None where the batch does not fit in memory)."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from generation.engine import pipelines, runner
+
+    loaded = runner.cache().get(model)
+    pipelines.set_scheduler(loaded, model.default_scheduler)
+    raw = DiffusionPipeline.from_pretrained(
+        str(model.path), dtype=dtype, local_files_only=True, use_safetensors=True
+    )
+    raw.scheduler = type(loaded.pipe.scheduler).from_config(loaded.pipe.scheduler.config)
+    raw.set_progress_bar_config(disable=True)
+    raw.to(caller.device)
+    rates = caller.alternate({"raw": raw, "fast": loaded.pipe})
+    del raw
+    if caller.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    batches: dict[int, float | None] = {}
+    for batch in BATCHES:
+        try:
+            caller(loaded.pipe, batch)  # warm-up
+            batches[batch] = batch / statistics.median(
+                caller(loaded.pipe, batch) for _ in range(caller.args.runs)
+            )
+        except torch.OutOfMemoryError:
+            batches[batch] = None
+            torch.cuda.empty_cache()
+    return rates, batches
+
+
+def worker_overhead(caller: Caller, case: Case, model: Any, work: Path) -> list[Row]:
+    """Steps/s of a job through the worker against the raw call of its pipeline, with latent-factor
+    previews, then with a tiny preview decoder installed."""
+    from generation import library, services
+    from generation.engine import pipelines, runner
+    from generation.models import Job
+    from generation.worker import execute_job
+    from studio.models import Membership, Project, Role, User
+
+    loaded = runner.cache().get(model)
+    steps = caller.args.steps
     user = User.objects.filter(username="bench").first() or User.objects.create_user("bench", password=None)
     project = Project.objects.filter(slug="bench").first()
     if project is None:
         project = Project.objects.create(name="Bench", slug="bench", created_by=user)
         Membership.objects.create(project=project, user=user, role=Role.LEAD)
     body = {
-        "prompt": "a lighthouse on a cliff at dusk, oil painting",
+        "prompt": Caller.PROMPT,
         "model": model.id,
-        "width": size,
-        "height": size,
-        "steps": args.steps,
+        "width": caller.size,
+        "height": caller.size,
+        "steps": steps,
         "scheduler": model.default_scheduler,
         "guidance_scale": model.default_guidance,
         "seed": 1,
     }
 
-    def sync() -> None:
-        if loaded.device.type == "cuda":
-            torch.cuda.synchronize()
-
     def raw() -> float:
         pipelines.set_scheduler(loaded, model.default_scheduler)
-        sync()
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            loaded.pipe(
-                prompt=body["prompt"],
-                num_inference_steps=args.steps,
-                guidance_scale=model.default_guidance,
-                width=size,
-                height=size,
-                generator=[torch.Generator("cpu").manual_seed(1)],
-                output_type="pil",
-            )
-        sync()
-        return time.perf_counter() - t0
+        return caller(loaded.pipe)
 
     def worker() -> tuple[float, float]:
         job = services.do_create_job(user, project, body)
@@ -261,10 +372,10 @@ def measure(case: Case, args: argparse.Namespace, work: Path) -> list[tuple[str,
         loop = Job.objects.get(pk=job.id).gpu_seconds
         return float(loop or total), total
 
-    def alternate(label: str) -> tuple[str, str, float, float, float]:
+    def alternate(label: str) -> Row:
         raw(), worker()  # warm-up
         raws, loops, totals = [], [], []
-        for _ in range(args.runs):
+        for _ in range(caller.args.runs):
             raws.append(raw())
             loop, total = worker()
             loops.append(loop)
@@ -272,23 +383,49 @@ def measure(case: Case, args: argparse.Namespace, work: Path) -> list[tuple[str,
         return (
             case.label,
             label,
-            median_rate(args.steps, raws),
-            median_rate(args.steps, loops),
-            median_rate(args.steps, totals),
+            median_rate(steps, raws),
+            median_rate(steps, loops),
+            median_rate(steps, totals),
         )
 
     rows = [alternate("factors")]
-    decoder_source = build_preview_decoder(work / f"taesd-{case.family}", tiny=args.tiny)
+    decoder_source = build_preview_decoder(work / f"taesd-{case.family}", tiny=caller.args.tiny)
     library.do_install_preview_decoder(None, str(decoder_source), case.family)
     rows.append(alternate("tiny decoder"))
     decoder = pipelines.preview_decoder(loaded)
     assert decoder is not None, "the preview decoder did not load"
     assert decoder.dtype == loaded.dtype
-
-    runner.cache().clear()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
     return rows
+
+
+def compiled_rate(caller: Caller, model: Any) -> float:
+    """Steps/s of the fast path with torch.compile (``STUDIO_TORCH_COMPILE``; CUDA graphs with
+    ``--cuda-graphs``), in a cache of its own, warmed at the shape first."""
+    import torch
+    from django.conf import settings
+
+    from generation.engine import pipelines
+
+    settings.STUDIO_TORCH_COMPILE, settings.STUDIO_CUDA_GRAPHS = True, caller.args.cuda_graphs
+    cache = pipelines.PipelineCache()
+    try:
+        compiled = cache.get(model)
+        pipelines.set_scheduler(compiled, model.default_scheduler)
+        t0 = time.perf_counter()
+        pipelines.warm_shape(compiled, caller.size, caller.size, 1)
+        print(
+            f"  compiled ({compiled.fast_path.compile_mode}) in {time.perf_counter() - t0:.0f} s", flush=True
+        )
+        return caller.alternate({"compiled": compiled.pipe})["compiled"]
+    finally:
+        settings.STUDIO_TORCH_COMPILE = settings.STUDIO_CUDA_GRAPHS = False
+        cache.clear()
+        torch._dynamo.reset()
+        torch.cuda.empty_cache()
+
+
+def number(value: float | None, width: int, digits: int = 2) -> str:
+    return f"{value:{width}.{digits}f}" if value is not None else f"{'n/a':>{width}}"
 
 
 def main() -> None:
@@ -300,6 +437,10 @@ def main() -> None:
     parser.add_argument("--family", choices=[c.family for c in CASES], action="append")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU (STUDIO_DEVICE=cpu)")
     parser.add_argument("--tiny", action="store_true", help="shrunk architectures, to check the script")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile measurement")
+    parser.add_argument(
+        "--cuda-graphs", action="store_true", help="compile with CUDA graphs (STUDIO_CUDA_GRAPHS=1)"
+    )
     args = parser.parse_args()
     if args.cpu:
         os.environ["STUDIO_DEVICE"] = "cpu"
@@ -318,21 +459,36 @@ def main() -> None:
             raise SystemExit("No CUDA device: run on a GPU machine, or check the script with --cpu --tiny.")
         device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.cpu else "CPU"
         print(f"{device}; torch {torch.__version__}; {args.runs} runs per path after a warm-up")
-        rows = []
-        for case in CASES:
-            if args.family and case.family not in args.family:
-                continue
-            rows += measure(case, args, work)
-        print()
+        results = [
+            measure(case, args, work) for case in CASES if not args.family or case.family in args.family
+        ]
+        print("\nThe fast path, steps/s (one image per call):")
+        print(f"{'model':<12} {'raw':>8} {'fast':>8} {'compiled':>9} {'fast/raw':>9} {'compiled/raw':>13}")
+        for result in results:
+            for label, raw, fast, compiled in result.fast_path:
+                print(
+                    f"{label:<12} {raw:8.2f} {fast:8.2f} {number(compiled, 9)} {fast / raw:9.3f} "
+                    f"{number(compiled / raw if compiled else None, 13, 3)}"
+                )
+        print("\nBatching, images/s from one call of the fast path (ratio: over batch 1):")
+        print(f"{'model':<12} {'batch 1':>8} {'batch 4':>8} {'batch 8':>8} {'ratio 4':>8} {'ratio 8':>8}")
+        for result in results:
+            for label, one, four, eight, ratio4, ratio8 in result.batches:
+                print(
+                    f"{label:<12} {number(one, 8, 3)} {number(four, 8, 3)} {number(eight, 8, 3)} "
+                    f"{number(ratio4, 8)} {number(ratio8, 8)}"
+                )
+        print("\nThe worker against the raw call of its own pipeline, steps/s:")
         print(
             f"{'model':<12} {'previews':<13} {'raw it/s':>9} {'loop it/s':>10} {'job it/s':>9} "
             f"{'loop/raw':>9} {'job/raw':>8}"
         )
-        for label, previews, raw, loop, job in rows:
-            print(
-                f"{label:<12} {previews:<13} {raw:9.2f} {loop:10.2f} {job:9.2f} "
-                f"{loop / raw:9.3f} {job / raw:8.3f}"
-            )
+        for result in results:
+            for label, previews, raw, loop, job in result.worker:
+                print(
+                    f"{label:<12} {previews:<13} {raw:9.2f} {loop:10.2f} {job:9.2f} "
+                    f"{loop / raw:9.3f} {job / raw:8.3f}"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -342,6 +342,7 @@ def _defaults(family: str, meta: dict[str, Any]) -> dict[str, Any]:
     fam = FAMILIES[family]
     try:
         limits = registry.model_limits("studio.json", fam, meta)
+        registry.fast_path_overrides("studio.json", meta)
     except registry.RegistryError as exc:
         raise InvalidInput(f"{exc}.", {"path": [f"{exc}."]}) from None
     keys = ("default_width", "default_height", "default_steps", "default_guidance")

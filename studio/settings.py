@@ -47,6 +47,28 @@ def env_float(name: str, default: float) -> float:
     return float(value) if value not in (None, "") else default
 
 
+def env_optional_bool(name: str) -> bool | None:
+    """``env_bool``, where unset (or empty) is None: the default is decided elsewhere."""
+    value = os.environ.get(name)
+    return None if value is None or value.strip() == "" else env_bool(name)
+
+
+BYTE_SUFFIXES = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def env_bytes(name: str, default: int) -> int:
+    """A size in bytes: a plain number, or one with a binary suffix (``512M``, ``24G``, ``1.5T``)."""
+    value = os.environ.get(name, "").strip().upper().removesuffix("B").removesuffix("I")
+    if not value:
+        return default
+    scale = BYTE_SUFFIXES.get(value[-1], 1)
+    number = value[:-1] if value[-1] in BYTE_SUFFIXES else value
+    try:
+        return int(float(number) * scale)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a size in bytes, such as 24G, not {value!r}.") from None
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if not value:
@@ -352,7 +374,25 @@ STUDIO_PREVIEW_MAX_SIZE = env_int("STUDIO_PREVIEW_MAX_SIZE", 256)
 STUDIO_DEFAULT_MODEL = env_str("STUDIO_DEFAULT_MODEL", "demo")
 # Models shipped in the repository (id → folder); a folder of the same name in MODELS_DIR takes precedence.
 STUDIO_BUNDLED_MODELS = {"demo": BASE_DIR / "generation" / "demo_model"}
-STUDIO_PIPELINE_CACHE_SIZE = env_int("STUDIO_PIPELINE_CACHE_SIZE", 2)
+# A GPU worker keeps the models it loaded warm, bounded by memory (deploy/README.md, "GPU fast path"): on the
+# GPU while their weights fit this share of the device's memory (or STUDIO_GPU_CACHE_BYTES, when set; the rest
+# is the running job's), then in host RAM while they fit STUDIO_HOST_CACHE_BYTES (0: half of the memory of the
+# machine, or of its container), the least recently used leaving first.
+STUDIO_GPU_MEMORY_FRACTION = env_float("STUDIO_GPU_MEMORY_FRACTION", 0.9)
+if not 0 < STUDIO_GPU_MEMORY_FRACTION <= 1:
+    raise ImproperlyConfigured("STUDIO_GPU_MEMORY_FRACTION must be above 0 and at most 1.")
+STUDIO_GPU_CACHE_BYTES = env_bytes("STUDIO_GPU_CACHE_BYTES", 0)
+STUDIO_HOST_CACHE_BYTES = env_bytes("STUDIO_HOST_CACHE_BYTES", 0)
+# On CUDA each model family runs in its own precision and options (generation/engine/families.py); these
+# override them for every model whose studio.json does not say otherwise. The CPU always runs fp32, eager.
+# fp16 is no global choice: FLUX overflows in it (a model's studio.json may still ask for it).
+STUDIO_DTYPE = env_str("STUDIO_DTYPE", "")
+if STUDIO_DTYPE not in {"", "bf16", "fp32"}:
+    raise ImproperlyConfigured("STUDIO_DTYPE must be bf16 or fp32 (or empty: each family's own).")
+STUDIO_CHANNELS_LAST = env_optional_bool("STUDIO_CHANNELS_LAST")
+# torch.compile of the denoiser (on CUDA only), in max-autotune mode, or with CUDA graphs (reduce-overhead).
+STUDIO_TORCH_COMPILE = env_bool("STUDIO_TORCH_COMPILE", False)
+STUDIO_CUDA_GRAPHS = env_bool("STUDIO_CUDA_GRAPHS", False)
 # Cross-user batching: a worker that takes a job also claims queued jobs that can share its pipeline call
 # (same model, mode, size, steps, scheduler, LoRAs, guidance and strength), up to this many images per call
 # and what the device's free memory allows. 1 turns batching off.

@@ -38,6 +38,23 @@ SD_LATENT_RGB_FACTORS = [
 ]
 
 
+# The precisions a model may run in on a GPU (the CPU always runs fp32).
+DTYPES = ("fp16", "bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """How a family's models run on a CUDA GPU (deploy/README.md, "GPU fast path"); a model's studio.json may
+    override each of these under the same key. The denoiser always uses PyTorch's fused attention (SDPA)."""
+
+    # The weights' and activations' precision.
+    dtype: str = "fp16"
+    # Keep the VAE in fp32 (fp16 activations overflow in the SDXL and SD3 VAEs: black or speckled images).
+    vae_upcast: bool = False
+    # Convolutions (the UNet's, the VAE's) in channels-last memory format, which tensor cores run fastest.
+    channels_last: bool = True
+
+
 @dataclass(frozen=True)
 class Family:
     key: str
@@ -61,6 +78,7 @@ class Family:
     # Image sides must be multiples of this: the VAE's 8, times the 2×2 latent patches of SD3's and FLUX's
     # transformers.
     size_multiple: int = 8
+    fast_path: FastPath = field(default_factory=FastPath)
 
 
 # Published latent→RGB factors of the 16-channel VAEs of SD3 and FLUX (as used by common previewers).
@@ -147,6 +165,7 @@ FAMILIES: dict[str, Family] = {
         ],
         latent_rgb_bias=[0.1084, -0.0175, -0.0011],
         single_file=True,
+        fast_path=FastPath("fp16", vae_upcast=True),
     ),
     "sd3": Family(
         "sd3",
@@ -163,6 +182,7 @@ FAMILIES: dict[str, Family] = {
         flow_matching=True,
         single_file=True,
         size_multiple=16,
+        fast_path=FastPath("fp16", vae_upcast=True),
     ),
     "flux": Family(
         "flux",
@@ -178,6 +198,8 @@ FAMILIES: dict[str, Family] = {
         latent_rgb_bias=FLUX_LATENT_RGB_BIAS,
         flow_matching=True,
         size_multiple=16,
+        # fp16 overflows in FLUX's transformer and T5 encoder (black or NaN images); bf16 has fp32's range.
+        fast_path=FastPath("bf16"),
     ),
 }
 

@@ -41,16 +41,29 @@ class Previewer:
 
     With a tiny decoder the preview is the decoded picture (the image's own size, on the model's device and
     dtype); without one it is the linear projection at latent size. Either way only the first image is
-    previewed, and how often is the caller's choice (the job's hooks rate-limit previews)."""
+    previewed, and how often is the caller's choice (the job's hooks rate-limit previews).
+
+    On a GPU the preview never waits for the GPU: it is drawn there and copied to pinned host memory
+    asynchronously (the diffusion loop goes on queueing steps meanwhile), and what a call returns is the
+    newest preview whose copy has finished, usually the one asked for at the previous call. Only the first
+    preview of a job waits for its own copy (there is nothing older to show), and one whose two predecessors
+    are still not out waits for the older: at most two previews are in flight."""
+
+    IN_FLIGHT = 2
 
     def __init__(self, factors: torch.Tensor, bias: torch.Tensor, decoder: Any | None = None) -> None:
         self.factors, self.bias, self.decoder = factors, bias, decoder
+        self._in_flight: list[tuple[torch.cuda.Event, torch.Tensor]] = []
+        self._shown: np.ndarray | None = None
+        self._factors_on: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def kind(self) -> str:
         return "decoder" if self.decoder is not None else "factors"
 
     def __call__(self, latents: torch.Tensor) -> np.ndarray:
+        if latents.device.type == "cuda":
+            return self._on_gpu(latents)
         if self.decoder is not None:
             try:
                 return self.decode(latents[:1])
@@ -62,6 +75,10 @@ class Previewer:
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Latents in the pipeline's (scaled) latent space through the tiny decoder, unscaled the way the
         pipelines unscale them for their own VAE (the decoder's config carries the factors it expects)."""
+        return self._decoded(latents).cpu().numpy()
+
+    def _decoded(self, latents: torch.Tensor) -> torch.Tensor:
+        """The first image of ``latents`` through the tiny decoder: H×W×3 uint8, on the decoder's device."""
         decoder: Any = self.decoder
         config = decoder.config
         lat = latents.to(device=decoder.device, dtype=decoder.dtype)
@@ -69,7 +86,45 @@ class Previewer:
         with torch.inference_mode():
             image = decoder.decode(lat).sample[0]
             rgb = ((image.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
-        return rgb.permute(1, 2, 0).cpu().numpy()
+        return rgb.permute(1, 2, 0)
+
+    def _projected(self, latents: torch.Tensor) -> torch.Tensor:
+        """The first image of ``latents`` through the latent→RGB factors: h×w×3 uint8, on its device."""
+        lat = latents[0].float()
+        if self._factors_on is None or self._factors_on[0].device != lat.device:
+            self._factors_on = (self.factors.to(lat.device), self.bias.to(lat.device))  # (once a job)
+        factors, bias = self._factors_on
+        with torch.inference_mode():
+            rgb = torch.einsum("chw,cr->hwr", lat, factors) + bias
+            return ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
+
+    def _on_gpu(self, latents: torch.Tensor) -> np.ndarray:
+        image: torch.Tensor | None = None
+        if self.decoder is not None:
+            try:
+                image = self._decoded(latents[:1])
+            except RuntimeError:
+                logger.exception("The preview decoder failed; this job's previews use latent factors")
+                self.decoder = None
+        if image is None:
+            image = self._projected(latents)
+        host = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(image, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record()
+        self._in_flight.append((copied, host))
+        ready: torch.Tensor | None = None
+        while self._in_flight and (
+            self._in_flight[0][0].query() or len(self._in_flight) > self.IN_FLIGHT or self._shown is None
+        ):
+            event, ready = self._in_flight.pop(0)
+            event.synchronize()  # (at once when query() said so)
+            if self._shown is None:
+                break
+        if ready is not None:
+            self._shown = ready.numpy()  # (the array keeps the pinned buffer alive until it is sent)
+        assert self._shown is not None
+        return self._shown
 
 
 def fit_latent_rgb_factors(

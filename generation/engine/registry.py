@@ -3,7 +3,8 @@ shipped with the studio (``settings.STUDIO_BUNDLED_MODELS``) unless the models d
 
 A folder is a model when it holds ``model_index.json`` (a diffusers folder), or a ``studio.json`` with
 ``"format": "single_file"`` beside the one ``.safetensors`` checkpoint it names. ``studio.json`` names the
-model and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors).
+model and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors,
+and how it runs on a GPU: ``fast_path_overrides``).
 LoRAs live apart, one folder each under ``MODELS_DIR/_loras/`` (the ``.safetensors`` file and
 ``lora.json``); a family's tiny preview decoder, where one is installed, in ``MODELS_DIR/_preview/<family>/``.
 Plain Python: web processes use it to list models and validate jobs without loading torch;
@@ -22,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .families import FAMILIES, MAX_GUIDANCE, MAX_STEPS, PIPELINE_CLASS_FAMILIES, Family
+from .families import DTYPES, FAMILIES, MAX_GUIDANCE, MAX_STEPS, PIPELINE_CLASS_FAMILIES, Family
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,26 @@ def model_limits(name: str, family: Family, meta: dict[str, Any]) -> dict[str, A
     }
 
 
+# What a model's studio.json may say about how it runs on a GPU (families.FastPath, and torch.compile).
+FAST_PATH_FLAGS = ("vae_upcast", "channels_last", "torch_compile")
+
+
+def fast_path_overrides(name: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The GPU options a model's metadata sets (``dtype``: one of ``DTYPES``; ``vae_upcast``,
+    ``channels_last``, ``torch_compile``: true or false), checked; the keys it leaves out are absent."""
+    found: dict[str, Any] = {}
+    if "dtype" in meta:
+        if meta["dtype"] not in DTYPES:
+            raise RegistryError(f"{name}: dtype in studio.json must be one of {', '.join(DTYPES)}")
+        found["dtype"] = meta["dtype"]
+    for key in FAST_PATH_FLAGS:
+        if key in meta:
+            if not isinstance(meta[key], bool):
+                raise RegistryError(f"{name}: {key} in studio.json must be true or false, not {meta[key]!r}")
+            found[key] = meta[key]
+    return found
+
+
 def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
     meta = read_json(folder / "studio.json") if (folder / "studio.json").exists() else {}
     checkpoint = None
@@ -180,6 +201,7 @@ def load_model_info(folder: Path, model_id: str | None = None) -> ModelInfo:
     if unsafe:
         raise RegistryError(f"{folder.name}: pickle weights are never loaded ({', '.join(sorted(unsafe))})")
     limits = model_limits(folder.name, family, meta)
+    fast_path_overrides(folder.name, meta)
     schedulers = [s for s in meta.get("schedulers", family.schedulers) if s in family.schedulers]
     return ModelInfo(
         id=model_id or folder.name,

@@ -24,9 +24,7 @@ _cache: pipelines.PipelineCache | None = None
 def cache() -> pipelines.PipelineCache:
     global _cache
     if _cache is None:
-        from django.conf import settings
-
-        _cache = pipelines.PipelineCache(settings.STUDIO_PIPELINE_CACHE_SIZE)
+        _cache = pipelines.PipelineCache()
     return _cache
 
 

@@ -9,10 +9,8 @@ family)."""
 from __future__ import annotations
 
 import base64
-import importlib
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,31 +40,10 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """Random-weight fp16 diffusers folders of each family, built on the GPU once for the module."""
-    # The benchmark's builders (bench/ is scripts, not a package: imported by name).
-    gpu_modes = importlib.import_module("bench.gpu_modes")
-    build_preview_decoder, build_random_folder = (
-        gpu_modes.build_preview_decoder,
-        gpu_modes.build_random_folder,
-    )
-    root = tmp_path_factory.mktemp("gpu-models")
-    made: dict[str, Path] = {}
-
-    def folder(family: str) -> Path:
-        if family not in made:
-            made[family] = build_random_folder(
-                family, root / family, device="cuda", dtype=torch.float16, tiny=False
-            )
-        return made[family]
-
-    def decoder() -> Path:
-        if "taesd" not in made:
-            made["taesd"] = build_preview_decoder(root / "taesd")
-        return made["taesd"]
-
-    return folder, decoder
+@pytest.fixture
+def built(random_models):
+    """Random-weight fp16 diffusers folders of each family, built on the GPU once a session."""
+    return random_models
 
 
 @pytest.fixture

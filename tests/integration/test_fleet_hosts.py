@@ -6,7 +6,7 @@ and Redis over them. Each worker host has its own models dir holding different m
 * The workers page and ``GET /api/v1/admin/workers`` list both hosts.
 * Stopping a worker host (every process in its namespace killed) moves its job to the other host once that
   one can load the model: meanwhile the job waits and its page says why.
-* Routing: jobs alternating between two models on two workers (each keeping one model loaded) cause at most
+* Routing: jobs alternating between two models on two workers (each with room for one loaded model) cause at most
   two model loads; without routing, more.
 
 Needs root (network namespaces); under CI it must run, elsewhere it skips without root.
@@ -82,6 +82,10 @@ def stop_host(host: str) -> None:
             pass
 
 
+def weights_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*.safetensors"))
+
+
 def model_copy(source: Path, target: Path, name: str) -> None:
     shutil.copytree(source, target)
     meta_file = target / "studio.json"
@@ -122,7 +126,8 @@ class Fleet:
             "STUDIO_SWEEP_SECONDS": "1",
             "STUDIO_DB_CONN_MAX_AGE": "0",
             "STUDIO_ACCESS_LOG": "false",
-            "STUDIO_PIPELINE_CACHE_SIZE": "1",
+            # Room for one model's weights (the pipeline cache is bounded by memory): each worker keeps one.
+            "STUDIO_HOST_CACHE_BYTES": str(weights_bytes(demo) * 3 // 2),
             "OMP_NUM_THREADS": "1",
             "STUDIO_TORCH_THREADS": "1",
             "PYTHONUNBUFFERED": "1",

@@ -44,7 +44,7 @@ def models_root(tmp_path_factory) -> Iterator[Path]:
     keeps all of them warm meanwhile."""
     root = tmp_path_factory.mktemp("family-modes")
     kept = runner._cache
-    runner._cache = pipelines.PipelineCache(len(LAYOUTS) + 1)
+    runner._cache = pipelines.PipelineCache()
     yield root
     runner._cache = kept
 

@@ -28,7 +28,7 @@ def tiny_model(tmp_path_factory) -> Iterator[Callable[[str], registry.ModelInfo]
     reads it; the pipelines stay loaded meanwhile."""
     root = tmp_path_factory.mktemp("family-schedulers")
     kept = runner._cache
-    runner._cache = pipelines.PipelineCache(len(FAMILIES))
+    runner._cache = pipelines.PipelineCache()
 
     def get(family: str) -> registry.ModelInfo:
         folder = root / family
