@@ -160,14 +160,23 @@ class StudioConsumer(AsyncJsonWebsocketConsumer):
                 await self.end_access()
             return
         if kind == sockets.ACCESS_CHANGED:
-            if payload.get("project") == self.project_slug and payload.get("user") in (None, self.user_id):
-                role = await _current_role(self.user_id, self.project_slug)
-                if role is None:
-                    await self.end_access()
-                else:
-                    await self.send_json({"type": kind, "project": self.project_slug, "role": role})
+            # About this socket's project, or (no project named) about everything its user may see.
+            if payload.get("project") in (None, self.project_slug) and payload.get("user") in (
+                None,
+                self.user_id,
+            ):
+                await self.recheck()
             return
         await self.relay(payload)
+
+    async def recheck(self) -> None:
+        """Ask the permission module again: close when the user no longer sees the project, else tell them
+        their role."""
+        role = await _current_role(self.user_id, self.project_slug)
+        if role is None:
+            await self.end_access()
+        else:
+            await self.send_json({"type": sockets.ACCESS_CHANGED, "project": self.project_slug, "role": role})
 
     async def relay(self, payload: dict[str, Any]) -> None:
         await self.send_json(payload)
