@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from studio.models import Role
-from studio.permissions import is_admin, projects_visible_to, role_in
+from studio.permissions import can_use_admin_area, is_admin, projects_visible_to, role_in
 
 from .models import Job
 
@@ -24,3 +24,13 @@ def can_cancel(user: Any, job: Job) -> bool:
     if role == Role.LEAD:
         return True
     return role == Role.ARTIST and job.created_by_id == user.id
+
+
+# --- the worker fleet --
+
+
+def can_see_workers(user: Any) -> bool:
+    """Manage → Workers and ``GET /api/v1/admin/workers``: part of the admin area, so site admins only
+    (anyone else gets 404)."""
+    return can_use_admin_area(user)
+

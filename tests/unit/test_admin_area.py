@@ -44,6 +44,7 @@ ADMIN_API = [
     ("get", "/api/v1/admin/users"),
     ("post", "/api/v1/admin/users/bob/deactivate"),
     ("get", "/api/v1/admin/audit"),
+    ("get", "/api/v1/admin/workers"),
 ]
 
 

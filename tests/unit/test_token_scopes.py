@@ -36,6 +36,7 @@ GENERATE = [
 ]  # fmt: skip
 ADMIN = [
     "api-admin-users", "api-admin-user-quota", "api-admin-user-deactivate", "api-admin-audit",
+    "api-admin-workers",
     "api-project-quota",  # only site admins set a project's quota
 ]  # fmt: skip
 OPEN_URLS = ["healthz", "readyz"]

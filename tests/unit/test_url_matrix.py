@@ -170,6 +170,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     ),
     "api-admin-user-deactivate": ("POST", {"username": "bob"}, {}, API_ADMIN),
     "api-admin-audit": ("GET", {}, None, API_ADMIN),
+    "api-admin-workers": ("GET", {}, None, API_ADMIN),
     "api-not-found": ("GET", {"path": "v1/nothing"}, None, expect(404, 404, 404, 404, 404, 404)),
     "api-root": ("GET", {}, None, expect(404, 404, 404, 404, 404, 404)),
     # The AUTOMATIC1111 API takes API tokens only (tests/unit/test_sdapi.py walks it with tokens): a browser
