@@ -39,6 +39,7 @@ MANAGE_PAGES = [
     "/manage/usage/",
     "/manage/audit/",
     "/manage/audit/export.csv",
+    "/manage/workers/",
 ]
 ADMIN_API = [
     ("get", "/api/v1/admin/users"),

@@ -50,6 +50,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "manage-audit-export": ("GET", {}, None, ADMIN_PAGE),
     "manage-quotas": ("GET", {}, None, ADMIN_PAGE),
     "manage-models": ("GET", {}, None, ADMIN_PAGE),
+    "manage-workers": ("GET", {}, None, ADMIN_PAGE),
     "manage-model-remove": (
         "POST",
         {"kind": "model", "item_id": "not-installed"},
@@ -210,6 +211,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
 WEBSOCKETS = {
     "ws-job": ({"job_id": "{job}"}, expect(403, 403, 101, 101, 101, 101)),
     "ws-project": ({"slug": "poster"}, expect(403, 403, 101, 101, 101, 101)),
+    "ws-workers": ({}, expect(403, 403, 403, 403, 403, 101)),
 }
 
 

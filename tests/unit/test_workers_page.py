@@ -1,21 +1,28 @@
-"""The workers: root sees the two workers of the fleet, on host-a and host-b, what they hold and whose jobs
-they run. For Alice (a lead) and everyone else none of it exists; a worker that stops publishing is gone."""
+"""Manage → Workers: root sees the two workers of the fleet, on host-a and host-b, what they hold and whose
+jobs they run, in the API, on the page and live over its socket. For Alice (a lead) and everyone else none of
+it exists; a worker that stops publishing is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from types import SimpleNamespace
 
 import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 from django.test import Client
 
 from generation import fleet
 from generation.schemas import WorkerOut
 from studio import services as studio_services
+from studio import sockets
 from tests import factories
 
 GIB = 1 << 30
+SCOPES = ["read", "generate", "admin"]
 
 
 @pytest.fixture
@@ -143,3 +150,152 @@ def test_the_schema_says_which_figures_may_be_missing(team):
         assert {"type": "null"} in worker["properties"][name]["anyOf"], name
     assert "null" not in str(worker["properties"]["name"])
     assert set(worker["required"]) == set(worker["properties"])
+
+
+# --- the page --
+
+
+@pytest.mark.django_db
+def test_the_page_shows_each_worker_and_whose_jobs_it_runs(fleet_of_two):
+    client = signed_in(fleet_of_two.team["root"])
+    response = client.get("/manage/workers/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for text in ("gpu0@host-a", "gpu1@host-b", "host-a", "host-b", "cuda:0 NVIDIA H200"):
+        assert text in html, text
+    assert 'data-worker="gpu0@host-a"' in html and 'data-worker="gpu1@host-b"' in html
+    assert "100.0\xa0GB free of 140.0\xa0GB" in html
+    assert f'href="/jobs/{fleet_of_two.job.id}/">bob</a> in <span data-field="project">poster</span>' in html
+    assert "2 images" in html
+    assert "0 s ago" in html or "1 s ago" in html
+    assert 'data-gone="false"' in html
+    assert 'data-beat="5.000"' in html
+    assert 'id="worker-row-template"' in html and 'id="worker-job-template"' in html
+    assert "generation/workers.js" in html
+    assert "<script>" not in html  # the policy allows no inline script
+    assert 'aria-current="page">Workers</a>' in html
+    # Every page of the admin area links to it.
+    assert 'href="/manage/workers/"' in client.get("/manage/users/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_silent_worker_is_marked_gone_and_an_empty_fleet_says_so(fleet_of_two, settings):
+    import time
+
+    client = signed_in(fleet_of_two.team["root"])
+    # Their keys live three beats of 5 s; with beats of 10 ms, they have been silent for more than three.
+    settings.STUDIO_WORKER_BEAT_SECONDS = 0.01
+    time.sleep(0.05)
+    html = client.get("/manage/workers/").content.decode()
+    assert html.count('data-gone="true"') == 2
+    assert html.count('class="badge worker-gone" data-field="gone">') == 2  # shown, not hidden
+    cache.clear()
+    html = client.get("/manage/workers/").content.decode()
+    assert "data-worker=" not in html.split('id="workers-body"')[1].split("</tbody>")[0]
+    assert "No worker has told the fleet its state" in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("who", ["alice", "bob", "vera", "charlie"])
+def test_the_page_does_not_exist_for_anyone_but_admins(fleet_of_two, who):
+    client = signed_in(fleet_of_two.team[who])
+    assert client.get("/manage/workers/").status_code == 404
+    assert 'href="/manage/workers/"' not in client.get("/").content.decode()
+    response = Client().get("/manage/workers/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+# --- the socket --
+
+
+def connect(token: str, path: str = "/ws/workers/") -> WebsocketCommunicator:
+    from studio.asgi import application
+
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"origin", b"http://127.0.0.1:8000"),
+        (b"authorization", f"Bearer {token}".encode()),
+    ]
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_socket_sends_the_fleet_then_each_new_state(fleet_of_two, monkeypatch):
+    token = factories.token(fleet_of_two.team["root"])
+
+    async def scenario():
+        ws = connect(token)
+        assert (await ws.connect())[0]
+        snapshot = await ws.receive_json_from()
+        assert snapshot["type"] == "workers"
+        assert [w["name"] for w in snapshot["workers"]] == ["gpu0@host-a", "gpu1@host-b"]
+        assert snapshot["workers"][0]["current"][0]["user"] == "bob"
+        assert isinstance(snapshot["now"], float)
+        monkeypatch.setenv("STUDIO_WORKER_HOST", "host-c")
+        await sync_to_async(publish)("gpu2@host-c")
+        relayed = await ws.receive_json_from()
+        assert relayed["type"] == "worker.state"
+        assert relayed["worker"]["name"] == "gpu2@host-c" and relayed["worker"]["host"] == "host-c"
+        assert relayed["worker"] == fleet.public_state(cache.get(fleet.state_key("gpu2@host-c")))
+        await sync_to_async(fleet_of_two.busy.finished)(1, 2)
+        relayed = await ws.receive_json_from()
+        assert relayed["worker"]["name"] == "gpu0@host-a"
+        assert (relayed["worker"]["current"], relayed["worker"]["images_per_hour"]) == ([], 2)
+        await ws.disconnect()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("who", ["alice", "charlie"])
+def test_the_socket_refuses_anyone_but_admins(fleet_of_two, who):
+    token = factories.token(fleet_of_two.team[who])
+
+    async def scenario():
+        ws = connect(token)
+        connected, _ = await ws.connect()
+        assert not connected
+        await sync_to_async(publish)("gpu2@host-c")
+        assert await ws.receive_nothing()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_socket_needs_an_admin_scoped_token_as_the_api_does(fleet_of_two):
+    root = fleet_of_two.team["root"]
+    tokens = {scope: studio_services.do_create_token(root, scope, scope=scope)[1] for scope in SCOPES}
+
+    async def scenario():
+        opened = {}
+        for scope, token in tokens.items():
+            ws = connect(token)
+            opened[scope] = (await ws.connect())[0]
+            if opened[scope]:
+                await ws.disconnect()
+        return opened
+
+    assert asyncio.run(scenario()) == {"read": False, "generate": False, "admin": True}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_who_loses_admin_rights_is_cut_off(fleet_of_two):
+    """Root watches the workers and the poster project (which he does not belong to); the identity
+    provider's groups stop making him a site admin."""
+    root = fleet_of_two.team["root"]
+    token = factories.token(root)
+
+    async def scenario():
+        ws = connect(token)
+        project = connect(token, "/ws/projects/poster/")
+        for socket in (ws, project):
+            assert (await socket.connect())[0]
+            await socket.receive_json_from()  # the snapshot
+        await database_sync_to_async(studio_services.do_set_site_admin)(root, False, via="test")
+        for socket in (ws, project):
+            closed = await socket.receive_output()
+            assert closed == {"type": "websocket.close", "code": sockets.CLOSE_ACCESS_ENDED}
+        await sync_to_async(publish)("gpu2@host-c")
+        assert await ws.receive_nothing()
+
+    asyncio.run(scenario())
