@@ -1,11 +1,11 @@
-"""``/api/v1/`` operations for models and jobs."""
+"""``/api/v1/`` operations for models and jobs, and the workers that run them (site admins)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from ninja import Body, Query, Status
 
 from studio.api import visible_project
@@ -17,11 +17,11 @@ from studio.pagination import keyset_page
 from studio.permissions import can_generate
 from studio.shortcuts import get_visible_or_404
 
-from . import services
+from . import fleet, services
 from .engine import registry
 from .models import Job
-from .permissions import can_cancel, jobs_visible_to
-from .schemas import JobOut, JobPage, JobPageQuery, JobRequest, ModelOut
+from .permissions import can_cancel, can_see_workers, jobs_visible_to
+from .schemas import JobOut, JobPage, JobPageQuery, JobRequest, ModelOut, WorkersOut
 from .serializers import job_to_dict
 
 PAGE_SIZE = 25
@@ -47,6 +47,12 @@ def cancellable_job(request: HttpRequest, id: uuid.UUID, **_: Any) -> Job:
     if not can_cancel(request.user, job):
         raise NotAllowed("Only the job's author, the project's leads and admins may cancel it.")
     return job
+
+
+def workers_area(request: HttpRequest, **_: Any) -> None:
+    """Guard: the workers are part of the admin area; for anyone but a site admin they do not exist."""
+    if not can_see_workers(request.user):
+        raise Http404
 
 
 @router.get("/models", response=answers({200: list[ModelOut]}), url_name="api-models")
@@ -95,3 +101,17 @@ def job_cancel(request: HttpRequest, id: uuid.UUID) -> Status:
     """Cancel a queued job at once, or a running one within a step; 409 when it has already finished."""
     job = services.do_cancel_job(request.user, guarded(request), ip=client_ip(request))
     return Status(202, job_to_dict(job, with_assets=True))
+
+
+@router.get(
+    "/admin/workers",
+    response=answers({200: WorkersOut}, 404),
+    guard=workers_area,
+    tags=["admin"],
+    url_name="api-admin-workers",
+)
+def workers(request: HttpRequest) -> dict[str, Any]:
+    """The live workers by name: host, device and memory, installed and loaded models, the jobs they run
+    now with their authors, and their jobs and images of the last hour. A worker that has not published
+    its state for three beats (``STUDIO_WORKER_BEAT_SECONDS``) is gone and not listed."""
+    return {"workers": fleet.public_workers()}

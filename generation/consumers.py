@@ -1,13 +1,16 @@
-"""Websockets: ``/ws/jobs/{id}/`` and ``/ws/projects/{slug}/``. Thin: permission check, then relay.
+"""Websockets: ``/ws/jobs/{id}/``, ``/ws/projects/{slug}/`` and ``/ws/workers/``. Thin: permission check,
+then relay.
 
-Both join their user's group and their project's access group (``studio/sockets.py``), so the team layer can
-close them (deactivation, a password change) or make them ask the permission module again (a member removed,
-a role changed, the project deleted) without knowing what they stream.
+All join their user's group, and the first two their project's access group (``studio/sockets.py``), so the
+team layer can close them (deactivation, a password change) or make them ask the permission module again (a
+member removed, a role changed, the project deleted, admin rights taken away) without knowing what they
+stream.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -19,9 +22,9 @@ from studio import sockets
 from studio.metrics import websocket_closed, websocket_opened
 from studio.permissions import projects_visible_to, role_in
 
-from . import realtime
+from . import fleet, realtime
 from .models import TERMINAL_STATES, Job, JobStatus
-from .permissions import jobs_visible_to
+from .permissions import can_watch_workers, jobs_visible_to
 from .scheduling import queue_position
 from .serializers import job_to_dict
 from .services import terminal_event
@@ -160,14 +163,23 @@ class StudioConsumer(AsyncJsonWebsocketConsumer):
                 await self.end_access()
             return
         if kind == sockets.ACCESS_CHANGED:
-            if payload.get("project") == self.project_slug and payload.get("user") in (None, self.user_id):
-                role = await _current_role(self.user_id, self.project_slug)
-                if role is None:
-                    await self.end_access()
-                else:
-                    await self.send_json({"type": kind, "project": self.project_slug, "role": role})
+            # About this socket's project, or (no project named) about everything its user may see.
+            if payload.get("project") in (None, self.project_slug) and payload.get("user") in (
+                None,
+                self.user_id,
+            ):
+                await self.recheck()
             return
         await self.relay(payload)
+
+    async def recheck(self) -> None:
+        """Ask the permission module again: close when the user no longer sees the project, else tell them
+        their role."""
+        role = await _current_role(self.user_id, self.project_slug)
+        if role is None:
+            await self.end_access()
+        else:
+            await self.send_json({"type": sockets.ACCESS_CHANGED, "project": self.project_slug, "role": role})
 
     async def relay(self, payload: dict[str, Any]) -> None:
         await self.send_json(payload)
@@ -230,3 +242,37 @@ class ProjectConsumer(StudioConsumer):
         await self.join(realtime.project_group(self.project_slug))
         await self.opened("project")
         await self.send_json(snapshot)
+
+
+@database_sync_to_async
+def _workers_snapshot() -> dict[str, Any]:
+    """The live workers, and the server's clock: the page tells a worker's age by it, not by the
+    browser's."""
+    return {"type": fleet.WORKERS, "workers": fleet.public_workers(), "now": time.time()}
+
+
+@database_sync_to_async
+def _may_watch_workers(user_id: Any) -> bool:
+    """Whether the user, read afresh, may still watch the workers."""
+    user = get_user_model().objects.filter(pk=user_id).first()
+    return user is not None and can_watch_workers(user)
+
+
+class WorkersConsumer(StudioConsumer):
+    """``/ws/workers/``: site admins only. A snapshot of the live workers on connect, then each state a
+    worker publishes (``worker.state``). Nothing says when a worker stops: its page marks it gone once its
+    last heartbeat is three beats old."""
+
+    async def connect(self) -> None:
+        if not await self.join_user():
+            return
+        if not can_watch_workers(self.scope["user"], self.scope.get("api_token")):
+            await self.refuse()
+            return
+        await self.join(fleet.FLEET_GROUP)
+        await self.opened("workers")
+        await self.send_json(await _workers_snapshot())
+
+    async def recheck(self) -> None:
+        if not await _may_watch_workers(self.user_id):
+            await self.end_access()

@@ -5,7 +5,7 @@
 beats: its host and device, device memory (total and free), the models it has installed and the ones it keeps
 loaded, the jobs of its current call with their authors, and its jobs and images of the last hour. A worker
 whose key expired is gone. The workers page, ``GET /api/v1/admin/workers`` and ``/metrics`` read the
-same keys.
+same keys, and each publish is relayed to the workers page's socket (``ws/workers/``, group ``FLEET_GROUP``).
 
 **Where a job goes (the routing choice).** Routing stays on Celery and Redis, with one direct queue per worker
 beside the pool's queue: each generation worker also consumes ``<pool>.<worker name>``. When a job is
@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 NAMES_KEY = "fleet:workers"
 # Workers page sockets join this group; each state a worker publishes is relayed to it.
 FLEET_GROUP = "fleet"
+# Websocket messages (ws/workers/): the live workers, sent on connect; one worker's new state, relayed.
+WORKERS = "workers"
 WORKER_STATE = "worker.state"
 
 
@@ -198,6 +200,12 @@ def live_workers() -> dict[str, dict[str, Any]]:
         except Exception:
             logger.debug("Could not prune the workers' names", exc_info=True)
     return live
+
+
+def public_workers() -> list[dict[str, Any]]:
+    """The public state of every live worker, by name: the workers page, its socket's snapshot and
+    ``GET /api/v1/admin/workers``."""
+    return [public_state(state) for _, state in sorted(live_workers().items())]
 
 
 def public_state(state: dict[str, Any]) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from studio.models import Role
-from studio.permissions import is_admin, projects_visible_to, role_in
+from studio.models import Role, TokenScope
+from studio.permissions import can_use_admin_area, is_admin, projects_visible_to, role_in
 
 from .models import Job
 
@@ -24,3 +24,18 @@ def can_cancel(user: Any, job: Job) -> bool:
     if role == Role.LEAD:
         return True
     return role == Role.ARTIST and job.created_by_id == user.id
+
+
+# --- the worker fleet --
+
+
+def can_see_workers(user: Any) -> bool:
+    """Manage → Workers and ``GET /api/v1/admin/workers``: part of the admin area, so site admins only
+    (anyone else gets 404)."""
+    return can_use_admin_area(user)
+
+
+def can_watch_workers(user: Any, token: Any = None) -> bool:
+    """``ws/workers/``: who may see the workers, and when the socket was opened with an API token, a token
+    with the admin scope (what the same facts need from ``GET /api/v1/admin/workers``)."""
+    return can_see_workers(user) and (token is None or token.allows(TokenScope.ADMIN))

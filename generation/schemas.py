@@ -388,3 +388,38 @@ class JobPage(BaseModel):
 
 class JobPageQuery(BaseModel):
     cursor: Annotated[str, Field(pattern=UUID_CURSOR)] | None = None
+
+
+# --- the worker fleet (site admins) --
+
+
+class WorkerJobOut(BaseModel):
+    """A job of the pipeline call a worker is running now."""
+
+    job: uuid.UUID
+    user: str = Field(description="The job's author.")
+    project: str = Field(description="The project's slug.")
+    model: str
+    images: int = Field(description="How many images the job makes.")
+
+
+class WorkerOut(BaseModel):
+    """What a live worker last published (``generation/fleet.py``)."""
+
+    name: str = Field(description="The Celery worker's name, e.g. gpu0@host-a.")
+    host: str
+    pool: str = Field(description="The queue of its pool of workers.")
+    device: str = Field(description="What it runs on: cuda:0 and the GPU's name, or cpu.")
+    memory_total: int | None = Field(description="The device's memory in bytes (the host's on a CPU).")
+    memory_free: int | None = Field(description="The device's free memory in bytes.")
+    rss_bytes: int | None = Field(description="The worker process's resident memory in bytes.")
+    installed: list[str] = Field(description="Ids of the models it can run.")
+    loaded: list[str] = Field(description="Ids of the models it keeps loaded.")
+    current: list[WorkerJobOut] = Field(description="The jobs it is running now (one call; empty when idle).")
+    jobs_per_hour: int = Field(description="Jobs it finished in the last hour.")
+    images_per_hour: int = Field(description="Images it made in the last hour.")
+    last_heartbeat: float | None = Field(description="When it last published its state (Unix time, seconds).")
+
+
+class WorkersOut(BaseModel):
+    workers: list[WorkerOut] = Field(description="The live workers, by name.")

@@ -1,12 +1,15 @@
-"""The generate page (a project's home) and the job page."""
+"""The generate page (a project's home), the job page, and Manage → Workers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import time
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -17,8 +20,9 @@ from studio import permissions as studio_permissions
 from studio import quotas
 from studio.shortcuts import get_visible_or_404
 
+from . import fleet
 from .engine import registry
-from .permissions import can_cancel, jobs_visible_to
+from .permissions import can_cancel, can_see_workers, jobs_visible_to
 from .schemas import MODE_LABELS, SizedFields
 from .serializers import job_to_dict
 from .services import UPSCALE_FACTORS, VARIATION_STRENGTH
@@ -91,6 +95,39 @@ def job_page(request: HttpRequest, job_id: str) -> HttpResponse:
             "job_json": json.dumps(job_to_dict(job, with_assets=True)),
         },
     )
+
+
+@login_required
+@require_GET
+def workers_page(request: HttpRequest) -> HttpResponse:
+    """Manage → Workers: every live worker's state, then kept up to date over ``ws/workers/``
+    (``static/generation/workers.js``). Part of the admin area: 404 for anyone but a site admin."""
+    if not can_see_workers(request.user):
+        raise Http404
+    now = time.time()
+    beat = settings.STUDIO_WORKER_BEAT_SECONDS
+    rows = [
+        {"worker": worker, **heartbeat(worker["last_heartbeat"], now, beat)}
+        for worker in fleet.public_workers()
+    ]
+    context = {"section": "workers", "rows": rows, "beat": beat, "gone_after": 3 * beat, "now": now}
+    return render(request, "generation/workers.html", context)
+
+
+def heartbeat(at: float | None, now: float, beat: float) -> dict[str, Any]:
+    """How long ago a worker last published (``3 s ago``), and whether it is gone: silent for three beats,
+    as its state key's lifetime says. workers.js says the same in the browser."""
+    if at is None:
+        return {"ago": "never", "gone": True, "iso": ""}
+    seconds = max(0, round(now - at))
+    if seconds < 120:
+        ago = f"{seconds} s ago"
+    elif seconds < 7200:
+        ago = f"{seconds // 60} min ago"
+    else:
+        ago = f"{seconds // 3600} h ago"
+    iso = dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat()
+    return {"ago": ago, "gone": now - at > 3 * beat, "iso": iso}
 
 
 def start_image_to_dict(asset: Asset) -> dict[str, Any]:

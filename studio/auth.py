@@ -212,7 +212,9 @@ class WebsocketTokenAuthMiddleware:
     """Websockets: a ``Authorization: Bearer`` handshake header wins over the session cookie.
 
     Sockets only stream what the caller may read, so every usable token (each has at least ``read``) may open
-    one. A browser session that has outlived its idle or absolute lifetime opens none.
+    one; a socket that streams what only the admin API tells asks for the admin scope itself (the token row
+    is in the scope as ``api_token``). A browser session that has outlived its idle or absolute lifetime
+    opens none.
     """
 
     def __init__(self, inner: Any) -> None:

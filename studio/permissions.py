@@ -123,5 +123,6 @@ PERMISSION_MATRIX: list[tuple[str, set[str]]] = [
     ("Set quotas", {"admin"}),
     ("See usage", {"admin"}),
     ("See the audit log", {"admin"}),
+    ("See the workers, what they hold and run", {"admin"}),
     ("Create and deactivate users", {"admin"}),
 ]

@@ -546,6 +546,8 @@ def do_set_site_admin(
             .update(is_superuser=is_admin, is_staff=is_admin)
         )
         if changed:
+            # Admins see every project and the admin area's live pages: their open sockets ask again.
+            transaction.on_commit(lambda: sockets.recheck_user(user.pk))
             audit.record(
                 None,
                 audit.USER_ADMIN_CHANGE,

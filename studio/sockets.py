@@ -8,6 +8,8 @@ to know nothing about what the sockets show:
   of the session that changed it).
 * ``recheck_access``: the sockets of one project, of one user or of everyone, ask the permission module
   again; those whose user no longer sees the project close, the others learn the user's current role.
+* ``recheck_user``: every socket of a user asks again (their site admin rights changed); those that show
+  what the user may no longer see close.
 
 Sockets close with ``CLOSE_ACCESS_ENDED``. Call these from ``transaction.on_commit``, so the re-check reads
 the committed change.
@@ -29,7 +31,8 @@ HANDLER = "studio.event"
 # To every socket of one user: close, unless it belongs to the session named by ``keep``.
 SESSION_END = "session.end"
 # To a project's sockets: ask again whether the user (``user``; everyone when absent) may see the project.
-# Sockets that may stay are sent {"type": "access.changed", "project", "role"}.
+# Sockets that may stay are sent {"type": "access.changed", "project", "role"}. Without ``project`` (to a
+# user's group), every socket of the user asks again about what it shows.
 ACCESS_CHANGED = "access.changed"
 # The websocket close code when a user's access ends.
 CLOSE_ACCESS_ENDED = 4403
@@ -81,3 +84,8 @@ def recheck_access(slug: str, user_id: Any = None) -> None:
         send(access_group(slug), payload)
     else:
         send(user_group(user_id), {**payload, "user": user_id})
+
+
+def recheck_user(user_id: Any) -> None:
+    """Make every open socket of the user check their access again (their site admin rights changed)."""
+    send(user_group(user_id), {"type": ACCESS_CHANGED, "user": user_id})

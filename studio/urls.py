@@ -56,6 +56,7 @@ pages: list[URLPattern | URLResolver] = [
         manage_views.model_remove,
         name="manage-model-remove",
     ),
+    path("manage/workers/", generation_views.workers_page, name="manage-workers"),
     path("p/<slug:slug>/", generation_views.project_generate, name="project"),
     path("p/<slug:slug>/gallery/", gallery_views.gallery, name="gallery"),
     path("p/<slug:slug>/settings/", project_views.project_settings, name="project-settings"),

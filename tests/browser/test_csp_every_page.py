@@ -124,7 +124,7 @@ def test_no_page_violates_the_content_security_policy(browser, stack):
     visit("/manage/")  # redirects to the users page
     for path in ("/manage/users/", "/manage/users/new/", "/manage/users/bob/deactivate/",
                  "/manage/users/bob/mfa-reset/", "/manage/usage/",
-                 "/manage/audit/", "/manage/quotas/", "/manage/models/"):  # fmt: skip
+                 "/manage/audit/", "/manage/quotas/", "/manage/models/", "/manage/workers/"):  # fmt: skip
         visit(path)
     visit("/p/no-such-project/", status=404)
     assert Asset.objects.filter(job=job).count() == 2

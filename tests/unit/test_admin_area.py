@@ -39,11 +39,13 @@ MANAGE_PAGES = [
     "/manage/usage/",
     "/manage/audit/",
     "/manage/audit/export.csv",
+    "/manage/workers/",
 ]
 ADMIN_API = [
     ("get", "/api/v1/admin/users"),
     ("post", "/api/v1/admin/users/bob/deactivate"),
     ("get", "/api/v1/admin/audit"),
+    ("get", "/api/v1/admin/workers"),
 ]
 
 

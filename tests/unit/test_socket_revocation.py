@@ -108,6 +108,35 @@ def test_a_changed_role_is_told_to_the_members_open_sockets(team, job):
     asyncio.run(scenario())
 
 
+def test_admin_rights_taken_away_close_the_projects_one_does_not_belong_to(team, job):
+    """Root watches the poster project as a site admin; Alice, an admin too, leads it. The identity
+    provider's groups stop making either of them admins."""
+    studio_services.do_set_site_admin(team["alice"], True, via="test")
+    paths = [f"/ws/jobs/{job.id}/", f"/ws/projects/{team['project'].slug}/"]
+    root_token, alice_token = factories.token(team["root"]), factories.token(team["alice"])
+
+    async def scenario():
+        root = await open_sockets(paths, token=root_token)
+        alice = await open_sockets(paths, token=alice_token)
+        for who in ("root", "alice"):
+            await database_sync_to_async(studio_services.do_set_site_admin)(team[who], False, via="test")
+        for ws in root:
+            closed = await ws.receive_output(timeout=1)
+            assert closed == {"type": "websocket.close", "code": realtime.CLOSE_ACCESS_ENDED}
+        for ws in alice:  # still the project's lead
+            assert await ws.receive_json_from(timeout=1) == {
+                "type": "access.changed",
+                "project": team["project"].slug,
+                "role": "lead",
+            }
+        await preview_to(job.id)
+        assert await alice[0].receive_json_from() == PREVIEW
+        for ws in alice:
+            await ws.disconnect()
+
+    asyncio.run(scenario())
+
+
 def test_a_password_change_closes_the_other_sessions_sockets(team, job):
     here, there = Client(), Client()
     for client in (here, there):

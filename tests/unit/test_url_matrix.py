@@ -50,6 +50,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "manage-audit-export": ("GET", {}, None, ADMIN_PAGE),
     "manage-quotas": ("GET", {}, None, ADMIN_PAGE),
     "manage-models": ("GET", {}, None, ADMIN_PAGE),
+    "manage-workers": ("GET", {}, None, ADMIN_PAGE),
     "manage-model-remove": (
         "POST",
         {"kind": "model", "item_id": "not-installed"},
@@ -170,6 +171,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     ),
     "api-admin-user-deactivate": ("POST", {"username": "bob"}, {}, API_ADMIN),
     "api-admin-audit": ("GET", {}, None, API_ADMIN),
+    "api-admin-workers": ("GET", {}, None, API_ADMIN),
     "api-not-found": ("GET", {"path": "v1/nothing"}, None, expect(404, 404, 404, 404, 404, 404)),
     "api-root": ("GET", {}, None, expect(404, 404, 404, 404, 404, 404)),
     # The AUTOMATIC1111 API takes API tokens only (tests/unit/test_sdapi.py walks it with tokens): a browser
@@ -209,6 +211,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
 WEBSOCKETS = {
     "ws-job": ({"job_id": "{job}"}, expect(403, 403, 101, 101, 101, 101)),
     "ws-project": ({"slug": "poster"}, expect(403, 403, 101, 101, 101, 101)),
+    "ws-workers": ({}, expect(403, 403, 403, 403, 403, 101)),
 }
 
 
