@@ -18,7 +18,6 @@ logs) and the total time of each.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -224,6 +223,22 @@ def batching(args: argparse.Namespace) -> None:
         alone.stop()
 
 
+def alternating(studio: Studio, pattern: list[str], steps: int) -> tuple[int, float]:
+    """The studio and a second worker run ``pattern``'s jobs one after another: loads from disk, seconds."""
+    second = studio.second_worker()
+    wait_for(lambda: len(studio.workers()) == 2, 120, "the second worker")
+
+    def loads() -> int:
+        return sum(log.read_text(errors="replace").count(LOADING) for log in (studio.log, second))
+
+    before = loads()
+    started = time.perf_counter()
+    for i, model in enumerate(pattern):
+        body = {"prompt": PROMPTS[i % len(PROMPTS)], "model": model, "steps": steps, "seed": i}
+        studio_job(studio.base, studio.ws_base, studio.slug, studio.admin_token, body)
+    return loads() - before, time.perf_counter() - started
+
+
 def routing(args: argparse.Namespace) -> None:
     models = Path(tempfile.mkdtemp(prefix="studio-bench-models-"))
     for name in ("alpha", "beta"):
@@ -231,7 +246,7 @@ def routing(args: argparse.Namespace) -> None:
     weights = sum(f.stat().st_size for f in (models / "alpha").rglob("*.safetensors"))
     pattern = ["alpha", "beta", "beta", "alpha"] * (args.alternations // 4)
     print(
-        f"routing: {len(pattern)} jobs alternating in pairs between two models, two workers, one model loaded each"
+        f"routing: {len(pattern)} jobs alternating in pairs between two models; two workers, one model each"
     )
     try:
         for routed in (True, False):
@@ -244,26 +259,9 @@ def routing(args: argparse.Namespace) -> None:
             )
             try:
                 studio.start()
-                second = studio.second_worker()
-                wait_for(lambda: len(studio.workers()) == 2, 120, "the second worker")
-                logs = (studio.log, second)
-
-                def loads() -> int:
-                    return sum(log.read_text(errors="replace").count(LOADING) for log in logs)
-
-                before = loads()
-                started = time.perf_counter()
-                for i, model in enumerate(pattern):
-                    body = {
-                        "prompt": PROMPTS[i % len(PROMPTS)],
-                        "model": model,
-                        "steps": args.steps,
-                        "seed": i,
-                    }
-                    studio_job(studio.base, studio.ws_base, studio.slug, studio.admin_token, body)
-                total = time.perf_counter() - started
+                loads, total = alternating(studio, pattern, args.steps)
                 label = "with routing   " if routed else "without routing"
-                print(f"  {label} model loads {loads() - before:3d}   total {total:6.2f} s")
+                print(f"  {label} model loads {loads:3d}   total {total:6.2f} s")
             finally:
                 studio.stop()
     finally:

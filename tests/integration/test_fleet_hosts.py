@@ -6,8 +6,8 @@ and Redis over them. Each worker host has its own models dir holding different m
 * The workers page and ``GET /api/v1/admin/workers`` list both hosts.
 * Stopping a worker host (every process in its namespace killed) moves its job to the other host once that
   one can load the model: meanwhile the job waits and its page says why.
-* Routing: jobs alternating between two models on two workers (each with room for one loaded model) cause at most
-  two model loads; without routing, more.
+* Routing: jobs alternating between two models on two workers (each with room for one loaded model) cause
+  at most two model loads; without routing, more.
 
 Needs root (network namespaces); under CI it must run, elsewhere it skips without root.
 """
