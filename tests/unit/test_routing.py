@@ -27,7 +27,8 @@ def broker(monkeypatch, settings):
     monkeypatch.setattr(services, "messages_waiting", lambda queue: 1)  # no message is ever lost here
     cache.clear()
     services.broker_lost_its_queue()  # the broker has kept its data since (a first sweep resends all)
-    return sent
+    yield sent
+    cache.clear()  # the fake workers go with the test: later tests' jobs must not be routed to them
 
 
 def report(name, *, installed, loaded=(), current=0, free=8e9, pool=POOL, host="host-a"):
