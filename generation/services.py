@@ -286,13 +286,18 @@ def do_dispatch(job_id: Any, *, avoid: str = "") -> str | None:
     worker's queue; to the pool's queue when no worker is known. Returns the worker, "" for the pool, or
     None when the job is not queued or waits for a worker that has its model (it then says so)."""
     row = (
-        Job.objects.filter(id=job_id, status=JobStatus.QUEUED)
-        .values("queue", "model_id", "notice", "project__slug", "progress_total")
+        Job.objects.filter(id=job_id)
+        .values("status", "worker", "queue", "model_id", "notice", "progress_total")
         .first()
     )
     if row is None:
         return None
     pool, model_id = row["queue"], row["model_id"]
+    if row["status"] != JobStatus.QUEUED:
+        # A worker started it before its message went out, with the message of another queued job: that
+        # job is owed a message, on the queue of the worker that took this one.
+        enqueue(job_id, pool if not row["worker"] else fleet.delivery_queue(pool, row["worker"]))
+        return None
     if not settings.STUDIO_ROUTING:
         enqueue(job_id, pool)
         return ""
@@ -327,7 +332,7 @@ def do_dispatch(job_id: Any, *, avoid: str = "") -> str | None:
     if row["notice"] == waiting:
         changes["notice"] = ""
     if not Job.objects.filter(id=job_id, status=JobStatus.QUEUED).update(**changes):
-        return None
+        return do_dispatch(job_id)  # started meanwhile: its message is owed to another job (above)
     enqueue(job_id, fleet.delivery_queue(pool, routed))
     return routed
 

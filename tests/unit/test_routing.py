@@ -172,3 +172,26 @@ def test_a_job_requeued_from_a_dead_worker_goes_to_another_that_has_its_model(te
     assert services.do_sweep_stale_jobs()["requeued"] == 1
     job.refresh_from_db()
     assert (job.status, job.routed_to) == ("queued", "gpu1@b")
+
+
+def test_a_job_started_before_its_message_went_out_still_sends_it_for_the_job_it_displaced(
+    team, broker, demo_model_dir
+):
+    """A worker takes the first job in fair-share order with any message: here one whose own message is
+    not out yet. That message must still go out (to the worker that took it), or the job whose message was
+    used would wait for the sweeper."""
+    from datetime import timedelta
+
+    report("gpu0@a", installed=["demo"], loaded=["demo"])
+    displaced = queued_job(team)
+    assert services.do_dispatch(displaced.id) == "gpu0@a"
+    taken = queued_job(team)
+    Job.objects.filter(id=taken.id).update(created_at=displaced.created_at - timedelta(seconds=1))
+    started = services.do_start_job(displaced.id, "gpu0@a")  # the message of `displaced`
+    assert started is not None
+    assert started[0].id == taken.id
+    assert services.do_dispatch(taken.id) is None  # its commit hook runs now: the message still goes
+    assert broker[-1] == (str(taken.id), "gpu.gpu0@a")
+    started = services.do_start_job(taken.id, "gpu0@a")
+    assert started is not None
+    assert started[0].id == displaced.id
