@@ -70,6 +70,7 @@ BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/studio_bench
 
 bench: install-test
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/provenance.py
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/gallery_pages.py
 	$(BIN)/python bench/web_load.py

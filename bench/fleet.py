@@ -2,11 +2,11 @@
 the same run.
 
 Batching. Two embedded studios (`manage.py studio_run`: daphne, a worker, a private Redis) on the bundled
-demo model, one with ``STUDIO_MAX_BATCH=8`` and one with ``STUDIO_MAX_BATCH=1``, measured in alternating
-rounds. In each round 8 people submit one compatible job each at the same moment (different prompts and
-seeds) through HTTP, each following their job on a websocket until its final image. It prints images per
-second with batching over images per second without, and the p50 and p95 of each person's submit → final
-image.
+demo model, one with ``STUDIO_MAX_BATCH=8`` and one with ``STUDIO_MAX_BATCH=1``, both with the same torch
+threads (``--torch-threads``, default every core), measured in alternating rounds. In each round 8 people
+submit one compatible job each at the same moment (different prompts and seeds) through HTTP, each
+following their job on a websocket until its final image. It prints images per second with batching over
+images per second without, and the p50 and p95 of each person's submit → final image.
 
 Routing. An embedded studio with a second worker beside its own, both with two models installed (copies of
 the demo model, "alpha" and "beta") and room for one loaded model each (``STUDIO_HOST_CACHE_BYTES``):
@@ -181,8 +181,9 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def batching(args: argparse.Namespace) -> None:
-    batched = Studio("batch8", STUDIO_MAX_BATCH=str(PEOPLE))
-    alone = Studio("batch1", STUDIO_MAX_BATCH="1")
+    threads = str(args.torch_threads)
+    batched = Studio("batch8", STUDIO_MAX_BATCH=str(PEOPLE), STUDIO_TORCH_THREADS=threads)
+    alone = Studio("batch1", STUDIO_MAX_BATCH="1", STUDIO_TORCH_THREADS=threads)
     try:
         for studio in (batched, alone):
             studio.start()
@@ -209,7 +210,7 @@ def batching(args: argparse.Namespace) -> None:
         rate = {label: PEOPLE / statistics.median(values) for label, values in walls.items()}
         print(
             f"batching: {PEOPLE} people, one job each at once, demo {params['width']}x{params['height']}, "
-            f"{params['steps']} steps, {args.rounds} rounds each (alternating)"
+            f"{params['steps']} steps, {args.rounds} rounds each (alternating), {threads} torch threads"
         )
         for label, name in (("batch8", "STUDIO_MAX_BATCH=8"), ("batch1", "STUDIO_MAX_BATCH=1")):
             values = latencies[label]
@@ -274,6 +275,12 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="the workers' torch threads (the embedded studio's own default leaves the web a core)",
+    )
     parser.add_argument("--alternations", type=int, default=8, help="jobs of the routing workload")
     parser.add_argument("--only", choices=("batching", "routing"))
     args = parser.parse_args()

@@ -194,13 +194,7 @@ def execute_job(job_id: str, worker: str) -> str:
     lead = _prepare(job, attempt, worker)
     if isinstance(lead, str):
         return lead
-    members = [lead]
-    room = batch_room(lead.request)
-    if room > 0:
-        for job, attempt in with_database(services.do_claim_batch, lead.job, worker, room):
-            member = _prepare(job, attempt, worker)
-            if isinstance(member, Member):
-                members.append(member)
+    members = gather(lead, worker)
     if len(members) > 1:
         logger.info(
             "Running %d jobs in one call: %s", len(members), ", ".join(str(m.job.id) for m in members)
@@ -213,6 +207,30 @@ def execute_job(job_id: str, worker: str) -> str:
         done = [m for m in members if m.outcome == JobStatus.SUCCEEDED]
         fleet.finished(len(done), sum(m.request.params.num_images for m in done))
     return lead.outcome
+
+
+def gather(lead: Member, worker: str) -> list[Member]:
+    """The lead job and the queued jobs that join its call. People pressing Generate at the same moment
+    arrive some milliseconds apart: while compatible jobs keep arriving the call waits for them, until
+    ``STUDIO_BATCH_WAIT_MS`` pass with none new (at most four times that in all). A job alone starts that
+    much later; a burst shares one call instead of splitting into several."""
+    members = [lead]
+    room = batch_room(lead.request)
+    if room <= 0:
+        return members
+    quiet = settings.STUDIO_BATCH_WAIT_MS / 1000
+    started = last_joined = time.monotonic()
+    while True:
+        for job, attempt in with_database(services.do_claim_batch, lead.job, worker, room):
+            last_joined = time.monotonic()
+            member = _prepare(job, attempt, worker)
+            if isinstance(member, Member):
+                members.append(member)
+                room -= member.request.params.num_images
+        now = time.monotonic()
+        if room <= 0 or now - last_joined >= quiet or now - started >= 4 * quiet:
+            return members
+        time.sleep(min(0.01, quiet - (now - last_joined)))
 
 
 def batch_room(request: Any) -> int:

@@ -397,6 +397,9 @@ STUDIO_CUDA_GRAPHS = env_bool("STUDIO_CUDA_GRAPHS", False)
 # (same model, mode, size, steps, scheduler, LoRAs, guidance and strength), up to this many images per call
 # and what the device's free memory allows. 1 turns batching off.
 STUDIO_MAX_BATCH = env_int("STUDIO_MAX_BATCH", 8)
+# A call waits this long with no compatible job arriving before it starts (at most four times this in all),
+# so that people pressing Generate at the same moment share it. 0: never wait.
+STUDIO_BATCH_WAIT_MS = env_float("STUDIO_BATCH_WAIT_MS", 50.0)
 # Each generation worker tells the others what it holds this often (its state lives three beats), and the
 # web routes jobs by it (generation/fleet.py).
 STUDIO_WORKER_BEAT_SECONDS = env_float("STUDIO_WORKER_BEAT_SECONDS", 5.0)

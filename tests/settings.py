@@ -16,3 +16,6 @@ from studio.settings import *  # noqa: E402,F403
 # Tests see only the models they build (the tiny random `demo` of tests/conftest.py, the families' fixtures);
 # the trained model shipped in generation/demo_model/ has tests of its own that load it by path.
 STUDIO_BUNDLED_MODELS = {}
+# Jobs in tests are queued before a worker runs them: a call never waits for more (tests/unit/test_batching.py
+# sets it where the wait is what it tests).
+STUDIO_BATCH_WAIT_MS = 0.0

@@ -103,3 +103,23 @@ def test_the_load_benchmark_runs_one_and_several_web_processes_and_prints_their_
     # Every page answered itself: none was a redirect to the sign-in page or an error.
     assert re.findall(r"non-2xx (\d+)", done.stdout) == ["0", "0"], done.stdout
     assert re.search(r"^ratio requests/s 2 processes / 1 process: [\d.]+x", done.stdout, re.M)
+
+
+def test_the_fleet_benchmark_prints_the_batching_ratio_and_the_routing_loads():
+    done = subprocess.run(
+        [sys.executable, "bench/fleet.py", "--rounds", "1", "--steps", "2", "--alternations", "4"],
+        cwd=ROOT,
+        env=bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rates = re.findall(
+        r"STUDIO_MAX_BATCH=(\d)\s+([\d.]+) images/s .*p50\s+(\d+) ms\s+p95\s+(\d+) ms", done.stdout
+    )
+    assert [r[0] for r in rates] == ["8", "1"], done.stdout
+    assert all(float(r[1]) > 0 for r in rates)
+    assert re.search(r"ratio batched / one at a time\s+[\d.]+x images/s", done.stdout), done.stdout
+    loads = dict(re.findall(r"(with|without) routing\s+model loads\s+(\d+)", done.stdout))
+    assert set(loads) == {"with", "without"}, done.stdout

@@ -248,3 +248,34 @@ def test_a_call_that_runs_out_of_memory_runs_its_jobs_one_at_a_time(team, artist
         job.refresh_from_db()
         assert job.status == "succeeded"
     assert sizes == [3, 1, 1, 1]
+
+
+def test_a_call_waits_for_jobs_still_arriving_and_no_longer(team, artists, settings, monkeypatch, caplog):
+    """People pressing Generate at the same moment arrive milliseconds apart: a job that arrives while the
+    call gathers joins it; once STUDIO_BATCH_WAIT_MS pass with nothing new, the call starts."""
+    project = team["project"]
+    lead = submit(artists[0], project, "a red circle", 1)
+    real = services.do_claim_batch
+    polls: list[int] = []
+    late: list[Job] = []
+
+    def arriving(job, worker_name, room):
+        polls.append(room)
+        if len(polls) == 3:  # someone presses Generate while the call gathers
+            late.append(submit(artists[1], project, "a blue square", 2))
+        return real(job, worker_name, room)
+
+    monkeypatch.setattr(services, "do_claim_batch", arriving)
+    settings.STUDIO_BATCH_WAIT_MS = 40
+    with caplog.at_level(logging.INFO, logger="generation.worker"):
+        assert run_job(str(lead.id)) == "succeeded"
+    assert "Running 2 jobs in one call" in caplog.text
+    late[0].refresh_from_db()
+    assert late[0].status == "succeeded"
+    assert 4 <= len(polls) <= 40  # it went on polling after the arrival, then stopped
+
+    settings.STUDIO_BATCH_WAIT_MS = 0  # never wait: one look at the queue
+    polls.clear()
+    alone = submit(artists[2], project, "a green star", 3)
+    assert run_job(str(alone.id)) == "succeeded"
+    assert len(polls) == 1
