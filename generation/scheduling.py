@@ -66,3 +66,10 @@ def queue_position(job: Job) -> int | None:
         return None
     order = fair_share_order(job.queue)
     return order.index(job.id) + 1 if job.id in order else len(order) + 1
+
+
+def others_arrived(job: Job, seconds: float) -> bool:
+    """Whether another job was submitted to the job's pool in the ``seconds`` before now: people are
+    pressing Generate together, and more may be on their way."""
+    since = timezone.now() - timedelta(seconds=seconds)
+    return Job.objects.filter(queue=job.queue, created_at__gte=since).exclude(id=job.id).exists()

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from studio.errors import InvalidInput
 from studio.logs import job_context
 
-from . import realtime, services
+from . import realtime, scheduling, services
 from .engine import registry
 from .engine.errors import GenerationError
 from .fleet import reporter
@@ -212,8 +212,8 @@ def execute_job(job_id: str, worker: str) -> str:
 def gather(lead: Member, worker: str) -> list[Member]:
     """The lead job and the queued jobs that join its call. People pressing Generate at the same moment
     arrive some milliseconds apart: while compatible jobs keep arriving the call waits for them, until
-    ``STUDIO_BATCH_WAIT_MS`` pass with none new (at most four times that in all). A job alone starts that
-    much later; a burst shares one call instead of splitting into several."""
+    ``STUDIO_BATCH_WAIT_MS`` pass with none new (at most four times that in all), so that a burst shares one
+    call instead of splitting into several. A job with no other submitted just before it starts at once."""
     members = [lead]
     room = batch_room(lead.request)
     if room <= 0:
@@ -230,6 +230,8 @@ def gather(lead: Member, worker: str) -> list[Member]:
         now = time.monotonic()
         if room <= 0 or now - last_joined >= quiet or now - started >= 4 * quiet:
             return members
+        if len(members) == 1 and not scheduling.others_arrived(lead.job, 4 * quiet):
+            return members  # nobody else is pressing Generate: a job alone never waits
         time.sleep(min(0.01, quiet - (now - last_joined)))
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 import logging
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from PIL import Image
 
 from gallery.models import Asset
@@ -255,6 +257,7 @@ def test_a_call_waits_for_jobs_still_arriving_and_no_longer(team, artists, setti
     call gathers joins it; once STUDIO_BATCH_WAIT_MS pass with nothing new, the call starts."""
     project = team["project"]
     lead = submit(artists[0], project, "a red circle", 1)
+    other = submit(artists[3], project, "a white star", 4, steps=9)  # someone else presses Generate too
     real = services.do_claim_batch
     polls: list[int] = []
     late: list[Job] = []
@@ -274,8 +277,17 @@ def test_a_call_waits_for_jobs_still_arriving_and_no_longer(team, artists, setti
     assert late[0].status == "succeeded"
     assert 4 <= len(polls) <= 40  # it went on polling after the arrival, then stopped
 
-    settings.STUDIO_BATCH_WAIT_MS = 0  # never wait: one look at the queue
+    Job.objects.filter(id=other.id).update(
+        status="canceled", created_at=timezone.now() - timedelta(minutes=1)
+    )
     polls.clear()
     alone = submit(artists[2], project, "a green star", 3)
     assert run_job(str(alone.id)) == "succeeded"
+    assert len(polls) == 1  # nobody else submitted just before: it starts at once
+
+    settings.STUDIO_BATCH_WAIT_MS = 0  # never wait: one look at the queue
+    polls.clear()
+    again = submit(artists[2], project, "a green star", 3)
+    submit(artists[4], project, "a white moon", 5, steps=9)
+    assert run_job(str(again.id)) == "succeeded"
     assert len(polls) == 1
