@@ -110,7 +110,9 @@ def _check_content(project: Project, values: dict[str, Any]) -> dict[str, Any]:
         if model is None:
             errors["model"] = ["No such model."]
     loras: list[dict[str, Any]] = []
-    chosen = [lo if isinstance(lo, LoraRef) else LoraRef.model_validate(lo) for lo in values.get("loras") or []]
+    chosen = [
+        lo if isinstance(lo, LoraRef) else LoraRef.model_validate(lo) for lo in values.get("loras") or []
+    ]
     if chosen and model is not None:
         loras = [{"id": u["id"], "weight": u["weight"]} for u in library.check_loras(chosen, model, errors)]
     elif chosen:
@@ -126,9 +128,10 @@ def _check_content(project: Project, values: dict[str, Any]) -> dict[str, Any]:
             errors["loras"] = problems
     references = [str(r) for r in values.get("references") or []]
     if references:
-        found = set(
-            str(i) for i in Asset.objects.filter(project=project, id__in=references).values_list("id", flat=True)
-        )
+        found = {
+            str(i)
+            for i in Asset.objects.filter(project=project, id__in=references).values_list("id", flat=True)
+        }
         missing = [r for r in references if r not in found]
         if missing:
             errors["references"] = [f"No such image in this project: {r}." for r in missing]
@@ -140,7 +143,8 @@ def _check_content(project: Project, values: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise InvalidInput("Some fields are invalid: " + ", ".join(sorted(errors)) + ".", errors)
     controlnets = [
-        c.model_dump() if hasattr(c, "model_dump") else dict(c) for c in values.get("controlnet_defaults") or []
+        c.model_dump() if hasattr(c, "model_dump") else dict(c)
+        for c in values.get("controlnet_defaults") or []
     ]
     return {
         "prompt_prefix": values.get("prompt_prefix") or "",
@@ -311,7 +315,9 @@ def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, 
     update: dict[str, Any] = {}
     if request.prompt:
         update["prompt"] = join(
-            v.prompt_prefix if prefix is None else prefix, request.prompt, v.prompt_suffix if suffix is None else suffix
+            v.prompt_prefix if prefix is None else prefix,
+            request.prompt,
+            v.prompt_suffix if suffix is None else suffix,
         )
     if negative != v.negative_prompt:
         update["negative_prompt"] = join(v.negative_prompt, negative)
@@ -324,7 +330,3 @@ def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, 
             update["loras"] = [LoraRef.model_validate(lo) for lo in v.loras]
     return request.model_copy(update=update), {"id": style.id, "name": style.name, "version": v.number}
 
-
-def check_fields(value: Any) -> list[str]:
-    """Lock names from a form's checkboxes, in the declared order."""
-    return [f for f in STYLE_FIELDS if f in set(value)]

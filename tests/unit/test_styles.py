@@ -83,7 +83,9 @@ def test_a_locked_field_cannot_be_changed(client, team, demo_model_dir):
 
     response = api(client, "post", "/api/v1/projects/poster/jobs", {**base, "model": "other-model"})
     assert response.status_code == 400
-    assert response.json()["error"] == "The style 'Ink' locks the model; leave it out or choose another style."
+    assert (
+        response.json()["error"] == "The style 'Ink' locks the model; leave it out or choose another style."
+    )
     assert list(response.json()["errors"]) == ["model"]
     response = api(client, "post", "/api/v1/projects/poster/jobs", {**base, "prompt_prefix": "oil paint"})
     assert response.status_code == 400
@@ -125,7 +127,9 @@ def test_job_loras_come_from_the_style_unless_the_job_names_its_own(team, monkey
     monkeypatch.setattr(styles.registry, "get_lora", lambda lora_id: object())  # "installed"
     payload = styles.StyleIn(name="Ink", loras=[LoraRef(id="ink", weight=0.7)], locks=["loras"])
     style = styles.do_create_style(team["alice"], team["project"], payload)
-    plan = services.check_job_body({"prompt": "a cat", "style": style.id}, user=team["bob"], project=team["project"])
+    plan = services.check_job_body(
+        {"prompt": "a cat", "style": style.id}, user=team["bob"], project=team["project"]
+    )
     assert seen[-1] == [("ink", 0.7)]
     assert [(lo.id, lo.weight) for lo in plan.params.loras] == [("ink", 0.7)]
     with pytest.raises(services.InvalidInput, match="locks the LoRAs"):
@@ -199,7 +203,9 @@ def test_the_styles_page_creates_edits_and_deletes_for_leads(client, team, demo_
     style = Style.objects.get(name="Ink")
     assert style.current().locks == ["model"]
     assert "Ink" in client.get("/p/poster/settings/").content.decode()
-    assert client.post(f"/styles/{style.id}/", {"name": "Ink", "prompt_prefix": "charcoal"}).status_code == 302
+    assert (
+        client.post(f"/styles/{style.id}/", {"name": "Ink", "prompt_prefix": "charcoal"}).status_code == 302
+    )
     assert style.current().number == 2 and style.current().locks == []
     client.force_login(team["bob"])
     assert client.post(f"/styles/{style.id}/delete/").status_code == 403
