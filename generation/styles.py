@@ -329,4 +329,3 @@ def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, 
         if v.loras:
             update["loras"] = [LoraRef.model_validate(lo) for lo in v.loras]
     return request.model_copy(update=update), {"id": style.id, "name": style.name, "version": v.number}
-
