@@ -87,6 +87,8 @@ def generation_manifest(
         "model": model,
         "mode": mode,
         "parameters": manifest_parameters(asset.params),
+        # The project style it was made with and that style's version then (None without one).
+        "style": asset.params.get("style"),
         "prompt_included": bool(settings.STUDIO_C2PA_INCLUDE_PROMPT),
     }
     return credentials.manifest(

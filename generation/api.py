@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Body, Query, Status
+from pydantic import Field
 
 from studio.api import visible_project
 from studio.audit import client_ip
-from studio.boundary import StudioRouter, answers, guarded
+from studio.boundary import StudioRouter, answers, guarded, no_content
 from studio.errors import NotAllowed
 from studio.fields import Slug
 from studio.pagination import keyset_page
-from studio.permissions import can_generate
+from studio.permissions import can_generate, projects_visible_to
 from studio.shortcuts import get_visible_or_404
 
-from . import fleet, services
+from . import fleet, services, styles
 from .engine import registry
-from .models import Job
-from .permissions import can_cancel, can_see_workers, jobs_visible_to
-from .schemas import JobOut, JobPage, JobPageQuery, JobRequest, ModelOut, WorkersOut
+from .models import Job, Style
+from .permissions import can_cancel, can_manage_styles, can_see_workers, jobs_visible_to, styles_visible_to
+from .schemas import (
+    JobOut,
+    JobPage,
+    JobPageQuery,
+    JobRequest,
+    ModelOut,
+    StyleCopyIn,
+    StyleIn,
+    StyleOut,
+    StylePatch,
+    WorkersOut,
+)
 from .serializers import job_to_dict
 
 PAGE_SIZE = 25
@@ -115,3 +127,92 @@ def workers(request: HttpRequest) -> dict[str, Any]:
     now with their authors, and their jobs and images of the last hour. A worker that has not published
     its state for three beats (``STUDIO_WORKER_BEAT_SECONDS``) is gone and not listed."""
     return {"workers": fleet.public_workers()}
+
+
+# --- project styles --
+
+StyleId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+def styling_project(request: HttpRequest, slug: str, **_: Any) -> Any:
+    """Guard for creating a style: a visible project the caller leads (or any, for a site admin)."""
+    project = visible_project(request, slug)
+    if not can_manage_styles(request.user, project):
+        raise NotAllowed(styles.LEADS_ONLY)
+    return project
+
+
+def visible_style(request: HttpRequest, id: int, **_: Any) -> Style:
+    """Guard: a live style of a project the caller sees, else 404."""
+    return get_visible_or_404(styles_visible_to(request.user).select_related("project", "created_by"), id=id)
+
+
+def managed_style(request: HttpRequest, id: int, **_: Any) -> Style:
+    style = visible_style(request, id)
+    if not can_manage_styles(request.user, style.project):
+        raise NotAllowed(styles.LEADS_ONLY)
+    return style
+
+
+@router.get(
+    "/projects/{slug:slug}/styles",
+    response=answers({200: list[StyleOut]}, 404),
+    guard=visible_project,
+    url_name="api-project-styles",
+)
+def list_styles(request: HttpRequest, slug: Slug) -> list[dict[str, Any]]:
+    """The project's styles by name, each as its current version."""
+    return [styles.style_to_dict(s, v) for s, v in styles.project_styles(guarded(request))]
+
+
+@router.post(
+    "/projects/{slug:slug}/styles", response=answers({201: StyleOut}, 400, 404), guard=styling_project
+)
+def create_style(request: HttpRequest, slug: Slug, payload: StyleIn) -> Status:
+    """A new style, version 1 (leads and admins); 400 when the project has a live style of that name."""
+    style = styles.do_create_style(request.user, guarded(request), payload, ip=client_ip(request))
+    return Status(201, styles.style_to_dict(style))
+
+
+@router.get(
+    "/styles/{int:id}", response=answers({200: StyleOut}, 404), guard=visible_style, url_name="api-style"
+)
+def style_detail(request: HttpRequest, id: StyleId) -> dict[str, Any]:
+    """The style as its current version, with that version's number."""
+    return styles.style_to_dict(guarded(request))
+
+
+@router.patch("/styles/{int:id}", response=answers({200: StyleOut}, 400, 404), guard=managed_style)
+def style_edit(request: HttpRequest, id: StyleId, payload: StylePatch) -> dict[str, Any]:
+    """Change a style (leads and admins): the fields sent replace the current version's in a new version;
+    images made before keep naming the version they used."""
+    style = guarded(request)
+    version = styles.do_edit_style(request.user, style, payload, ip=client_ip(request))
+    style.refresh_from_db()
+    return styles.style_to_dict(style, version)
+
+
+@router.delete("/styles/{int:id}", response=answers({204: None}, 404), guard=managed_style)
+def style_delete(request: HttpRequest, id: StyleId) -> HttpResponse:
+    """Take a style off the project (leads and admins); its images still name it."""
+    styles.do_delete_style(request.user, guarded(request), ip=client_ip(request))
+    return no_content()
+
+
+@router.post(
+    "/styles/{int:id}/copy",
+    response=answers({201: StyleOut}, 400, 404),
+    guard=managed_style,
+    url_name="api-style-copy",
+)
+def style_copy(request: HttpRequest, id: StyleId, payload: StyleCopyIn) -> Status:
+    """Copy a style's current version to another project as a new style (a lead of both projects, or an
+    admin). 404 for a project the caller does not see, 403 for one they do not lead; reference images stay
+    behind (they are the first project's)."""
+    target = projects_visible_to(request.user).filter(slug=payload.project).first()
+    if target is None:
+        raise Http404("No such project.")
+    copy = styles.do_copy_style(
+        request.user, guarded(request), target, name=payload.name, ip=client_ip(request)
+    )
+    return Status(201, styles.style_to_dict(copy))

@@ -150,3 +150,68 @@ class A1111Options(models.Model):
 
     def __str__(self) -> str:
         return f"A1111 options of token {self.token_id}"
+
+
+# --- project styles --
+
+
+STYLE_FIELDS = ("prompt_prefix", "prompt_suffix", "negative_prompt", "model", "loras")
+"""The fields of a style that a lead may lock (a locked one cannot be changed by a job)."""
+
+
+class Style(models.Model):
+    """A project's named style. Its content lives in versions: an edit adds one, so an asset made with an
+    older version still names what it was made with. A deleted style is only marked, for the same reason."""
+
+    project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="styles")
+    name = models.CharField(max_length=100)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    deleted = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name"],
+                condition=models.Q(deleted=False),
+                name="style_name_unique_among_live",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def current(self) -> StyleVersion:
+        """The newest version (every style has at least one)."""
+        return self.versions.order_by("-number").first()  # type: ignore[return-value]
+
+
+class StyleVersion(models.Model):
+    """One version of a style, never changed once written."""
+
+    style = models.ForeignKey(Style, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    prompt_prefix = models.TextField(blank=True, default="")
+    prompt_suffix = models.TextField(blank=True, default="")
+    negative_prompt = models.TextField(blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+    loras = models.JSONField(default=list)  # [{"id", "weight"}]
+    references = models.JSONField(default=list)  # asset ids of the project (used once references land)
+    controlnet_defaults = models.JSONField(default=list)  # kept for when ControlNet lands
+    locks = models.JSONField(default=list)  # names among STYLE_FIELDS
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["style", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["style", "number"], name="style_version_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.style.name} v{self.number}"

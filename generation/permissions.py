@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from studio.models import Role, TokenScope
 from studio.permissions import can_use_admin_area, is_admin, projects_visible_to, role_in
 
-from .models import Job
+from .models import Job, Style
 
 
 def jobs_visible_to(user: Any) -> QuerySet[Job]:
@@ -24,6 +24,19 @@ def can_cancel(user: Any, job: Job) -> bool:
     if role == Role.LEAD:
         return True
     return role == Role.ARTIST and job.created_by_id == user.id
+
+
+# --- project styles --
+
+
+def styles_visible_to(user: Any) -> QuerySet[Style]:
+    """Live styles of the projects the user sees (members read them; outsiders get 404)."""
+    return Style.objects.filter(project__in=projects_visible_to(user), deleted=False)
+
+
+def can_manage_styles(user: Any, project: Any) -> bool:
+    """Create, edit, delete and copy a project's styles: its leads and site admins."""
+    return role_in(user, project) == Role.LEAD
 
 
 # --- the worker fleet --

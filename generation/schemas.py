@@ -163,6 +163,16 @@ class JobFields(BaseModel):
     scheduler: SchedulerName | None = Field(None, description="One of the model's schedulers.")
     num_images: Annotated[int, Whole(1, MAX_IMAGES)] = 1
     loras: LoraList | None = None
+    # Project styles (generation/styles.py applies them).
+    style: Annotated[int, Whole(1, 2**31 - 1)] | None = Field(
+        None, description="A style id from GET /api/v1/projects/{slug}/styles: its prompt, model and LoRAs."
+    )
+    prompt_prefix: Annotated[str, Text(MAX_PROMPT)] | None = Field(
+        None, description="Replaces the style's prompt prefix (unless the style locks it)."
+    )
+    prompt_suffix: Annotated[str, Text(MAX_PROMPT)] | None = Field(
+        None, description="Replaces the style's prompt suffix (unless the style locks it)."
+    )
 
 
 class SizedFields(JobFields):
@@ -274,6 +284,14 @@ class LoraUse(BaseModel):
     sha256: str = ""
 
 
+class StyleUse(BaseModel):
+    """The style a job was made with, and its version then."""
+
+    id: int
+    name: str
+    version: int
+
+
 class JobParams(BaseModel):
     """Every parameter of a job as it runs: stored on the job row, shown in the API, read by the worker
     and the engine. The image modes' fields are None for text to image."""
@@ -298,6 +316,7 @@ class JobParams(BaseModel):
     scale: UpscaleFactor | None = None
     mask: str | None = Field(None, description="Where the job's mask is stored (inpainting).")
     mask_blur: int = 2
+    style: StyleUse | None = None
 
     def planned_steps(self) -> int:
         """The denoising steps the job runs and reports: all of them from noise, the last ``strength`` share
@@ -423,3 +442,103 @@ class WorkerOut(BaseModel):
 
 class WorkersOut(BaseModel):
     workers: list[WorkerOut] = Field(description="The live workers, by name.")
+
+
+# --- project styles --
+
+STYLE_NAME_MAX = 100
+MAX_REFERENCES = 8
+MAX_CONTROLNETS = 3
+StyleField = Literal["prompt_prefix", "prompt_suffix", "negative_prompt", "model", "loras"]
+StyleText = Annotated[str, Text(MAX_PROMPT)]
+
+
+class ControlNetDefault(BaseModel):
+    """A ControlNet unit's defaults, stored for when ControlNet lands (jobs do not use them yet)."""
+
+    model_config = ConfigDict(extra="forbid")
+    control: Annotated[str, Text(100, required=True)] = Field(description="The kind of control, e.g. canny.")
+    weight: Annotated[float, Real(0, 2)] = 1.0
+    guidance_start: Annotated[float, Real(0, 1)] = 0.0
+    guidance_end: Annotated[float, Real(0, 1)] = 1.0
+
+
+StyleLoras = LoraList
+References = Annotated[
+    list[Annotated[uuid.UUID, Messages(uuid_parsing=NO_SUCH_ASSET, uuid_type=NO_SUCH_ASSET)]],
+    Field(max_length=MAX_REFERENCES, description="Images of the project (used once reference images land)."),
+    Messages(too_long=f"At most {MAX_REFERENCES} reference images."),
+]
+ControlNets = Annotated[
+    list[ControlNetDefault],
+    Field(max_length=MAX_CONTROLNETS, description="Used once ControlNet lands."),
+    Messages(too_long=f"At most {MAX_CONTROLNETS} ControlNet units."),
+]
+Locks = Annotated[
+    list[StyleField],
+    Field(max_length=len(StyleField.__args__), description="The fields a job may not change."),
+]
+
+
+class StyleIn(BaseModel):
+    """A new style (leads and admins)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Text(STYLE_NAME_MAX, required=True)]
+    prompt_prefix: StyleText = ""
+    prompt_suffix: StyleText = ""
+    negative_prompt: StyleText = ""
+    model: ModelId | None = Field(None, description="Null: the job's (or the site's default).")
+    loras: StyleLoras = []
+    references: References = []
+    controlnet_defaults: ControlNets = []
+    locks: Locks = []
+
+
+class StylePatch(BaseModel):
+    """A change to a style: the fields given replace the current version's in a new version."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Text(STYLE_NAME_MAX, required=True)] | None = None
+    prompt_prefix: StyleText | None = None
+    prompt_suffix: StyleText | None = None
+    negative_prompt: StyleText | None = None
+    model: ModelId | None = Field(None, description="null clears it (jobs then choose the model).")
+    loras: StyleLoras | None = None
+    references: References | None = None
+    controlnet_defaults: ControlNets | None = None
+    locks: Locks | None = None
+
+
+class StyleCopyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    project: Annotated[str, Field(max_length=100, pattern=r"^[-a-zA-Z0-9_]+$")] = Field(
+        description="The slug of the project to copy the style to (you must lead both)."
+    )
+    name: Annotated[str, Text(STYLE_NAME_MAX, required=True)] | None = Field(
+        None, description="Default: the style's own name."
+    )
+
+
+class StyleLoraOut(BaseModel):
+    id: str
+    weight: float
+
+
+class StyleOut(BaseModel):
+    id: int
+    project: str
+    name: str
+    version: int = Field(description="The current version's number (1 for a new style).")
+    prompt_prefix: str
+    prompt_suffix: str
+    negative_prompt: str
+    model: str | None
+    loras: list[StyleLoraOut]
+    references: list[uuid.UUID]
+    controlnet_defaults: list[ControlNetDefault]
+    locks: list[StyleField]
+    created_by: str | None
+    created_at: Moment
+    updated_by: str | None = Field(description="Who wrote the current version.")
+    updated_at: Moment

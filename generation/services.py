@@ -36,7 +36,7 @@ from studio.errors import Conflict, InvalidInput, NotAllowed, QuotaExceeded
 from studio.models import Project
 from studio.signals import Removal, project_deleting
 
-from . import fleet, library, metrics, realtime
+from . import fleet, library, metrics, realtime, styles
 from .engine import registry
 from .engine.families import FAMILIES
 from .models import TERMINAL_STATES, Job, JobStatus
@@ -71,6 +71,7 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
     limits, schedulers and LoRAs, the start image (an image of ``project`` that ``user`` sees) and the mask.
     Raises InvalidInput listing every bad field; nothing is stored."""
     errors: dict[str, list[str]] = {}
+    request, style_used = styles.apply_style(request, user, project)
     mode = request.mode
     init = _start_image(request, user, project, errors)
 
@@ -122,7 +123,7 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
     passed = {
         k: v for k, v in request.model_dump().items() if k in JobParams.model_fields and k not in STORED_APART
     }
-    params = JobParams.model_validate({**passed, "loras": [], **resolved})
+    params = JobParams.model_validate({**passed, "loras": [], **resolved, "style": style_used})
     return JobPlan(model=model, params=params, init_asset=init, mask_png=mask_png)
 
 

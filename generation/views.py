@@ -26,6 +26,7 @@ from .permissions import can_cancel, can_see_workers, jobs_visible_to
 from .schemas import MODE_LABELS, SizedFields
 from .serializers import job_to_dict
 from .services import UPSCALE_FACTORS, VARIATION_STRENGTH
+from .styles import project_styles, style_to_dict
 
 # Form fields a reproduced asset fills in: all of a job's parameters but the batch size and those of the
 # image-based modes (a start image is chosen on the page).
@@ -76,8 +77,15 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
             "initial_json": json.dumps(initial),
             "recent_jobs": recent,
             "quota_text": quotas.remaining_text(request.user, project),
+            **_styles_context(project),
         },
     )
+
+
+def _styles_context(project: Any) -> dict[str, Any]:
+    """The project's styles for the generate page's picker (generation/styles.js)."""
+    rows = [style_to_dict(s, v) for s, v in project_styles(project)]
+    return {"has_styles": bool(rows), "styles_json": json.dumps(rows, default=str)}
 
 
 @login_required

@@ -119,6 +119,8 @@ PERMISSION_MATRIX: list[tuple[str, set[str]]] = [
     ("Export approved assets", {"lead", "admin"}),
     ("Delete the project and everything in it", {"lead", "admin"}),
     ("Set how long drafts and rejected images are kept", {"lead", "admin"}),
+    ("See and use the project's styles", {"viewer", "artist", "lead", "admin"}),
+    ("Create, edit, delete and copy styles", {"lead", "admin"}),
     ("Install and remove models and LoRAs", {"admin"}),
     ("Set quotas", {"admin"}),
     ("See usage", {"admin"}),

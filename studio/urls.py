@@ -17,7 +17,7 @@ from gallery import api as gallery_api
 from gallery import board_views
 from gallery import views as gallery_views
 from generation import api as generation_api
-from generation import sdapi
+from generation import sdapi, style_views
 from generation import views as generation_views
 
 from . import account_views, admin_api, manage_views, metrics, project_views, quota_views, sign_in
@@ -61,6 +61,9 @@ pages: list[URLPattern | URLResolver] = [
     path("p/<slug:slug>/gallery/", gallery_views.gallery, name="gallery"),
     path("p/<slug:slug>/settings/", project_views.project_settings, name="project-settings"),
     path("p/<slug:slug>/delete/", project_views.project_delete, name="project-delete"),
+    path("p/<slug:slug>/styles/", style_views.project_styles, name="project-styles"),
+    path("styles/<int:style_id>/", style_views.style_page, name="style"),
+    path("styles/<int:style_id>/delete/", style_views.style_delete, name="style-delete"),
     path("account/", account_views.account, name="account"),
     path("account/tokens/", account_views.token_create, name="account-token-create"),
     path("account/tokens/<int:token_id>/revoke/", account_views.token_revoke, name="account-token-revoke"),

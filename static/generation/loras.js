@@ -73,5 +73,11 @@
   render(modelById(modelSelect.value), Array.isArray(initial.loras) ? initial.loras : []);
   modelSelect.addEventListener("change", function () { render(modelById(modelSelect.value), []); });
 
-  window.StudioLoras = { extendBody: extendBody };
+  // A style's LoRAs (styles.js): tick them; a locked set cannot be changed.
+  function choose(chosen, locked) {
+    render(modelById(modelSelect.value), chosen);
+    if (locked) list.querySelectorAll("input").forEach(function (input) { input.disabled = true; });
+  }
+
+  window.StudioLoras = { extendBody: extendBody, choose: choose };
 })();

@@ -15,7 +15,9 @@ from playwright.sync_api import expect
 
 from gallery import services as gallery_services
 from gallery.models import Asset
+from generation import styles
 from generation.models import Job
+from generation.schemas import StyleIn
 from studio.urls import pages
 from tests import factories
 
@@ -27,7 +29,7 @@ NOT_PAGES = {
     "asset-review", "asset-comment", "asset-delete", "gallery-submit", "notifications-read", "board-create",
     "board-remove", "board-delete", "asset-board", "asset-tag", "asset-untag", "asset-favourite",
     "manage-model-remove", "project-delete", "manage-audit-export", "asset-image", "asset-thumb",
-    "asset-mask",
+    "asset-mask", "style-delete",
 }  # fmt: skip
 
 LISTEN = """
@@ -97,6 +99,11 @@ def test_no_page_violates_the_content_security_policy(browser, stack):
     page.locator(".fav-form button").first.click()
     visit("/p/poster/boards/")
     visit(f"/boards/{board.id}/")
+    style = styles.do_create_style(
+        root, project, StyleIn(name="Ink", prompt_prefix="ink", locks=["prompt_prefix"])
+    )
+    visit("/p/poster/styles/")
+    visit(f"/styles/{style.id}/")
 
     # The mask editor, with a stroke painted on it.
     visit(f"/p/poster/?init={start.id}&mode=inpaint")

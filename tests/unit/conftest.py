@@ -66,8 +66,17 @@ def world(db, demo_model_dir):
         "board": str(
             Board.objects.create(project=team["project"], name="Picks", created_by=team["alice"]).id
         ),
+        "style": str(_style(team)),
     }
     return team, values
+
+
+def _style(team) -> int:
+    from generation.models import Style, StyleVersion
+
+    style = Style.objects.create(project=team["project"], name="Ink", created_by=team["alice"])
+    StyleVersion.objects.create(style=style, number=1, prompt_prefix="ink drawing", created_by=team["alice"])
+    return style.id
 
 
 # --- each storage test runs on the filesystem and on S3 --

@@ -27,12 +27,13 @@ PAGE, OPEN = "page", "open"
 READ = [
     "api-openapi", "api-me", "api-me-quota", "api-me-notifications", "api-models", "api-project-assets",
     "api-project-export", "api-job", "api-asset", "api-asset-image", "api-asset-thumbnail", "api-asset-mask",
-    "api-asset-reviews", "api-board", "api-not-found", "api-root", "api-credentials-root",
+    "api-asset-reviews", "api-board", "api-style", "api-not-found", "api-root", "api-credentials-root",
 ]  # fmt: skip
 GENERATE = [
     "api-projects", "api-project-members", "api-project-member", "api-project-jobs", "api-project-uploads",
     "api-job-cancel", "api-asset-review", "api-asset-submit", "api-project-boards", "api-board-items",
     "api-asset-tags", "api-asset-favourite", "api-asset-comments", "api-project", "api-verify",
+    "api-project-styles", "api-style-copy",
 ]  # fmt: skip
 ADMIN = [
     "api-admin-users", "api-admin-user-quota", "api-admin-user-deactivate", "api-admin-audit",
@@ -77,6 +78,11 @@ CLASSIFIED: dict[tuple[str, str], str] = {
     ("api-asset-tags", "DELETE"): "generate",
     ("api-asset-favourite", "DELETE"): "generate",
     ("manage-models", "POST"): PAGE,
+    ("api-project-styles", "GET"): "read",
+    ("api-style", "PATCH"): "generate",
+    ("api-style", "DELETE"): "generate",
+    ("project-styles", "POST"): PAGE,
+    ("style", "POST"): PAGE,
 }
 
 CALLS = {
@@ -92,7 +98,7 @@ def test_every_url_has_a_scope():
 
 def test_the_rule_agrees_with_the_table():
     """The middleware's one rule (method and path) gives each API URL the scope this table expects."""
-    values = {"job": "j", "asset": "a", "board": "1", "alice_token": "1"}
+    values = {"job": "j", "asset": "a", "board": "1", "alice_token": "1", "style": "1"}
     for (name, method), scope in CLASSIFIED.items():
         if scope in (PAGE, OPEN, SCRAPE):
             continue

@@ -89,6 +89,10 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "project-settings": ("GET", {"slug": "poster"}, None, PROJECT_PAGE),
     # Deleting a project: leads and admins, once they type its name (400 without it).
     "project-delete": ("POST", {"slug": "poster"}, {}, expect(302, 404, 403, 403, 400, 400)),
+    # Styles: members see them; leads and admins create, edit and delete (400 for the empty forms).
+    "project-styles": ("GET", {"slug": "poster"}, None, PROJECT_PAGE),
+    "style": ("GET", {"style_id": "{style}"}, None, PROJECT_PAGE),
+    "style-delete": ("POST", {"style_id": "{style}"}, {}, expect(302, 404, 403, 403, 302, 302)),
     "account": ("GET", {}, None, PAGE),
     "account-token-create": ("POST", {}, {"name": ""}, expect(302, 400, 400, 400, 400, 400)),
     "account-token-revoke": ("POST", {"token_id": "{alice_token}"}, {}, expect(302, 404, 404, 404, 302, 404)),
@@ -132,6 +136,9 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     ),
     "api-project-jobs": ("POST", {"slug": "poster"}, {}, expect(401, 404, 403, 400, 400, 400)),
     "api-project-assets": ("GET", {"slug": "poster"}, None, API_MEMBER),
+    "api-project-styles": ("POST", {"slug": "poster"}, {}, expect(401, 404, 403, 403, 400, 400)),
+    "api-style": ("GET", {"id": "{style}"}, None, API_MEMBER),
+    "api-style-copy": ("POST", {"id": "{style}"}, {}, expect(401, 404, 403, 403, 400, 400)),
     "api-project-export": ("GET", {"slug": "poster"}, None, expect(401, 404, 403, 403, 200, 200)),
     # Uploads: artists, leads and admins (400 for the body without a file), viewers may not.
     "api-project-uploads": ("POST", {"slug": "poster"}, {}, expect(401, 404, 403, 400, 400, 400)),
@@ -282,6 +289,11 @@ MORE_METHODS: dict[tuple[str, str], tuple[dict[str, str], Any, dict[str, int]]] 
         expect(401, 404, 403, 400, 400, 400),
     ),
     ("api-asset-favourite", "DELETE"): ({"id": "{asset}"}, None, API_MEMBER),
+    ("api-project-styles", "GET"): ({"slug": "poster"}, None, API_MEMBER),
+    ("api-style", "PATCH"): ({"id": "{style}"}, {"locks": ["seed"]}, expect(401, 404, 403, 403, 400, 400)),
+    ("api-style", "DELETE"): ({"id": "{style}"}, None, expect(401, 404, 403, 403, 204, 204)),
+    ("project-styles", "POST"): ({"slug": "poster"}, {}, expect(302, 404, 403, 403, 400, 400)),
+    ("style", "POST"): ({"style_id": "{style}"}, {"x": 1}, expect(302, 404, 403, 403, 400, 400)),
     # An install with an empty form: the form again with its errors, for admins only.
     ("manage-models", "POST"): ({}, {}, expect(302, 404, 404, 404, 404, 400)),
 }

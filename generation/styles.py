@@ -1,0 +1,331 @@
+"""Project styles: writes (create, edit, delete, copy) and how a style shapes a job.
+
+A style is a name over versions. Every edit writes a new ``StyleVersion``; a job records the style's id, name
+and the version it used (``JobParams.style``), and its assets keep that, so an edit never rewrites what an
+older image says it was made with. A deleted style is only marked deleted, for the same reason.
+
+Applying a style (``apply_style``, called by ``services.check_job``):
+
+* the prompt becomes ``prefix, prompt, suffix`` — the non-empty parts joined with ", " (the comma keeps
+  each part a separate phrase for the text encoder, as prompt writers do by hand);
+* the negative prompt is the style's and the job's, joined the same way;
+* the model and the LoRAs are the style's unless the job names its own;
+* a **locked** field cannot be changed: a job that sends a different value is refused (400) with a
+  sentence naming the field. For a locked negative prompt, the job may send none (or the style's own).
+
+References and ControlNet defaults are stored and validated (images of the project; shapes) but jobs do not
+use them yet: they are applied once reference images and ControlNet land in the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from gallery.models import Asset
+from studio import audit
+from studio.errors import InvalidInput, NotAllowed
+from studio.models import Project
+
+from . import library
+from .engine import registry
+from .models import STYLE_FIELDS, Style, StyleVersion
+from .permissions import can_manage_styles, styles_visible_to
+from .schemas import LoraRef, StyleIn, StylePatch
+
+JOIN = ", "
+CONTENT = (
+    "prompt_prefix",
+    "prompt_suffix",
+    "negative_prompt",
+    "model",
+    "loras",
+    "references",
+    "controlnet_defaults",
+    "locks",
+)
+FIELD_WORDS = {
+    "prompt_prefix": "the prompt prefix",
+    "prompt_suffix": "the prompt suffix",
+    "negative_prompt": "the negative prompt",
+    "model": "the model",
+    "loras": "the LoRAs",
+}
+NAME_TAKEN = "The project already has a style of that name."
+LEADS_ONLY = "Only the project's leads and admins may change its styles."
+
+
+def join(*parts: str) -> str:
+    return JOIN.join(p.strip() for p in parts if p and p.strip())
+
+
+# --- reading --
+
+
+def style_to_dict(style: Style, version: StyleVersion | None = None) -> dict[str, Any]:
+    """The API's ``StyleOut``: the style with its current version (or ``version``)."""
+    v = version or style.current()
+    return {
+        "id": style.id,
+        "project": style.project.slug,
+        "name": style.name,
+        "version": v.number,
+        "prompt_prefix": v.prompt_prefix,
+        "prompt_suffix": v.prompt_suffix,
+        "negative_prompt": v.negative_prompt,
+        "model": v.model or None,
+        "loras": [{"id": lo["id"], "weight": lo["weight"]} for lo in v.loras],
+        "references": list(v.references),
+        "controlnet_defaults": list(v.controlnet_defaults),
+        "locks": [f for f in STYLE_FIELDS if f in v.locks],
+        "created_by": style.created_by.username if style.created_by else None,
+        "created_at": style.created_at,
+        "updated_by": v.created_by.username if v.created_by else None,
+        "updated_at": v.created_at,
+    }
+
+
+def project_styles(project: Project) -> list[tuple[Style, StyleVersion]]:
+    """The project's live styles by name, each with its current version (two queries)."""
+    styles = list(project.styles.filter(deleted=False).select_related("project", "created_by"))
+    latest: dict[int, StyleVersion] = {}
+    for v in StyleVersion.objects.filter(style__in=styles).select_related("created_by").order_by("number"):
+        latest[v.style_id] = v
+    return [(s, latest[s.id]) for s in styles if s.id in latest]
+
+
+# --- checking a style's content --
+
+
+def _check_content(project: Project, values: dict[str, Any]) -> dict[str, Any]:
+    """The version's fields as stored, or InvalidInput naming each bad one: an installed model, installed
+    LoRAs (of the model's family when it names one), reference images of the project, and locks that have
+    something to lock."""
+    errors: dict[str, list[str]] = {}
+    model = None
+    if values.get("model"):
+        model = registry.get_model(values["model"])
+        if model is None:
+            errors["model"] = ["No such model."]
+    loras: list[dict[str, Any]] = []
+    chosen = [
+        lo if isinstance(lo, LoraRef) else LoraRef.model_validate(lo) for lo in values.get("loras") or []
+    ]
+    if chosen and model is not None:
+        loras = [{"id": u["id"], "weight": u["weight"]} for u in library.check_loras(chosen, model, errors)]
+    elif chosen:
+        problems = []
+        for item in chosen:
+            if registry.get_lora(item.id) is None:
+                problems.append(f"No such LoRA: {item.id!r}.")
+            elif any(lo["id"] == item.id for lo in loras):
+                problems.append(f"{item.id} is chosen twice.")
+            else:
+                loras.append({"id": item.id, "weight": float(item.weight)})
+        if problems:
+            errors["loras"] = problems
+    references = [str(r) for r in values.get("references") or []]
+    if references:
+        found = {
+            str(i)
+            for i in Asset.objects.filter(project=project, id__in=references).values_list("id", flat=True)
+        }
+        missing = [r for r in references if r not in found]
+        if missing:
+            errors["references"] = [f"No such image in this project: {r}." for r in missing]
+        elif len(set(references)) != len(references):
+            errors["references"] = ["An image is chosen twice."]
+    locks = list(dict.fromkeys(values.get("locks") or []))
+    if "model" in locks and not values.get("model"):
+        errors.setdefault("locks", []).append("Choose a model to lock it.")
+    if errors:
+        raise InvalidInput("Some fields are invalid: " + ", ".join(sorted(errors)) + ".", errors)
+    controlnets = [
+        c.model_dump() if hasattr(c, "model_dump") else dict(c)
+        for c in values.get("controlnet_defaults") or []
+    ]
+    return {
+        "prompt_prefix": values.get("prompt_prefix") or "",
+        "prompt_suffix": values.get("prompt_suffix") or "",
+        "negative_prompt": values.get("negative_prompt") or "",
+        "model": values.get("model") or "",
+        "loras": loras,
+        "references": references,
+        "controlnet_defaults": controlnets,
+        "locks": [f for f in STYLE_FIELDS if f in locks],
+    }
+
+
+def _check_lead(user: Any, project: Project) -> None:
+    if not can_manage_styles(user, project):
+        raise NotAllowed(LEADS_ONLY)
+
+
+def _name_free(project: Project, name: str, *, but: Style | None = None) -> None:
+    taken = project.styles.filter(deleted=False, name__iexact=name)
+    if but is not None:
+        taken = taken.exclude(pk=but.pk)
+    if taken.exists():
+        raise InvalidInput(NAME_TAKEN, {"name": [NAME_TAKEN]})
+
+
+def _version_fields(version: StyleVersion) -> dict[str, Any]:
+    return {name: getattr(version, name) for name in CONTENT}
+
+
+# --- writes --
+
+
+def do_create_style(user: Any, project: Project, payload: StyleIn, *, ip: str | None = None) -> Style:
+    """A new style with its version 1 (leads and admins). 400 for a taken name or bad content."""
+    _check_lead(user, project)
+    content = _check_content(project, payload.model_dump())
+    return _create(user, project, payload.name, content, ip=ip, action=audit.STYLE_CREATE)
+
+
+def _create(
+    user: Any, project: Project, name: str, content: dict[str, Any], *, ip: str | None, action: str
+) -> Style:
+    _name_free(project, name)
+    try:
+        with transaction.atomic():
+            style = Style.objects.create(project=project, name=name, created_by=user)
+            StyleVersion.objects.create(style=style, number=1, created_by=user, **content)
+    except IntegrityError as exc:  # the same name, created at the same moment
+        raise InvalidInput(NAME_TAKEN, {"name": [NAME_TAKEN]}) from exc
+    audit.record(
+        user, action, target=f"style:{style.id}", project=project, ip=ip, details={"name": name, "version": 1}
+    )
+    return style
+
+
+def do_edit_style(user: Any, style: Style, payload: StylePatch, *, ip: str | None = None) -> StyleVersion:
+    """Write the given fields over the current version as a new version (a rename alone changes the name
+    and makes no version). Older jobs and assets keep naming the version they used."""
+    _check_lead(user, style.project)
+    given = payload.model_fields_set
+    with transaction.atomic():
+        style = Style.objects.select_for_update().get(pk=style.pk)
+        current = style.current()
+        if "name" in given and payload.name and payload.name != style.name:
+            _name_free(style.project, payload.name, but=style)
+            style.name = payload.name
+            try:
+                with transaction.atomic():
+                    style.save(update_fields=["name"])
+            except IntegrityError as exc:
+                raise InvalidInput(NAME_TAKEN, {"name": [NAME_TAKEN]}) from exc
+        changed = {name: getattr(payload, name) for name in CONTENT if name in given}
+        version = current
+        if changed:
+            merged = {**_version_fields(current), **changed}
+            content = _check_content(style.project, merged)
+            if content != _version_fields(current):
+                number = (style.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+                version = StyleVersion.objects.create(style=style, number=number, created_by=user, **content)
+        audit.record(
+            user,
+            audit.STYLE_EDIT,
+            target=f"style:{style.id}",
+            project=style.project,
+            ip=ip,
+            details={"name": style.name, "version": version.number},
+        )
+    return version
+
+
+def do_delete_style(user: Any, style: Style, *, ip: str | None = None) -> None:
+    """Take the style off the project's list. Its versions stay, so the images made with it still say
+    which style and version they used; the name is free again."""
+    _check_lead(user, style.project)
+    Style.objects.filter(pk=style.pk).update(deleted=True)
+    audit.record(
+        user,
+        audit.STYLE_DELETE,
+        target=f"style:{style.id}",
+        project=style.project,
+        ip=ip,
+        details={"name": style.name},
+    )
+
+
+def do_copy_style(
+    user: Any, style: Style, target: Project, *, name: str | None = None, ip: str | None = None
+) -> Style:
+    """A new style in ``target`` with the current version's content (as its version 1), for a lead of both
+    projects. Reference images belong to the source project, so they stay behind."""
+    _check_lead(user, style.project)
+    if not can_manage_styles(user, target):
+        raise NotAllowed("Only a lead of both projects may copy a style between them.")
+    content = {**_version_fields(style.current()), "references": []}
+    content = _check_content(target, content)
+    copy = _create(user, target, name or style.name, content, ip=ip, action=audit.STYLE_COPY)
+    return copy
+
+
+# --- a style on a job --
+
+
+def style_for_job(style_id: int, user: Any, project: Project | None) -> tuple[Style, StyleVersion]:
+    """The style a job names: a live style of the job's project, else InvalidInput."""
+    style = None
+    if project is not None:
+        style = styles_visible_to(user).filter(project=project, id=style_id).select_related("project").first()
+    if style is None:
+        raise InvalidInput("No such style in this project.", {"style": ["No such style in this project."]})
+    return style, style.current()
+
+
+def _locked(style: Style, field: str) -> InvalidInput:
+    sentence = f"The style '{style.name}' locks {FIELD_WORDS[field]}; leave it out or choose another style."
+    return InvalidInput(sentence, {field: [sentence]})
+
+
+def _lora_key(loras: list[Any]) -> list[tuple[str, float]]:
+    pairs = [(lo["id"], lo["weight"]) if isinstance(lo, dict) else (lo.id, lo.weight) for lo in loras]
+    return sorted((i, round(float(w), 4)) for i, w in pairs)
+
+
+def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, dict[str, Any] | None]:
+    """The job request with the style applied, and what the job records of it (``{"id", "name",
+    "version"}``), or the request unchanged and None when it names no style. InvalidInput when the style
+    does not exist or the request changes a field it locks."""
+    prefix, suffix = request.prompt_prefix, request.prompt_suffix
+    if request.style is None:
+        if prefix is None and suffix is None:
+            return request, None
+        prompt = join(prefix or "", request.prompt or "", suffix or "") if request.prompt else request.prompt
+        return request.model_copy(update={"prompt": prompt}), None
+    style, v = style_for_job(request.style, user, project)
+    locks = set(v.locks)
+    given = request.model_fields_set
+    if "prompt_prefix" in locks and prefix is not None and prefix != v.prompt_prefix:
+        raise _locked(style, "prompt_prefix")
+    if "prompt_suffix" in locks and suffix is not None and suffix != v.prompt_suffix:
+        raise _locked(style, "prompt_suffix")
+    negative = request.negative_prompt or ""
+    if "negative_prompt" in locks and negative and negative != v.negative_prompt:
+        raise _locked(style, "negative_prompt")
+    if "model" in locks and request.model and request.model != v.model:
+        raise _locked(style, "model")
+    if "loras" in locks and "loras" in given and _lora_key(request.loras or []) != _lora_key(v.loras):
+        raise _locked(style, "loras")
+    update: dict[str, Any] = {}
+    if request.prompt:
+        update["prompt"] = join(
+            v.prompt_prefix if prefix is None else prefix,
+            request.prompt,
+            v.prompt_suffix if suffix is None else suffix,
+        )
+    if negative != v.negative_prompt:
+        update["negative_prompt"] = join(v.negative_prompt, negative)
+    else:
+        update["negative_prompt"] = v.negative_prompt
+    if not request.model and v.model:
+        update["model"] = v.model
+    if "loras" not in given or request.loras is None:
+        if v.loras:
+            update["loras"] = [LoraRef.model_validate(lo) for lo in v.loras]
+    return request.model_copy(update=update), {"id": style.id, "name": style.name, "version": v.number}
