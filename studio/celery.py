@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import beat_init, worker_process_init
+from celery.signals import beat_init, worker_init, worker_process_init
 
 from .lifetime import die_with_parent
 
@@ -20,5 +20,12 @@ def _die_with_worker(**kwargs: object) -> None:
     die_with_parent()
 
 
+def _children_die_with_worker(**kwargs: object) -> None:
+    """From the moment of the fork, not only once a pool process has started: a worker killed while its
+    pool starts (a launcher stopped early) leaves no child behind."""
+    os.register_at_fork(after_in_child=die_with_parent)
+
+
+worker_init.connect(_children_die_with_worker, weak=False)
 worker_process_init.connect(_die_with_worker, weak=False)
 beat_init.connect(_die_with_worker, weak=False)
