@@ -249,3 +249,39 @@ def test_the_demo_model_lists_outpainting(client, team, demo_model_dir):
     client.force_login(team["bob"])
     demo = next(m for m in client.get("/api/v1/models").json() if m["id"] == "demo")
     assert "outpaint" in demo["modes"]
+
+
+# --- pages --
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_asset_page_offers_to_extend_the_canvas_and_the_form_has_its_fields(client, team, start):
+    client.force_login(team["bob"])
+    page = client.get(f"/assets/{start.id}/").content.decode()
+    assert f"/p/poster/?init={start.id}&amp;mode=outpaint" in page
+    assert "Extend canvas" in page
+    generate = client.get(f"/p/poster/?init={start.id}&mode=outpaint")
+    initial = json.loads(generate.context["initial_json"])
+    assert initial["mode"] == "outpaint"
+    assert initial["init_asset"]["id"] == str(start.id)
+    html = generate.content.decode()
+    for element in ('id="outpaint-field"', 'id="f-extend-right"', 'id="f-aspect"', 'id="outpaint-size"'):
+        assert element in html
+    assert json.loads(generate.context["mode_labels_json"])["outpaint"] == "Extend canvas"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reproducing_an_outpainting_brings_back_its_extent(client, team, start):
+    job = services.do_create_job(
+        team["bob"],
+        team["project"],
+        {"prompt": "x", "mode": "outpaint", "init_asset": str(start.id), "extend": {"top": 16}, "steps": 2},
+    )
+    assert run_job(str(job.id)) == "succeeded"
+    child = Asset.objects.get(job=job)
+    client.force_login(team["bob"])
+    reproduce = client.get(f"/p/poster/?from={child.id}")
+    initial = json.loads(reproduce.context["initial_json"])
+    assert initial["mode"] == "outpaint"
+    assert initial["extend"] == {"left": 0, "right": 0, "top": 16, "bottom": 0}
+    assert "width" not in initial and "height" not in initial
