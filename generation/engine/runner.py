@@ -397,8 +397,8 @@ def outpaint_canvas(
     total_w, total_h = canvas.size
     mask = np.full((total_h, total_w), 255, dtype=np.uint8)
     # (never so far that the band of two opposite sides would cover the whole original)
-    into_left, into_right = (min(seam, width // 2 - 1) if grew else 0 for grew in (left, right))
-    into_top, into_bottom = (min(seam, height // 2 - 1) if grew else 0 for grew in (top, bottom))
+    into_left, into_right = (max(0, min(seam, width // 2 - 1)) if grew else 0 for grew in (left, right))
+    into_top, into_bottom = (max(0, min(seam, height // 2 - 1)) if grew else 0 for grew in (top, bottom))
     mask[top + into_top : top + height - into_bottom, left + into_left : left + width - into_right] = 0
     # How far each pixel lies outside the original's rectangle (0 inside it).
     xs, ys = np.arange(total_w), np.arange(total_h)

@@ -165,6 +165,26 @@ def test_an_outpainting_job_makes_the_extended_image_and_names_its_parent(team, 
     assert data["params"]["extend"]["right"] == 32
 
 
+@pytest.mark.django_db(transaction=True)
+def test_outpaintings_of_one_extent_share_a_call_and_others_wait_for_their_own(team, start):
+    def create(extend, seed=5):
+        body = {"prompt": "a red circle", "mode": "outpaint", "init_asset": str(start.id), "steps": 3}
+        return services.do_create_job(team["bob"], team["project"], {**body, "extend": extend, "seed": seed})
+
+    first, same, other = create({"right": 32}), create({"right": 32}), create({"left": 32})
+    assert run_job(str(first.id)) == "succeeded"
+    same.refresh_from_db()
+    other.refresh_from_db()
+    assert same.status == "succeeded"  # taken into the first one's call
+    assert other.status == "queued"  # the same size, extended on the other side: a call of its own
+    made = pixels(Asset.objects.get(job=first))
+    assert made.tobytes() == pixels(Asset.objects.get(job=same)).tobytes()
+    assert run_job(str(other.id)) == "succeeded"
+    moved = pixels(Asset.objects.get(job=other))
+    assert moved.size == (96, 64)
+    assert moved.crop((32, 0, 96, 64)).tobytes() == circle_on_blue().tobytes()
+
+
 @pytest.mark.parametrize(
     ("size", "aspect", "expected", "extend"),
     [
