@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # Parameters never put in a manifest: storage names are the studio's own business.
 _PRIVATE_PARAMS = {"mask"}
 _PROMPT_PARAMS = {"prompt", "negative_prompt"}
-EDIT_MODES = {"img2img", "inpaint", "variation", "upscale"}
+EDIT_MODES = {"img2img", "inpaint", "outpaint", "variation", "upscale"}
 NOT_READABLE = "That file is not an image the Verify page can read (PNG, JPEG or WebP)."
 
 
@@ -60,7 +60,7 @@ def generation_manifest(
     agent = {"name": credentials.GENERATOR, "version": credentials.studio_version()}
     model = {"id": asset.model_id, "name": asset.model_name, "sha256": asset.model_sha256}
     if mode in EDIT_MODES and with_parent:
-        source = credentials.COMPOSITE_TRAINED if mode == "inpaint" else credentials.TRAINED
+        source = credentials.COMPOSITE_TRAINED if mode in ("inpaint", "outpaint") else credentials.TRAINED
         acts = credentials.actions(
             {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}},
             {
@@ -68,6 +68,7 @@ def generation_manifest(
                 "description": {
                     "img2img": "Repainted from a start image",
                     "inpaint": "Inpainted",
+                    "outpaint": "Extended the canvas",
                     "variation": "Varied",
                     "upscale": "Upscaled",
                 }[mode],  # fmt: skip

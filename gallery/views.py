@@ -201,6 +201,7 @@ def _start_image_actions(asset: Asset) -> list[tuple[str, str, str]]:
     links = [
         ("use-as-start", "Use as start image", {"mode": "img2img"}),
         ("inpaint", "Inpaint", {"mode": "inpaint"}),
+        ("outpaint", "Extend canvas", {"mode": "outpaint"}),
         ("vary-subtle", "Vary (subtle)", {"mode": "variation", "variation": "subtle"}),
         ("vary-strong", "Vary (strong)", {"mode": "variation", "variation": "strong"}),
         ("upscale", "Upscale ×2", {"mode": "upscale", "scale": "2"}),

@@ -37,11 +37,12 @@ MASK_MAX_CHARS = 8 * 1024 * 1024
 EMPTY_MASK = "Paint the area to repaint first."
 NO_SUCH_ASSET = "No such asset."
 
-Mode = Literal["txt2img", "img2img", "inpaint", "variation", "upscale"]
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "variation", "upscale"]
 MODE_LABELS: dict[str, str] = {
     "txt2img": "Text to image",
     "img2img": "Image to image",
     "inpaint": "Inpainting",
+    "outpaint": "Extend canvas",
     "variation": "Variations",
     "upscale": "Upscaling",
 }
@@ -116,6 +117,34 @@ Mask = Annotated[
         string_pattern_mismatch="Send the mask as a PNG data URL (data:image/png;base64,…).",
         string_too_long="The mask is too large.",
     ),
+]
+
+
+Margin = Annotated[int, Whole(0, SIZE_LIMITS[1]), Field(multiple_of=SIZE_MULTIPLE)]
+ASPECT_PATTERN = r"^[1-9][0-9]{0,2}:[1-9][0-9]{0,2}$"
+
+
+class Extend(BaseModel):
+    """How many pixels an outpainting adds on each side of its start image (multiples of 8)."""
+
+    model_config = ConfigDict(extra="forbid")
+    left: Margin = 0
+    right: Margin = 0
+    top: Margin = 0
+    bottom: Margin = 0
+
+    def sides(self) -> tuple[int, int, int, int]:
+        return (self.left, self.right, self.top, self.bottom)
+
+
+Aspect = Annotated[
+    str,
+    Field(
+        pattern=ASPECT_PATTERN,
+        description='A target aspect ratio, width:height (e.g. "16:9"): the canvas grows evenly on the sides '
+        "it must, the start image centred.",
+    ),
+    Messages(string_pattern_mismatch='Give the aspect ratio as width:height, e.g. "16:9".'),
 ]
 
 
@@ -203,6 +232,19 @@ class InpaintRequest(SizedFields):
     strength: Strength | None = Field(None, description="Default 0.85.")
 
 
+class OutpaintRequest(JobFields):
+    union_tag: ClassVar[str] = "outpaint"
+    mode: Literal["outpaint"]
+    init_asset: StartImage
+    extend: Extend | None = Field(
+        None, description="Pixels to add on each side (multiples of 8, at least one side); or give aspect."
+    )
+    aspect: Aspect | None = None
+    mask_blur: Annotated[int, Whole(0, 64)] = Field(
+        8, description="The soft seam, in pixels, where the new area meets the start image (kept exactly)."
+    )
+
+
 class VariationRequest(SizedFields):
     union_tag: ClassVar[str] = "variation"
     mode: Literal["variation"]
@@ -225,6 +267,7 @@ REQUESTS: tuple[type[JobFields], ...] = (
     Txt2ImgRequest,
     Img2ImgRequest,
     InpaintRequest,
+    OutpaintRequest,
     VariationRequest,
     UpscaleRequest,
 )
@@ -245,6 +288,9 @@ def _unknown_field_sentences() -> None:
         if request is UpscaleRequest:
             for side in ("width", "height"):
                 foreign[side] = "An upscale's size is its start image's size times the scale; leave it out."
+        if request is OutpaintRequest:
+            for side in ("width", "height"):
+                foreign[side] = "An outpainting's size is its start image's plus the extent; leave it out."
         request.unknown_fields = foreign  # type: ignore[attr-defined]
 
 
@@ -264,6 +310,7 @@ JobRequest = Annotated[
     Annotated[Txt2ImgRequest, Tag("txt2img")]
     | Annotated[Img2ImgRequest, Tag("img2img")]
     | Annotated[InpaintRequest, Tag("inpaint")]
+    | Annotated[OutpaintRequest, Tag("outpaint")]
     | Annotated[VariationRequest, Tag("variation")]
     | Annotated[UpscaleRequest, Tag("upscale")],
     Discriminator(
@@ -317,6 +364,8 @@ class JobParams(BaseModel):
     mask: str | None = Field(None, description="Where the job's mask is stored (inpainting).")
     mask_blur: int = 2
     style: StyleUse | None = None
+    extend: Extend | None = Field(None, description="The pixels added on each side (outpainting).")
+    aspect: str | None = Field(None, description="The aspect ratio asked for, if any (outpainting).")
 
     def planned_steps(self) -> int:
         """The denoising steps the job runs and reports: all of them from noise, the last ``strength`` share
@@ -329,6 +378,8 @@ class JobParams(BaseModel):
         """What must be equal for jobs to share one pipeline call: the model, the mode and everything the
         call takes once for the whole batch (size, steps, scheduler, LoRA set, guidance and strength). The
         prompts, negative prompts, seeds, image counts, start images and masks may differ: they are per image.
+        An outpainting's extent is in the key too: its canvas and mask are built per request, but jobs of the
+        same size extended differently are kept apart so that one call grows every image the same way.
 
         Guidance and strength are in the key because diffusers' pipelines take one ``guidance_scale`` and
         one ``strength`` for the whole call (a per-image guidance would need the pipelines' own loop)."""
@@ -343,7 +394,8 @@ class JobParams(BaseModel):
             None if self.strength is None else round(self.strength, 4),
             self.variation,
             self.scale,
-            self.mask_blur if self.mask else None,
+            self.mask_blur if self.mask or self.extend else None,
+            self.extend.sides() if self.extend else None,
             tuple(sorted((lora.id, round(lora.weight, 4)) for lora in self.loras)),
         )
 

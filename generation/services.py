@@ -106,12 +106,17 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
         errors["scheduler"] = [f"Choose one of: {', '.join(model.schedulers)}."]
     if mode == "upscale":
         _check_upscale(request, init, model, resolved, errors)
+    elif mode == "outpaint":
+        _check_outpaint(request, init, model, resolved, errors)
     else:
         _check_size(request, init, model, resolved, errors)
     mask_png = None
     if mode != "txt2img":
         resolved["init_asset"] = init.id if init is not None else None
-        _check_strength(request, resolved, errors)
+        if mode == "outpaint":
+            resolved["strength"] = 1.0  # the new area is painted from noise; the start image is kept
+        else:
+            _check_strength(request, resolved, errors)
         if mode == "inpaint":
             mask_png = _clean_mask(request.mask, init, errors)
     if request.loras:
@@ -232,6 +237,73 @@ def _check_upscale(
         errors["scale"] = [
             f"Upscaling this {init.width} × {init.height} image ×{scale} gives {width} × {height}; "
             f"{model.name} makes images of at least {model.min_size} × {model.min_size}."
+        ]
+
+
+def aspect_extent(width: int, height: int, aspect: str, multiple: int = 8) -> tuple[int, int, int, int]:
+    """The (left, right, top, bottom) pixels that bring a ``width`` × ``height`` image to the aspect ratio
+    ``"w:h"``: only the sides it must grow (the width for a wider ratio, else the height), the new size
+    rounded to ``multiple`` and never smaller than the image, the image centred (the first side gets the
+    half rounded down to ``multiple``)."""
+    ratio_w, ratio_h = (int(part) for part in aspect.split(":"))
+    if width * ratio_h < height * ratio_w:  # wider than the image: grow left and right
+        target_w, target_h = max(width, _round_to(height * ratio_w / ratio_h, multiple)), height
+    else:
+        target_w, target_h = width, max(height, _round_to(width * ratio_h / ratio_w, multiple))
+    grow_w, grow_h = target_w - width, target_h - height
+    left = grow_w // 2 // multiple * multiple
+    top = grow_h // 2 // multiple * multiple
+    return left, grow_w - left, top, grow_h - top
+
+
+def _check_outpaint(
+    request: Any, init: Any, model: registry.ModelInfo, resolved: dict[str, Any], errors: dict[str, list[str]]
+) -> None:
+    """An outpainting's size is its start image's plus the extent (``extend``, or the sides ``aspect``
+    grows), within the model's and the site's limits. The start image is kept pixel for pixel, so the sides
+    of the result are multiples of the model's size multiple only when the image's are."""
+    multiple = _size_multiple(model)
+    if request.extend is not None and request.aspect is not None:
+        errors["aspect"] = ["Give either extend or aspect, not both."]
+        return
+    if request.extend is None and request.aspect is None:
+        errors["extend"] = [
+            'Say how far to extend each side (extend: {"left", "right", "top", "bottom"}) or give an '
+            'aspect ratio (aspect, e.g. "16:9").'
+        ]
+        return
+    field = "extend" if request.extend is not None else "aspect"
+    if init is None:
+        resolved["width"], resolved["height"] = model.default_width, model.default_height
+        return
+    if request.extend is not None:
+        left, right, top, bottom = request.extend.sides()
+    else:
+        left, right, top, bottom = aspect_extent(init.width, init.height, request.aspect, multiple)
+        resolved["aspect"] = request.aspect
+    width, height = init.width + left + right, init.height + top + bottom
+    resolved["width"], resolved["height"] = width, height
+    resolved["extend"] = {"left": left, "right": right, "top": top, "bottom": bottom}
+    largest = min(model.max_size, int(settings.STUDIO_MAX_IMAGE_SIZE))
+    start = f"this {init.width} × {init.height} image"
+    made = f"Extending {start} gives {width} × {height}"
+    if field == "aspect":
+        made = f"Bringing {start} to {request.aspect} gives {width} × {height}"
+    if not left + right + top + bottom:
+        errors[field] = (
+            ["Extend at least one side by 8 pixels or more."]
+            if field == "extend"
+            else [f"This {init.width} × {init.height} image already has the aspect ratio {request.aspect}."]
+        )
+    elif max(width, height) > largest:
+        errors[field] = [f"{made}; {model.name} makes images of at most {largest} × {largest}."]
+    elif min(width, height) < model.min_size:
+        smallest = model.min_size
+        errors[field] = [f"{made}; {model.name} makes images of at least {smallest} × {smallest}."]
+    elif width % multiple or height % multiple:
+        errors[field] = [
+            f"{made}; {model.name} needs sides that are multiples of {multiple}, and the start image is "
+            "kept as it is: extend by other amounts."
         ]
 
 

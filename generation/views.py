@@ -164,17 +164,18 @@ def _prefill_mode_of(request: HttpRequest, project: Any, source: Asset, initial:
         return
     initial["mode"] = mode
     initial["init_asset"] = start_image_to_dict(parent)
-    for key in ("strength", "variation", "scale"):
+    for key in ("strength", "variation", "scale", "extend", "aspect"):
         if source.params.get(key) is not None:
             initial[key] = source.params[key]
-    if mode == "upscale":
+    if mode in ("upscale", "outpaint"):
         initial.pop("width", None)
         initial.pop("height", None)
 
 
 def _prefill_start_image(request: HttpRequest, project: Any, init_id: str, initial: dict[str, Any]) -> str:
-    """Fill the form from an asset page's "Use as start image", "Inpaint", "Vary" or "Upscale" link
-    (``?init=<asset>&mode=…&variation=…&scale=…``). Returns a note when the image is not available."""
+    """Fill the form from an asset page's "Use as start image", "Inpaint", "Extend canvas", "Vary" or
+    "Upscale" link (``?init=<asset>&mode=…&variation=…&scale=…``). Returns a note when the image is not
+    available."""
     start = None
     if _is_uuid(init_id):
         start = assets_visible_to(request.user).filter(project=project, id=init_id).first()

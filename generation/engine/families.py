@@ -25,8 +25,9 @@ FLOW_SCHEDULERS = ["Euler", "Heun"]
 
 
 # Generation modes (shared/API.md). Every mode but txt2img starts from an image and runs the family's
-# image-to-image or inpainting pipeline, built from its text-to-image one with the same weights.
-ALL_MODES = ["txt2img", "img2img", "inpaint", "variation", "upscale"]
+# image-to-image or inpainting pipeline (outpainting: inpainting on a larger canvas), built from its
+# text-to-image one with the same weights.
+ALL_MODES = ["txt2img", "img2img", "inpaint", "outpaint", "variation", "upscale"]
 
 
 # The SD 1.x/2.x VAE's latent space (both families share the VAE).

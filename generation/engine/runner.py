@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -189,11 +190,11 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
     pipelines.set_scheduler(loaded, params.scheduler)
     pipe = loaded.pipe
     mode_kwargs: dict[str, Any] = {"width": params.width, "height": params.height}
-    starts: list[tuple[Image.Image | None, Image.Image | None]] = [(None, None)] * len(requests)
+    finishes: list[Finish | None] = [None] * len(requests)
     if first.init_image is not None:
         calls = [_mode_call(loaded, request) for request in requests]
         pipe, mode_kwargs = calls[0][0], dict(calls[0][1])
-        starts = [(call[2], call[3]) for call in calls]
+        finishes = [call[2] for call in calls]
         if len(requests) > 1:
             mode_kwargs["image"] = [
                 c[1]["image"]
@@ -280,11 +281,11 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
     elapsed = time.perf_counter() - started
     images = list(output.images)
     results = []
-    for index, request in enumerate(requests):
+    for index in range(len(requests)):
         own = images[offsets[index] : offsets[index] + counts[index]]
-        init_image, mask_image = starts[index]
-        if init_image is not None and mask_image is not None:
-            own = [keep_unmasked(image, init_image, mask_image, request.params.mask_blur) for image in own]
+        finish = finishes[index]
+        if finish is not None:
+            own = [finish(image) for image in own]
         results.append(
             GenerationResult(
                 images=[] if canceled[index] else own,
@@ -309,15 +310,32 @@ def planned_steps(request: GenerationRequest) -> int:
     return request.params.planned_steps()
 
 
+# What becomes of each image a request's call made (the start image's own pixels put back), or None.
+Finish = Callable[[Image.Image], Image.Image]
+
+
 def _mode_call(
     loaded: pipelines.LoadedModel, request: GenerationRequest
-) -> tuple[Any, dict[str, Any], Image.Image, Image.Image | None]:
-    """The pipeline and call arguments of an image-based mode: img2img (variations and upscales are img2img
-    at a given strength and size) or inpainting. The start image is resized to the output size with Lanczos
-    (an upscale's enlargement happens here), the mask with nearest-neighbour so it stays black and white."""
+) -> tuple[Any, dict[str, Any], Finish | None]:
+    """The pipeline, call arguments and finish of an image-based mode: img2img (variations and upscales are
+    img2img at a given strength and size), inpainting or outpainting. The start image is resized to the
+    output size with Lanczos (an upscale's enlargement happens here), the mask with nearest-neighbour so it
+    stays black and white; an outpainting's start image is never resized (its canvas is built around it)."""
     assert request.init_image is not None
     params = request.params
     size = (params.width, params.height)
+    if params.mode == "outpaint" and params.extend is not None:
+        canvas, outpaint_mask, keep_original = outpaint_canvas(
+            request.init_image.convert("RGB"), params.extend.sides(), params.mask_blur
+        )
+        call = {
+            "image": canvas,
+            "mask_image": outpaint_mask,
+            "strength": 1.0,
+            "width": params.width,
+            "height": params.height,
+        }
+        return pipelines.mode_pipeline(loaded, "inpaint"), call, keep_original
     init_image = request.init_image.convert("RGB")
     if init_image.size != size:
         init_image = init_image.resize(size, Image.Resampling.LANCZOS)
@@ -334,12 +352,17 @@ def _mode_call(
         # Stable Diffusion's image-to-image pipelines take the size from the image; others (FLUX) ask for it.
         if "width" in inspect.signature(pipe.__call__).parameters:
             kwargs.update(width=params.width, height=params.height)
-        return pipe, kwargs, init_image, None
+        return pipe, kwargs, None
     mask = request.mask_image.convert("L")
     if mask.size != size:
         mask = mask.resize(size, Image.Resampling.NEAREST)
     kwargs.update(mask_image=mask, width=params.width, height=params.height)
-    return pipelines.mode_pipeline(loaded, "inpaint"), kwargs, init_image, mask
+    start, blur = init_image, params.mask_blur
+
+    def finish(image: Image.Image) -> Image.Image:
+        return keep_unmasked(image, start, mask, blur)
+
+    return pipelines.mode_pipeline(loaded, "inpaint"), kwargs, finish
 
 
 def keep_unmasked(
@@ -353,3 +376,44 @@ def keep_unmasked(
     # Never let the feather reach into the painted area: it stays fully repainted.
     soft = Image.composite(mask, soft, mask)
     return Image.composite(image.convert("RGB"), init_image, soft)
+
+
+def outpaint_canvas(
+    original: Image.Image, sides: tuple[int, int, int, int], seam: int
+) -> tuple[Image.Image, Image.Image, Finish]:
+    """An outpainting's canvas, the inpainting mask it is painted with, and its finish.
+
+    ``sides`` are the pixels added (left, right, top, bottom). The canvas holds the original at its offset
+    and, in the new area, the original's edge pixels stretched outwards: a neutral start that continues its
+    colours. The mask (white = paint) covers the new area and reaches ``seam`` pixels into the original
+    along each side that grew, so the model paints across the seam and the new area follows on from what is
+    there. The finish keeps every pixel of the original exactly (the VAE's round trip and the painted band
+    are discarded there) and, in the new area, fades from the stretched edge into the painted image over
+    ``seam`` pixels, so the seam is soft without an original pixel changing."""
+    left, right, top, bottom = sides
+    width, height = original.size
+    pixels = np.asarray(original.convert("RGB"))
+    canvas = Image.fromarray(np.pad(pixels, ((top, bottom), (left, right), (0, 0)), mode="edge"))
+    total_w, total_h = canvas.size
+    mask = np.full((total_h, total_w), 255, dtype=np.uint8)
+    # (never so far that the band of two opposite sides would cover the whole original)
+    into_left, into_right = (max(0, min(seam, width // 2 - 1)) if grew else 0 for grew in (left, right))
+    into_top, into_bottom = (max(0, min(seam, height // 2 - 1)) if grew else 0 for grew in (top, bottom))
+    mask[top + into_top : top + height - into_bottom, left + into_left : left + width - into_right] = 0
+    # How far each pixel lies outside the original's rectangle (0 inside it).
+    xs, ys = np.arange(total_w), np.arange(total_h)
+    dx = np.maximum(np.maximum(left - xs, xs - (left + width - 1)), 0).astype(np.float32)
+    dy = np.maximum(np.maximum(top - ys, ys - (top + height - 1)), 0).astype(np.float32)
+    distance = np.sqrt(dx[None, :] ** 2 + dy[:, None] ** 2)
+    painted = np.clip(distance / (seam + 1), 0, 1) if seam else (distance > 0).astype(np.float32)
+    weight = painted[:, :, None]  # 0 on the original, rising to 1 at ``seam`` pixels out
+    stretched = np.asarray(canvas, dtype=np.float32)
+
+    def finish(image: Image.Image) -> Image.Image:
+        made = np.asarray(image.convert("RGB"), dtype=np.float32)
+        blended = np.clip(np.rint(made * weight + stretched * (1 - weight)), 0, 255).astype(np.uint8)
+        result = Image.fromarray(blended)
+        result.paste(original.convert("RGB"), (left, top))  # the original's own pixels, exactly
+        return result
+
+    return canvas, Image.fromarray(mask, mode="L"), finish

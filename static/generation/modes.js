@@ -1,5 +1,6 @@
 /* The generate page's generation modes: the mode selector, the start image (uploaded, picked from the
-   project, or brought from an asset page's link), strength, variation, scale, and the inpainting mask editor.
+   project, or brought from an asset page's link), strength, variation, scale, the inpainting mask editor and
+   the outpainting extent (pixels per side or an aspect ratio, with the size it makes).
    generate.js calls StudioModes.extendBody(data) when it builds the job body. */
 (function () {
   "use strict";
@@ -34,10 +35,16 @@
     txt2img: [],
     img2img: ["start-image-field", "strength-field"],
     inpaint: ["start-image-field", "strength-field", "mask-field"],
+    outpaint: ["start-image-field", "outpaint-field"],
     variation: ["start-image-field", "variation-field"],
     upscale: ["start-image-field", "scale-field"],
   };
-  const OPTIONAL = ["start-image-field", "strength-field", "variation-field", "scale-field", "mask-field"];
+  const OPTIONAL = ["start-image-field", "strength-field", "variation-field", "scale-field", "mask-field",
+    "outpaint-field"];
+  // Modes whose size follows from the start image (an upscale's scale, an outpainting's extent).
+  const SIZED_BY_START = ["upscale", "outpaint"];
+  const SIDES = ["left", "right", "top", "bottom"];
+  const aspectSelect = $("f-aspect");
   const DEFAULT_STRENGTH = { img2img: 0.6, inpaint: 0.85 };
   const PAINT = "rgb(0, 200, 255)"; // shown over the image; sent as white
 
@@ -68,9 +75,10 @@
     const current = mode();
     const shown = SHOWS[current] || [];
     OPTIONAL.forEach(function (id) { $(id).hidden = !shown.includes(id); });
-    // An upscale's size is its start image's times the scale: the size fields do not apply.
+    // An upscale's size is its start image's times the scale, an outpainting's its start image's plus the
+    // extent: the size fields do not apply.
     ["width", "height"].forEach(function (name) {
-      field(name).disabled = current === "upscale";
+      field(name).disabled = SIZED_BY_START.includes(current);
     });
     if (!strengthTouched && DEFAULT_STRENGTH[current] !== undefined) {
       strength.value = DEFAULT_STRENGTH[current];
@@ -78,6 +86,7 @@
     strengthValue.textContent = Number(strength.value).toFixed(2);
     if (current !== "txt2img" && start) fitSize();
     if (current === "inpaint") layoutMask();
+    if (current === "outpaint") showOutpaintSize();
   }
 
   // --- the start image --
@@ -89,7 +98,7 @@
   // The start image's size within the model's limits (the server's default, made visible in the form).
   function fitSize() {
     const m = model();
-    if (!m || !start || mode() === "upscale") return;
+    if (!m || !start || SIZED_BY_START.includes(mode())) return;
     const largest = m.max_size / Math.max(start.width, start.height);
     let scale = Math.min(1, largest);
     if (Math.min(start.width, start.height) * scale < m.min_size) {
@@ -116,6 +125,7 @@
     }
     fitSize();
     loadMaskBase();
+    showOutpaintSize();
   }
 
   function addChoice(image, first) {
@@ -283,6 +293,50 @@
     return out.toDataURL("image/png");
   }
 
+  // --- the outpainting extent: pixels per side, or the sides an aspect ratio grows --
+
+  function sideInput(side) {
+    return $("f-extend-" + side);
+  }
+
+  function roundTo(value, multiple) {
+    return Math.max(multiple, Math.round(value / multiple) * multiple);
+  }
+
+  // The server's aspect_extent (generation/services.py): the new size rounded to multiples of 8 and never
+  // smaller than the image, the image centred.
+  function aspectExtent(width, height, aspect) {
+    const parts = aspect.split(":").map(Number);
+    let targetW = width, targetH = height;
+    if (width * parts[1] < height * parts[0]) targetW = Math.max(width, roundTo(height * parts[0] / parts[1], 8));
+    else targetH = Math.max(height, roundTo(width * parts[1] / parts[0], 8));
+    const left = Math.floor((targetW - width) / 2 / 8) * 8;
+    const top = Math.floor((targetH - height) / 2 / 8) * 8;
+    return { left: left, right: targetW - width - left, top: top, bottom: targetH - height - top };
+  }
+
+  function extent() {
+    if (aspectSelect.value && start) return aspectExtent(start.width, start.height, aspectSelect.value);
+    const sides = {};
+    SIDES.forEach(function (side) { sides[side] = Number(sideInput(side).value) || 0; });
+    return sides;
+  }
+
+  function showOutpaintSize() {
+    const out = $("outpaint-size");
+    const byAspect = Boolean(aspectSelect.value);
+    SIDES.forEach(function (side) { sideInput(side).disabled = byAspect; });
+    if (!start) {
+      out.textContent = "choose a start image";
+      return;
+    }
+    const sides = extent();
+    if (byAspect) SIDES.forEach(function (side) { sideInput(side).value = sides[side]; });
+    const width = start.width + sides.left + sides.right;
+    const height = start.height + sides.top + sides.bottom;
+    out.textContent = start.width + " × " + start.height + " → " + width + " × " + height;
+  }
+
   // --- the job body --
 
   function extendBody(data) {
@@ -292,10 +346,18 @@
     data.init_asset = initInput.value;
     if (current === "img2img" || current === "inpaint") data.strength = Number(strength.value);
     if (current === "variation") data.variation = field("variation").value;
-    if (current === "upscale") {
-      data.scale = Number(field("scale").value);
+    if (current === "upscale") data.scale = Number(field("scale").value);
+    if (SIZED_BY_START.includes(current)) {
       delete data.width;
       delete data.height;
+    }
+    if (current === "outpaint") {
+      if (aspectSelect.value) {
+        data.aspect = aspectSelect.value;
+      } else {
+        data.extend = {};
+        SIDES.forEach(function (side) { data.extend[side] = Number(sideInput(side).value) || 0; });
+      }
     }
     if (current === "inpaint") data.mask = maskDataURL();
     return data;
@@ -317,6 +379,8 @@
     uploadInput.value = "";
   });
   window.addEventListener("resize", layoutMask);
+  SIDES.forEach(function (side) { sideInput(side).addEventListener("input", showOutpaintSize); });
+  aspectSelect.addEventListener("change", showOutpaintSize);
 
   choices.forEach(function (image) { addChoice(image, false); });
   if (!choices.length) $("start-image-empty").hidden = false;
@@ -327,6 +391,10 @@
   }
   if (initial.variation) field("variation").value = initial.variation;
   if (initial.scale) field("scale").value = String(initial.scale);
+  if (initial.extend) {
+    SIDES.forEach(function (side) { sideInput(side).value = initial.extend[side] || 0; });
+  }
+  if (initial.aspect) aspectSelect.value = initial.aspect;
   if (initial.init_asset) choose(initial.init_asset);
   showFields();
 

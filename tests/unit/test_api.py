@@ -130,7 +130,7 @@ def test_models_lists_the_installed_models(client, team, demo_model_dir):
     assert demo["default_width"] == 64
     assert demo["default_steps"] == 20
     assert "Euler a" in demo["schedulers"]
-    assert demo["modes"] == ["txt2img", "img2img", "inpaint", "variation", "upscale"]
+    assert demo["modes"] == ["txt2img", "img2img", "inpaint", "outpaint", "variation", "upscale"]
 
 
 def test_healthz_and_readyz(client):

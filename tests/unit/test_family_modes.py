@@ -34,7 +34,7 @@ STEPS = 4  # the fewest for which the weakest mode (a subtle variation: strength
 LAYOUTS = [(family, "folder") for family in ("sd1", "sd2", "sdxl", "sd3", "flux")] + [
     (family, "single_file") for family in ("sd1", "sd2", "sdxl", "sd3")
 ]
-MODES = ["txt2img", "img2img", "inpaint", "variation", "upscale"]
+MODES = ["txt2img", "img2img", "inpaint", "outpaint", "variation", "upscale"]
 MASK_BOX = (0, 0, 24, SIZE)  # the left 24 columns are repainted
 
 
@@ -164,16 +164,21 @@ def test_each_mode_of_each_family_makes_a_stored_image(team, installed, seen, fa
         start = start_image(team)
         body["init_asset"] = str(start.id)
     body.update(
-        {"inpaint": {"mask": mask_url()}, "variation": {"variation": "subtle"}, "upscale": {"scale": 2}}.get(
-            mode, {}
-        )
+        {
+            "inpaint": {"mask": mask_url()},
+            "outpaint": {"extend": {"right": 16}},  # 80 px wide: a multiple of 16 still
+            "variation": {"variation": "subtle"},
+            "upscale": {"scale": 2},
+        }.get(mode, {})
     )
     job, asset = run(team, body)
 
-    size = SIZE * 2 if mode == "upscale" else SIZE
-    assert (asset.width, asset.height) == (size, size)
+    size = (SIZE * 2, SIZE * 2) if mode == "upscale" else (SIZE, SIZE)
+    if mode == "outpaint":
+        size = (SIZE + 16, SIZE)
+    assert (asset.width, asset.height) == size
     image = pixels(asset.file).convert("RGB")
-    assert image.size == (size, size)
+    assert image.size == size
     assert np.asarray(image).std() > 0  # a picture, not a blank
     assert asset.model_id == model.id
     assert asset.model_sha256 == model.sha256
@@ -187,6 +192,9 @@ def test_each_mode_of_each_family_makes_a_stored_image(team, installed, seen, fa
         assert not asset.mask
         return
     assert asset.parent_id == start.id
+    if mode == "outpaint":  # the start image's own pixels, exactly, beside the new strip
+        original = pixels(start.file).convert("RGB")
+        assert image.crop((0, 0, SIZE, SIZE)).tobytes() == original.tobytes()
     if mode != "inpaint":
         assert not asset.mask
         return

@@ -253,7 +253,7 @@ def test_a_deleted_parent_leaves_its_children(team):
 def test_models_list_their_modes(client, team):
     client.force_login(team["bob"])
     demo = next(m for m in client.get("/api/v1/models").json() if m["id"] == "demo")
-    assert demo["modes"] == ["txt2img", "img2img", "inpaint", "variation", "upscale"]
+    assert demo["modes"] == ["txt2img", "img2img", "inpaint", "outpaint", "variation", "upscale"]
 
 
 # --- validation --
