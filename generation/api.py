@@ -166,7 +166,7 @@ def list_styles(request: HttpRequest, slug: Slug) -> list[dict[str, Any]]:
 
 
 @router.post(
-    "/projects/{slug:slug}/styles", response=answers({201: StyleOut}, 400, 404), guard=styling_project
+    "/projects/{slug:slug}/styles", response=answers({201: StyleOut}, 400, 404, 409), guard=styling_project
 )
 def create_style(request: HttpRequest, slug: Slug, payload: StyleIn) -> Status:
     """A new style, version 1 (leads and admins); 400 when the project has a live style of that name."""
@@ -182,7 +182,7 @@ def style_detail(request: HttpRequest, id: StyleId) -> dict[str, Any]:
     return styles.style_to_dict(guarded(request))
 
 
-@router.patch("/styles/{int:id}", response=answers({200: StyleOut}, 400, 404), guard=managed_style)
+@router.patch("/styles/{int:id}", response=answers({200: StyleOut}, 400, 404, 409), guard=managed_style)
 def style_edit(request: HttpRequest, id: StyleId, payload: StylePatch) -> dict[str, Any]:
     """Change a style (leads and admins): the fields sent replace the current version's in a new version;
     images made before keep naming the version they used."""
@@ -201,7 +201,7 @@ def style_delete(request: HttpRequest, id: StyleId) -> HttpResponse:
 
 @router.post(
     "/styles/{int:id}/copy",
-    response=answers({201: StyleOut}, 400, 404),
+    response=answers({201: StyleOut}, 400, 404, 409),
     guard=managed_style,
     url_name="api-style-copy",
 )

@@ -26,7 +26,7 @@ from django.db.models import Max
 
 from gallery.models import Asset
 from studio import audit
-from studio.errors import InvalidInput, NotAllowed
+from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
 
 from . import library
@@ -137,9 +137,8 @@ def _check_content(project: Project, values: dict[str, Any]) -> dict[str, Any]:
             errors["references"] = [f"No such image in this project: {r}." for r in missing]
         elif len(set(references)) != len(references):
             errors["references"] = ["An image is chosen twice."]
+    # A locked field left empty stays empty for artists (a locked empty model: the studio's default).
     locks = list(dict.fromkeys(values.get("locks") or []))
-    if "model" in locks and not values.get("model"):
-        errors.setdefault("locks", []).append("Choose a model to lock it.")
     if errors:
         raise InvalidInput("Some fields are invalid: " + ", ".join(sorted(errors)) + ".", errors)
     controlnets = [
@@ -168,7 +167,7 @@ def _name_free(project: Project, name: str, *, but: Style | None = None) -> None
     if but is not None:
         taken = taken.exclude(pk=but.pk)
     if taken.exists():
-        raise InvalidInput(NAME_TAKEN, {"name": [NAME_TAKEN]})
+        raise Conflict(NAME_TAKEN, {"name": [NAME_TAKEN]})
 
 
 def _version_fields(version: StyleVersion) -> dict[str, Any]:
@@ -194,7 +193,7 @@ def _create(
             style = Style.objects.create(project=project, name=name, created_by=user)
             StyleVersion.objects.create(style=style, number=1, created_by=user, **content)
     except IntegrityError as exc:  # the same name, created at the same moment
-        raise InvalidInput(NAME_TAKEN, {"name": [NAME_TAKEN]}) from exc
+        raise Conflict(NAME_TAKEN, {"name": [NAME_TAKEN]}) from exc
     audit.record(
         user, action, target=f"style:{style.id}", project=project, ip=ip, details={"name": name, "version": 1}
     )
@@ -216,7 +215,7 @@ def do_edit_style(user: Any, style: Style, payload: StylePatch, *, ip: str | Non
                 with transaction.atomic():
                     style.save(update_fields=["name"])
             except IntegrityError as exc:
-                raise InvalidInput(NAME_TAKEN, {"name": [NAME_TAKEN]}) from exc
+                raise Conflict(NAME_TAKEN, {"name": [NAME_TAKEN]}) from exc
         changed = {name: getattr(payload, name) for name in CONTENT if name in given}
         version = current
         if changed:

@@ -21,6 +21,8 @@ from PIL import Image
 from gallery.models import Board
 from gallery.services import do_upload_image
 from generation.models import Job, JobStatus
+from generation.schemas import StyleIn
+from generation.styles import do_create_style
 from studio import quotas
 from studio.models import QuotaScope
 from tests import factories
@@ -58,7 +60,11 @@ def fuzz_world(stack):
     to_delete = do_upload_image(admin, project, _png())
     board_to_delete = Board.objects.create(project=project, name="Old", created_by=admin)
     project_to_delete = factories.project(admin, "Old project")
+    style = do_create_style(admin, project, StyleIn(name="House"))
+    style_to_delete = do_create_style(admin, project, StyleIn(name="Old style"))
     return {
+        "FUZZ_STYLE": str(style.id),
+        "FUZZ_STYLE_TO_DELETE": str(style_to_delete.id),
         "FUZZ_PROJECT_TO_DELETE": project_to_delete.slug,
         "FUZZ_ASSET_TO_DELETE": str(to_delete.id),
         "FUZZ_BOARD_TO_DELETE": str(board_to_delete.id),

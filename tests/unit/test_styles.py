@@ -163,9 +163,8 @@ def test_only_leads_change_styles_and_outsiders_see_none(client, team, demo_mode
     assert job.status_code == 404
 
     client.force_login(team["alice"])
-    assert api(client, "post", "/api/v1/projects/poster/styles", {"name": "ink"}).json()["error"] == (
-        styles.NAME_TAKEN
-    )
+    taken = api(client, "post", "/api/v1/projects/poster/styles", {"name": "ink"})
+    assert (taken.status_code, taken.json()["error"]) == (409, styles.NAME_TAKEN)
     bad = api(client, "post", "/api/v1/projects/poster/styles", {"name": "R", "references": ["nope"]})
     assert bad.status_code == 400 and "references" in bad.json()["errors"]
     assert api(client, "delete", f"/api/v1/styles/{style['id']}").status_code == 204
@@ -190,7 +189,7 @@ def test_a_style_is_copied_by_a_lead_of_both_projects(client, team, demo_model_d
     assert api(client, "post", f"/api/v1/styles/{style['id']}/copy", {"project": "zine"}).status_code == 403
     assert api(client, "post", f"/api/v1/styles/{style['id']}/copy", {"project": "secret"}).status_code == 404
     again = api(client, "post", f"/api/v1/styles/{style['id']}/copy", {"project": "mural"})
-    assert again.status_code == 400  # Mural has an Ink now
+    assert again.status_code == 409  # Mural has an Ink now
     client.force_login(team["bob"])  # an artist of the source project
     assert api(client, "post", f"/api/v1/styles/{style['id']}/copy", {"project": "mural"}).status_code == 403
 

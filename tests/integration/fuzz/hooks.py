@@ -25,9 +25,11 @@ MAX_SIZE = int(os.environ.get("FUZZ_MAX_SIZE", "256"))  # the largest side the i
 PATH_ROWS = [
     ("DELETE", "/assets/{id}", "FUZZ_ASSET_TO_DELETE"),
     ("DELETE", "/boards/{id}", "FUZZ_BOARD_TO_DELETE"),
+    ("DELETE", "/styles/{id}", "FUZZ_STYLE_TO_DELETE"),
     (None, "/assets/", "FUZZ_ASSET"),
     (None, "/jobs/", "FUZZ_JOB"),
     (None, "/boards/", "FUZZ_BOARD"),
+    (None, "/styles/", "FUZZ_STYLE"),
 ]
 
 
@@ -75,14 +77,17 @@ def map_case(context, case):
                 if (method is None or method == case.method.upper()) and (
                     path == prefix if method else path.startswith(prefix)
                 ):
-                    params["id"] = (
-                        int(os.environ[variable]) if prefix.startswith("/boards") else os.environ[variable]
-                    )
+                    whole = prefix.startswith(("/boards", "/styles"))
+                    params["id"] = int(os.environ[variable]) if whole else os.environ[variable]
                     break
     body = case.body if isinstance(case.body, dict) else None
     if body is not None:
         if "init_asset" in body:
             body["init_asset"] = ASSET
+        if path.endswith("/jobs") and body.get("style") is not None:
+            body["style"] = int(os.environ["FUZZ_STYLE"])  # a style of the project, with nothing locked
+        if "styles" in path and body.get("references"):
+            body["references"] = [ASSET]
         if "mask" in body and path.endswith("/jobs"):
             body["mask"] = MASK
         if path.endswith("/members") and "username" in body:
@@ -116,7 +121,7 @@ def before_call(context, case, kwargs):
         # A stateful link may name the shared image (the one every other operation uses): delete the image
         # kept for deleting instead, whatever filled the path.
         spare = os.environ["FUZZ_ASSET_TO_DELETE"]
-        if case.path_parameters and case.path_parameters.get("id") == ASSET:
+        if case.path_parameters:
             case.path_parameters["id"] = spare
         if isinstance(kwargs.get("url"), str):
             kwargs["url"] = kwargs["url"].replace(f"/assets/{ASSET}", f"/assets/{spare}")
@@ -124,6 +129,26 @@ def before_call(context, case, kwargs):
     if _positive(case) and case.operation.path.endswith("/boards") and isinstance(body, dict):
         if isinstance(body.get("name"), str):
             body["name"] = f"{body['name'].split(' ~')[0][:60]} ~{uuid.uuid4().hex}"
+
+
+def _outpaint_possible(body: dict) -> bool:
+    """An outpainting of the shared 64×64 image that the studio can make: exactly one of ``extend`` (whole
+    multiples of 8, at least one side) and ``aspect`` (other than square), within the largest side."""
+    extend, aspect = body.get("extend"), body.get("aspect")
+    if (extend is None) == (aspect is None):
+        return False
+    if extend is not None:
+        sides = [int(extend.get(side) or 0) for side in ("left", "right", "top", "bottom")]
+        if not any(sides) or any(side % 8 for side in sides):
+            return False
+        return 64 + max(sides[0] + sides[1], sides[2] + sides[3]) <= MAX_SIZE
+    try:
+        width, height = (float(part) for part in str(aspect).split(":"))
+    except ValueError:
+        return False
+    if width <= 0 or height <= 0 or width == height:
+        return False
+    return 64 * max(width / height, height / width) <= MAX_SIZE
 
 
 @schemathesis.hook
@@ -138,6 +163,8 @@ def filter_case(context, case):
         steps = body.get("steps") or 20
         if int(steps * strength) < 1:
             return False  # too weak to repaint a single step: refused with a sentence, by design
+    if mode == "outpaint" and not _outpaint_possible(body):
+        return False  # exactly one of extend and aspect, and a canvas the model can make: refused by design
     path = case.operation.path
     if path == "/img2img" and int((body.get("steps") or 50) * body.get("denoising_strength", 0.75)) < 1:
         return False  # AUTOMATIC1111's img2img: the same rule
