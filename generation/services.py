@@ -357,7 +357,8 @@ WAITING_FOR_MODEL = (
 def do_dispatch(job_id: Any, *, avoid: str = "") -> str | None:
     """Choose a queued job's worker (generation/fleet.py), record it, and send the job's message to that
     worker's queue; to the pool's queue when no worker is known. Returns the worker, "" for the pool, or
-    None when the job is not queued or waits for a worker that has its model (it then says so)."""
+    None when the job is not queued or waits for a worker that has its model (it then says so, and its
+    message waits on the pool's queue)."""
     row = (
         Job.objects.filter(id=job_id)
         .values("status", "worker", "queue", "model_id", "notice", "progress_total")
@@ -399,6 +400,9 @@ def do_dispatch(job_id: Any, *, avoid: str = "") -> str | None:
                     "notice": waiting,
                 },
             )
+            # Also on the pool's queue, for a worker whose models changed since it last said: one that has
+            # the model takes it, any other passes it by (and the sweeper routes it once one reports it).
+            enqueue(job_id, pool)
         return None
     routed = chosen or ""
     changes: dict[str, Any] = {"routed_to": routed}
