@@ -21,7 +21,8 @@ sweeper re-routes what waits for a worker that went away.
 
 When no worker is known yet (all starting, or Redis lost the states) a job goes to the pool's queue and any
 worker takes it. When live workers exist but none has the job's model installed, the job waits with a notice
-saying so, and the sweeper routes it once one has.
+saying so (its message on the pool's queue, taken only by a worker that has the model by then), and the
+sweeper routes it once one reports it.
 """
 
 from __future__ import annotations
