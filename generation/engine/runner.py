@@ -51,7 +51,7 @@ def device_report() -> dict[str, Any]:
         free, total = torch.cuda.mem_get_info(index)
         name = f"cuda:{index} {torch.cuda.get_device_name(index)}"
     else:
-        free, total, name = host_memory_available(), host_memory_total(), "cpu"
+        free, total, name = host_memory_available(), pipelines.host_memory_bytes(), "cpu"
     return {
         "device": name,
         "memory_total": int(total),
@@ -73,17 +73,6 @@ def rss_bytes() -> int:
     except OSError:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
-
-
-def host_memory_total() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 @dataclass(frozen=True)
@@ -151,7 +140,7 @@ def batch_capacity(model: ModelInfo, width: int, height: int) -> int:
     per_megapixel = float(
         model.extra.get("batch_bytes_per_megapixel") or BATCH_BYTES_PER_MEGAPIXEL.get(model.family, 4.0e9)
     )
-    device, dtype = pipelines.choose_device()
+    device, dtype = pipelines.choose_device(model)
     per_image = per_megapixel * (width * height / 1e6) * (2 if dtype == torch.float32 else 1)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info()
