@@ -274,16 +274,18 @@ class Launcher:
         self.ensure_admin()
 
     def ensure_default_model(self) -> None:
-        from generation.engine import registry
-
-        if registry.get_model(settings.STUDIO_DEFAULT_MODEL) is not None:
-            return
-        self.log(f"Building the default model '{settings.STUDIO_DEFAULT_MODEL}' in {settings.MODELS_DIR} …")
-        subprocess.run(  # noqa: S603 - our own interpreter and command
-            [PYTHON, "manage.py", "build_demo_model", "--name", settings.STUDIO_DEFAULT_MODEL],
+        # In its own process, so that the launcher, which supervises the others, never holds torch.
+        name = settings.STUDIO_DEFAULT_MODEL
+        command = [PYTHON, "manage.py", "build_demo_model", "--if-missing", "--name", name]
+        done = subprocess.run(  # noqa: S603 - our own interpreter and command
+            command,
             check=True,
             cwd=settings.BASE_DIR,
+            stdout=subprocess.PIPE,
+            text=True,
         )
+        for line in done.stdout.splitlines():
+            self.log(line)
 
     def ensure_admin(self) -> None:
         from studio.services import do_ensure_admin

@@ -11,10 +11,20 @@ class Command(BaseCommand):
         parser.add_argument("--name", default=settings.STUDIO_DEFAULT_MODEL)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--force", action="store_true", help="Replace an existing folder of that name.")
+        parser.add_argument(
+            "--if-missing",
+            action="store_true",
+            help="Do nothing when a model of that name is installed already (the studio's first start).",
+        )
 
     def handle(self, *args, **options):
+        from generation.engine import registry
         from generation.engine.demo import build_random_model
 
+        if options["if_missing"] and registry.get_model(options["name"]) is not None:
+            return
+        if options["if_missing"]:
+            self.stdout.write(f"Building the default model '{options['name']}' in {settings.MODELS_DIR} …")
         target = Path(settings.MODELS_DIR) / options["name"]
         if target.exists() and not options["force"]:
             raise CommandError(f"{target} exists; pass --force to replace it.")
