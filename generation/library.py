@@ -279,7 +279,12 @@ def _source(path_text: str) -> Path:
     path = Path(path_text.strip()).expanduser()
     if not path.is_absolute():
         raise InvalidInput("Enter an absolute path.", {"path": ["Enter an absolute path on the server."]})
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        message = "This is not a path the server can read."
+        raise InvalidInput(message, {"path": [message]}) from None
+    if not exists:
         raise InvalidInput(f"{path} does not exist.", {"path": ["No such file or folder on the server."]})
     return path.resolve()
 

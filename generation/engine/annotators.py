@@ -228,7 +228,7 @@ def _pose_map(loaded: LoadedAnnotator, image: Image.Image, width: int, height: i
     outputs.heatmaps = outputs.heatmaps.float().cpu()
     person = loaded.processor.post_process_pose_estimation(outputs, boxes=boxes)[0][0]
     scale = np.array([width / image.width, height / image.height])
-    keypoints = [tuple(float(v) for v in point * scale) for point in person["keypoints"].numpy()]
+    keypoints = [(float(x), float(y)) for x, y in person["keypoints"].numpy() * scale]
     scores = [float(s) for s in person["scores"].reshape(-1).numpy()]
     return draw_pose(keypoints, scores, width, height)
 

@@ -9,6 +9,7 @@ import json
 import pickle
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,15 +57,17 @@ def build_depth_anything(path: Path) -> Path:
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     torch.manual_seed(1)
+    # Which stages feed the depth head is one of the backbone options the config takes as keywords.
+    stages: dict[str, Any] = {"out_features": ["stage1", "stage2", "stage3", "stage4"]}
     backbone = Dinov2Config(
         hidden_size=16,
         num_hidden_layers=4,
         num_attention_heads=2,
-        intermediate_size=32,
+        mlp_ratio=2,
         image_size=28,
         patch_size=14,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
         reshape_hidden_states=False,
+        **stages,
     )
     config = DepthAnythingConfig(
         backbone_config=backbone,
@@ -89,16 +92,19 @@ def build_vitpose(path: Path, keypoints: int = 17) -> Path:
     )
 
     torch.manual_seed(2)
+    # The backbone's output layer and the head's keypoint count are options the configs take as keywords.
+    last_layer: dict[str, Any] = {"out_indices": [2]}
+    labels: dict[str, Any] = {"num_labels": keypoints}
     backbone = VitPoseBackboneConfig(
         hidden_size=16,
         num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=32,
+        mlp_ratio=2,
         image_size=[64, 48],
         patch_size=[16, 16],
-        out_indices=[2],
+        **last_layer,
     )
-    config = VitPoseConfig(backbone_config=backbone, num_labels=keypoints)
+    config = VitPoseConfig(backbone_config=backbone, **labels)
     VitPoseForPoseEstimation(config).save_pretrained(str(path), safe_serialization=True)
     VitPoseImageProcessorPil(size={"height": 64, "width": 48}).save_pretrained(str(path))
     return path
@@ -190,7 +196,7 @@ def test_depth_anything_without_a_processor_config_is_prepared_as_its_family_exp
     loads: list[str] = []
     original = annotators._load
 
-    def counting(annotator):
+    def counting(annotator: registry.AnnotatorInfo) -> annotators.LoadedAnnotator:
         loads.append(annotator.id)
         return original(annotator)
 
@@ -399,6 +405,9 @@ def test_admins_install_annotators_from_the_page_and_the_api(team, models_dir, t
     assert refused.status_code == 400
     assert "Enter an absolute path." in refused.content.decode()
     assert client.post("/api/v1/admin/annotators", {}, content_type="application/json").status_code == 400
+    too_long = client.post("/manage/models/", {"kind": "annotator", "path": "/" + "a" * 300})
+    assert too_long.status_code == 400
+    assert "This is not a path the server can read." in too_long.content.decode()
 
     response = client.post("/manage/models/", {"kind": "annotator", "path": str(source), "name": "Pose 2"})
     assert response.status_code == 302
