@@ -422,3 +422,21 @@ def test_admins_install_annotators_from_the_page_and_the_api(team, models_dir, t
     assert page.status_code == 400
     assert "which are never loaded" in page.content.decode()
     assert len(registry.list_annotators()) == 2
+
+
+def test_the_commands_install_and_remove_an_annotator(team, models_dir, tmp_path, capsys):
+    from django.core.management import CommandError, call_command
+
+    source = build_vitpose(tmp_path / "incoming" / "vitpose-small")
+    call_command("install_model", str(source), "--annotator", "--name", "Pose small")
+    info = registry.get_annotator("pose-small")
+    assert info is not None and info.kind == "pose"
+    assert "Installed the pose annotator 'pose-small' (Pose small, " in capsys.readouterr().out
+    assert AuditEvent.objects.get(target="annotator:pose-small").actor is None
+    with pytest.raises(CommandError, match="leave out --lora"):
+        call_command("install_model", str(source), "--annotator", "--lora")
+    call_command("remove_model", "pose-small", "--annotator")
+    assert "Removed annotator 'pose-small'" in capsys.readouterr().out
+    assert registry.list_annotators() == []
+    with pytest.raises(CommandError, match="No such installed annotator."):
+        call_command("remove_model", "pose-small", "--annotator")
