@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 
 from . import pipelines
 from .errors import GenerationError
-from .registry import ANNOTATOR_KINDS, AnnotatorInfo
+from .registry import ANNOTATOR_KINDS, ANNOTATOR_MODEL_TYPES, AnnotatorInfo
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,9 @@ def _load(annotator: AnnotatorInfo) -> LoadedAnnotator:
         model = AutoModelForDepthEstimation.from_pretrained(folder, **options)
     else:
         model = VitPoseForPoseEstimation.from_pretrained(folder, **options)
+    if ANNOTATOR_MODEL_TYPES.get(model.config.model_type) != annotator.kind:
+        found = model.config.model_type
+        raise ValueError(f"{folder} holds a {found} model, not a {annotator.kind} annotator")
     has_processor = (annotator.path / "preprocessor_config.json").is_file()
     if annotator.kind == "pose":
         processor = _pose_processor(model.config, folder if has_processor else None)

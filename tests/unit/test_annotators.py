@@ -409,6 +409,12 @@ def test_admins_install_annotators_from_the_page_and_the_api(team, models_dir, t
     assert too_long.status_code == 400
     assert "This is not a path the server can read." in too_long.content.decode()
 
+    schema = client.get("/api/v1/openapi.json").json()
+    assert {"get", "post"} <= set(schema["paths"]["/admin/annotators"])
+    assert "delete" in schema["paths"]["/admin/annotators/{annotator_id}"]
+    out = schema["components"]["schemas"]["AnnotatorOut"]["properties"]
+    assert out["kind"]["enum"] == ["depth", "pose"]
+
     response = client.post("/manage/models/", {"kind": "annotator", "path": str(source), "name": "Pose 2"})
     assert response.status_code == 302
     assert [a.id for a in registry.list_annotators("pose")] == ["pose", "pose-2"]
@@ -440,3 +446,17 @@ def test_the_commands_install_and_remove_an_annotator(team, models_dir, tmp_path
     assert registry.list_annotators() == []
     with pytest.raises(CommandError, match="No such installed annotator."):
         call_command("remove_model", "pose-small", "--annotator")
+
+
+def test_an_annotator_that_no_longer_loads_fails_with_a_sentence_for_the_job(team, models_dir, tmp_path):
+    from generation.engine.errors import GenerationError
+
+    done = library.do_install_annotator(team["root"], str(build_dpt(tmp_path / "incoming" / "midas")))
+    info = registry.get_annotator(done.id)
+    assert info is not None
+    (info.path / "model.safetensors").write_bytes(b"\0" * 64)  # damaged on disk after the install
+    with pytest.raises(GenerationError) as failed:
+        annotators.detect("depth", picture(), info, 64, 64)
+    assert str(failed.value) == (
+        "The depth annotator “midas” could not be loaded; an admin can reinstall it under Manage → Models."
+    )
