@@ -18,11 +18,21 @@ from studio.pagination import keyset_page
 from studio.permissions import can_generate, projects_visible_to
 from studio.shortcuts import get_visible_or_404
 
-from . import fleet, services, styles
+from . import fleet, library, services, styles
 from .engine import registry
 from .models import Job, Style
-from .permissions import can_cancel, can_manage_styles, can_see_workers, jobs_visible_to, styles_visible_to
+from .permissions import (
+    can_cancel,
+    can_manage_annotators,
+    can_manage_styles,
+    can_see_workers,
+    jobs_visible_to,
+    styles_visible_to,
+)
 from .schemas import (
+    AnnotatorId,
+    AnnotatorIn,
+    AnnotatorOut,
     JobOut,
     JobPage,
     JobPageQuery,
@@ -216,3 +226,55 @@ def style_copy(request: HttpRequest, id: StyleId, payload: StyleCopyIn) -> Statu
         request.user, guarded(request), target, name=payload.name, ip=client_ip(request)
     )
     return Status(201, styles.style_to_dict(copy))
+
+
+# --- ControlNet annotators (site admins) --
+
+
+def annotators_area(request: HttpRequest, **_: Any) -> None:
+    """Guard: the model library is part of the admin area; for anyone but a site admin it does not exist."""
+    if not can_manage_annotators(request.user):
+        raise Http404
+
+
+@router.get(
+    "/admin/annotators",
+    response=answers({200: list[AnnotatorOut]}, 404),
+    guard=annotators_area,
+    tags=["admin"],
+    url_name="api-admin-annotators",
+)
+def annotators(request: HttpRequest) -> list[dict[str, Any]]:
+    """The installed depth and pose annotators, by name; a ControlNet's "depth" and "pose" preprocessors run
+    the newest of their kind."""
+    return [a.public() for a in registry.list_annotators()]
+
+
+@router.post(
+    "/admin/annotators",
+    response=answers({201: AnnotatorOut}, 404),
+    guard=annotators_area,
+    tags=["admin"],
+)
+def annotator_install(request: HttpRequest, payload: Body[AnnotatorIn]) -> Status:
+    """Install an annotator from a folder on the server: a transformers folder whose config.json has the model
+    type dpt or depth_anything (depth) or vitpose (pose), with safetensors weights; a folder holding pickle
+    weights is refused (400, saying why)."""
+    done = library.do_install_annotator(request.user, payload.path, payload.name, ip=client_ip(request))
+    installed = registry.get_annotator(done.id)
+    if installed is None:  # removed again between the install and this answer
+        raise Http404
+    return Status(201, installed.public())
+
+
+@router.delete(
+    "/admin/annotators/{annotator_id}",
+    response=answers({204: None}, 404),
+    guard=annotators_area,
+    tags=["admin"],
+    url_name="api-admin-annotator",
+)
+def annotator_remove(request: HttpRequest, annotator_id: AnnotatorId) -> HttpResponse:
+    """Remove an installed annotator; its kind then runs the previous one, or is not offered."""
+    library.do_remove(request.user, "annotator", annotator_id, ip=client_ip(request))
+    return no_content()

@@ -1,5 +1,5 @@
-"""Installing and removing models, LoRAs and tiny preview decoders: the writes behind ``manage.py
-install_model`` and the admin's Models page.
+"""Installing and removing models, LoRAs, tiny preview decoders and ControlNet annotators: the writes behind
+``manage.py install_model`` and the admin's Models page.
 
 Everything is checked before anything is written: a file whose header is not safetensors is refused whatever
 its name (pickle checkpoints are never opened beyond their first bytes, let alone unpickled), and every
@@ -279,7 +279,12 @@ def _source(path_text: str) -> Path:
     path = Path(path_text.strip()).expanduser()
     if not path.is_absolute():
         raise InvalidInput("Enter an absolute path.", {"path": ["Enter an absolute path on the server."]})
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        message = "This is not a path the server can read."
+        raise InvalidInput(message, {"path": [message]}) from None
+    if not exists:
         raise InvalidInput(f"{path} does not exist.", {"path": ["No such file or folder on the server."]})
     return path.resolve()
 
@@ -534,9 +539,9 @@ def do_install_lora(
 
 
 def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> None:
-    """Remove an installed model (``kind`` "model"), LoRA ("lora") or a family's preview decoder ("preview",
-    ``item_id`` the family) from the models dir. Models shipped with the studio are not in the models dir
-    and cannot be removed. Audited."""
+    """Remove an installed model (``kind`` "model"), LoRA ("lora"), a family's preview decoder ("preview",
+    ``item_id`` the family) or a ControlNet annotator ("annotator") from the models dir. Models shipped with
+    the studio are not in the models dir and cannot be removed. Audited."""
     models_dir = Path(settings.MODELS_DIR)
     if kind == "model":
         model = registry.get_model(item_id)
@@ -553,6 +558,11 @@ def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> 
         if decoder is None:
             raise NotFound("No preview decoder is installed for that family.")
         folder, details = decoder.path, {"name": decoder.name, "family": decoder.family}
+    elif kind == "annotator":
+        annotator = registry.get_annotator(item_id)
+        if annotator is None:
+            raise NotFound("No such installed annotator.")
+        folder, details = annotator.path, {"name": annotator.name, "kind": annotator.kind}
     else:
         raise NotFound("Nothing of that kind is installed.")
     # Rename first, so the registry stops listing it at once even if deleting the files takes a while.
@@ -672,3 +682,143 @@ def check_loras(
     if problems:
         errors["loras"] = problems
     return used
+
+
+# --- ControlNet annotators --
+
+# The preprocessors a ControlNet may name that need no weights; "depth" and "pose" join them once an annotator
+# of that kind is installed (``available_preprocessors``).
+WEIGHTLESS_PREPROCESSORS = ("canny", "lineart", "scribble", "none")
+ANNOTATOR_MISSING = "No {kind} annotator is installed: an admin can install one under Manage → Models."
+# The keypoints a pose map draws: COCO's 17 (nose, eyes, ears, shoulders, elbows, wrists, hips, knees,
+# ankles).
+POSE_KEYPOINTS = 17
+# A folder's files an annotator install copies: its configs and its safetensors weights (nothing else).
+ANNOTATOR_FILES = ("config.json", "preprocessor_config.json", "model.safetensors.index.json")
+
+
+def annotator_missing(kind: str) -> str:
+    """The sentence for a ControlNet that asks for ``kind`` ("depth", "pose") where no annotator of that kind
+    is installed."""
+    return ANNOTATOR_MISSING.format(kind=kind)
+
+
+def available_preprocessors() -> list[str]:
+    """The preprocessors a ControlNet may name now: the weightless ones, then "depth" and "pose" for each kind
+    with an installed annotator (``registry.annotator_for``)."""
+    found = list(WEIGHTLESS_PREPROCESSORS)
+    found += [kind for kind in registry.ANNOTATOR_KINDS if registry.annotator_for(kind) is not None]
+    return found
+
+
+def _annotator_weights(source: Path) -> list[Path]:
+    """The safetensors weights of a transformers folder: ``model.safetensors``, or the shards its
+    ``model.safetensors.index.json`` names (each one present, beside it)."""
+    index_file = source / "model.safetensors.index.json"
+    if index_file.is_file():
+        weight_map = _json_file(index_file).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise InvalidInput("model.safetensors.index.json names no weight files.")
+        shards = sorted({str(name) for name in weight_map.values()})
+        for name in shards:
+            if "/" in name or "\\" in name or not name.endswith(".safetensors"):
+                raise InvalidInput(f"model.safetensors.index.json names {name!r}, not a .safetensors file.")
+            if not (source / name).is_file():
+                raise InvalidInput(
+                    f"The weight file {name}, named in model.safetensors.index.json, is missing."
+                )
+        return [source / name for name in shards]
+    if (source / "model.safetensors").is_file():
+        return [source / "model.safetensors"]
+    raise InvalidInput(
+        "The folder has no model.safetensors (or sharded safetensors with model.safetensors.index.json)."
+    )
+
+
+def check_annotator_source(path_text: str) -> tuple[Path, str, str, list[Path]]:
+    """Validate an annotator at ``path_text``: a transformers folder whose ``config.json`` has a model type
+    the studio runs as an annotator (``registry.ANNOTATOR_MODEL_TYPES``), with safetensors weights and no
+    pickle files. Returns (folder, kind, model type, weight files)."""
+    try:
+        source = _source(path_text)
+        if not source.is_dir() or not (source / "config.json").is_file():
+            raise InvalidInput(
+                "An annotator is a transformers model folder (config.json and model.safetensors)."
+            )
+        _refuse_symlinks(source)
+        pickles = sorted(
+            str(p.relative_to(source))
+            for p in source.rglob("*")
+            if p.is_file() and p.suffix.lower() in registry.UNSAFE_SUFFIXES
+        )
+        if pickles:
+            raise NotSafetensors(
+                f"This folder holds pickle weights ({', '.join(pickles)}), which are never loaded: an "
+                "annotator's weights must be safetensors. Remove the pickle files (or convert the model to "
+                "safetensors) and install again."
+            )
+        config = _json_file(source / "config.json")
+        model_type = str(config.get("model_type") or "")
+        kind = registry.ANNOTATOR_MODEL_TYPES.get(model_type)
+        if kind is None:
+            raise InvalidInput(
+                f"This folder's config.json is for model type {model_type or 'unknown'!r}; the studio runs "
+                "depth annotators of model type dpt or depth_anything, and pose annotators of model type "
+                "vitpose."
+            )
+        weights = _annotator_weights(source)
+        headers = [read_safetensors_header(path) for path in weights]
+        if kind == "pose":
+            head = next((h["head.conv.weight"] for h in headers if "head.conv.weight" in h), None)
+            if head is None or not head["shape"] or head["shape"][0] != POSE_KEYPOINTS:
+                found = head["shape"][0] if head and head["shape"] else "no"
+                raise InvalidInput(
+                    f"This pose model predicts {found} keypoints; the studio draws COCO's {POSE_KEYPOINTS} "
+                    "(ViTPose models trained on COCO)."
+                )
+        return source, kind, model_type, weights
+    except InvalidInput as exc:
+        raise _field(exc) from None
+
+
+def do_install_annotator(
+    actor: Any, path_text: str, name: str | None = None, ip: str | None = None
+) -> Installed:
+    """Validate a depth or pose annotator folder at ``path_text`` (``check_annotator_source``) and install its
+    configs and safetensors weights as ``MODELS_DIR/_annotators/<id>/``; the id comes from the name (the
+    folder's name when none is given). ``Installed.family`` is the annotator's kind. Audited."""
+    source, kind, model_type, weights = check_annotator_source(path_text)
+    name = (name or "").strip() or source.name
+    root = Path(settings.MODELS_DIR) / registry.ANNOTATORS_DIR
+    annotator_id = _slug(name)
+    if not annotator_id:
+        raise InvalidInput(
+            "Enter a name with letters or digits.", {"name": ["Enter a name with letters or digits."]}
+        )
+    taken = {a.id for a in registry.list_annotators()}
+    taken |= {p.name for p in root.iterdir()} if root.is_dir() else set()
+    if annotator_id in taken:
+        message = f"An annotator with the id {annotator_id!r} is already installed; choose another name."
+        raise InvalidInput(message, {"name": [message]})
+    with _staged(root) as staging:
+        for file_name in ANNOTATOR_FILES:
+            if (source / file_name).is_file():
+                shutil.copyfile(source / file_name, staging / file_name)
+        for path in weights:
+            shutil.copyfile(path, staging / path.name)
+        sha256 = registry.folder_sha256(staging)
+        (staging / ".studio-sha256").unlink(missing_ok=True)
+        size = sum(p.stat().st_size for p in staging.iterdir() if p.is_file())
+        meta = _provenance(actor, source, name, kind, sha256, size)
+        del meta["family"]
+        meta.update(kind=kind, model_type=model_type)
+        (staging / registry.ANNOTATOR_META).write_text(json.dumps(meta, indent=2) + "\n")
+        staging.rename(root / annotator_id)
+    audit.record(
+        actor,
+        audit.MODEL_INSTALL,
+        target=f"annotator:{annotator_id}",
+        ip=ip,
+        details={"name": name, "kind": kind, "model_type": model_type, "sha256": sha256, "size_bytes": size},
+    )
+    return Installed(annotator_id, name, kind, sha256, size, root / annotator_id)

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from studio.models import Role, TokenScope
-from studio.permissions import can_use_admin_area, is_admin, projects_visible_to, role_in
+from studio.permissions import can_manage_models, can_use_admin_area, is_admin, projects_visible_to, role_in
 
 from .models import Job, Style
 
@@ -52,3 +52,12 @@ def can_watch_workers(user: Any, token: Any = None) -> bool:
     """``ws/workers/``: who may see the workers, and when the socket was opened with an API token, a token
     with the admin scope (what the same facts need from ``GET /api/v1/admin/workers``)."""
     return can_see_workers(user) and (token is None or token.allows(TokenScope.ADMIN))
+
+
+# --- the model library --
+
+
+def can_manage_annotators(user: Any) -> bool:
+    """Listing, installing and removing ControlNet annotators (Manage → Models, ``/api/v1/admin/annotators``):
+    who manages models, site admins only (anyone else gets 404)."""
+    return can_use_admin_area(user) and can_manage_models(user)

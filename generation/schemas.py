@@ -599,3 +599,32 @@ class StyleOut(BaseModel):
     created_at: Moment
     updated_by: str | None = Field(description="Who wrote the current version.")
     updated_at: Moment
+
+
+# --- ControlNet annotators (site admins) --
+
+AnnotatorId = Annotated[str, Field(max_length=60, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+class AnnotatorIn(BaseModel):
+    """An annotator to install from a folder on the server (``generation.library.do_install_annotator``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: Annotated[str, Text(4096, required=True)] = Field(
+        description="An absolute path on the server: a transformers folder (config.json, safetensors)."
+    )
+    name: Annotated[str, Text(200)] = Field("", description="Its name; empty: the folder's name.")
+
+
+class AnnotatorOut(BaseModel):
+    id: str
+    name: str
+    kind: str = Field(
+        description="The ControlNet preprocessor it draws for.",
+        json_schema_extra={"enum": list(registry.ANNOTATOR_KINDS)},
+    )
+    model_type: str = Field(description="Its transformers model type (dpt, depth_anything, vitpose).")
+    sha256: str
+    size_bytes: int
+    installed_at: str
+    installed_by: str

@@ -233,14 +233,14 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
 
 # --- the model library --
 
-INSTALL_KINDS = {"model": "Model", "lora": "LoRA", "preview": "Preview decoder"}
+INSTALL_KINDS = {"model": "Model", "lora": "LoRA", "preview": "Preview decoder", "annotator": "Annotator"}
 
 
 @login_required
 @admin_only
 @require_http_methods(["GET", "POST"])
 def models_page(request: HttpRequest) -> HttpResponse:
-    """Installed models, LoRAs and preview decoders; POST installs one from a path on the server
+    """Installed models, LoRAs, preview decoders and annotators; POST installs one from a path on the server
     (``generation.library``)."""
     from generation import library
     from generation.engine import registry
@@ -266,18 +266,26 @@ def models_page(request: HttpRequest) -> HttpResponse:
                 done = library.do_install_preview_decoder(
                     request.user, form["path"], form["family"], name=form["name"], ip=client_ip(request)
                 )
+            elif form["kind"] == "annotator":
+                done = library.do_install_annotator(
+                    request.user, form["path"], name=form["name"], ip=client_ip(request)
+                )
             elif form["kind"] == "model":
                 done = library.do_install_model(
                     request.user, form["path"], name=form["name"], ip=client_ip(request)
                 )
             else:
                 raise InvalidInput(
-                    "Choose what to install.", {"kind": ["Choose a model, a LoRA or a preview decoder."]}
+                    "Choose what to install.",
+                    {"kind": ["Choose a model, a LoRA, a preview decoder or an annotator."]},
                 )
         except ServiceError as exc:
             error, errors = exc.message, exc.errors
         else:
-            label = FAMILIES[done.family].label
+            if form["kind"] == "annotator":
+                label = registry.ANNOTATOR_KINDS[done.family].lower()
+            else:
+                label = FAMILIES[done.family].label
             messages.success(request, f"{INSTALL_KINDS[form['kind']]} “{done.name}” ({label}) installed.")
             return redirect("manage-models")
     models_dir = registry.registry().models_dir
@@ -291,6 +299,10 @@ def models_page(request: HttpRequest) -> HttpResponse:
         "previews": [
             {"info": decoder, "family": FAMILIES[decoder.family].label}
             for decoder in registry.list_preview_decoders()
+        ],
+        "annotators": [
+            {"info": annotator, "kind": registry.ANNOTATOR_KINDS[annotator.kind]}
+            for annotator in registry.list_annotators()
         ],
         "families": [(f.key, f.label) for f in FAMILIES.values()],
         "form": form,

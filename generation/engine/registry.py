@@ -419,3 +419,93 @@ def get_preview_decoder(family: str) -> PreviewDecoderInfo | None:
 def list_preview_decoders() -> list[PreviewDecoderInfo]:
     found = (get_preview_decoder(family) for family in FAMILIES)
     return [decoder for decoder in found if decoder is not None]
+
+
+# --- ControlNet annotators --
+
+ANNOTATORS_DIR = "_annotators"
+ANNOTATOR_META = "annotator.json"
+# What each kind of annotator draws, and the transformers model types that draw it.
+ANNOTATOR_KINDS = {"depth": "Depth", "pose": "Pose"}
+ANNOTATOR_MODEL_TYPES = {"dpt": "depth", "depth_anything": "depth", "vitpose": "pose"}
+
+
+@dataclass(frozen=True)
+class AnnotatorInfo:
+    """A model that turns a reference image into a ControlNet's control map (a depth map, a pose skeleton),
+    installed in ``MODELS_DIR/_annotators/<id>/``: a transformers folder (``config.json``, safetensors
+    weights, ``preprocessor_config.json`` where the model has one) and ``annotator.json``."""
+
+    id: str
+    name: str
+    kind: str  # a key of ANNOTATOR_KINDS
+    path: Path  # the folder
+    sha256: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "model_type": str(self.meta.get("model_type", "")),
+            "sha256": self.sha256,
+            "size_bytes": int(self.meta.get("size_bytes", 0)),
+            "installed_at": str(self.meta.get("installed_at", "")),
+            "installed_by": str(self.meta.get("installed_by", "")),
+        }
+
+
+def load_annotator_info(folder: Path) -> AnnotatorInfo:
+    meta = read_json(folder / ANNOTATOR_META)
+    kind = meta.get("kind")
+    if kind not in ANNOTATOR_KINDS or ANNOTATOR_MODEL_TYPES.get(meta.get("model_type", "")) != kind:
+        raise RegistryError(f"Annotator {folder.name}: unknown kind {kind!r}")
+    if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+        raise RegistryError(f"Annotator {folder.name}: its config.json or safetensors weights are missing")
+    unsafe = [p.name for p in folder.iterdir() if p.suffix in UNSAFE_SUFFIXES]
+    if unsafe:
+        raise RegistryError(
+            f"Annotator {folder.name}: pickle weights are never loaded ({', '.join(sorted(unsafe))})"
+        )
+    return AnnotatorInfo(
+        id=folder.name,
+        name=str(meta.get("name", folder.name)),
+        kind=str(kind),
+        path=folder,
+        sha256=str(meta.get("sha256", "")),
+        meta=meta,
+    )
+
+
+def list_annotators(kind: str | None = None) -> list[AnnotatorInfo]:
+    """Installed annotators (of one kind, when named), by name. A folder that is not a whole annotator is
+    logged and left out."""
+    root = Path(settings.MODELS_DIR) / ANNOTATORS_DIR
+    found: list[AnnotatorInfo] = []
+    if root.is_dir():
+        for folder in sorted(root.iterdir()):
+            if folder.name.startswith(".") or not (folder / ANNOTATOR_META).is_file():
+                continue
+            try:
+                info = load_annotator_info(folder)
+            except (RegistryError, OSError) as exc:
+                logger.error("Skipping annotator: %s", exc)
+                continue
+            if kind is None or info.kind == kind:
+                found.append(info)
+    return sorted(found, key=lambda a: (a.name.lower(), a.id))
+
+
+def get_annotator(annotator_id: str) -> AnnotatorInfo | None:
+    return next((a for a in list_annotators() if a.id == annotator_id), None)
+
+
+def annotator_for(kind: str) -> AnnotatorInfo | None:
+    """The annotator a ControlNet's ``kind`` preprocessor ("depth", "pose") runs: the most recently installed
+    one of that kind (an admin who installs a better model gets it used at once, and removing it brings back
+    the previous one); None when none is installed."""
+    candidates = list_annotators(kind)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda a: (str(a.meta.get("installed_at", "")), a.id))

@@ -37,7 +37,7 @@ GENERATE = [
 ]  # fmt: skip
 ADMIN = [
     "api-admin-users", "api-admin-user-quota", "api-admin-user-deactivate", "api-admin-audit",
-    "api-admin-workers",
+    "api-admin-workers", "api-admin-annotators", "api-admin-annotator",
     "api-project-quota",  # only site admins set a project's quota
 ]  # fmt: skip
 OPEN_URLS = ["healthz", "readyz"]
@@ -78,6 +78,7 @@ CLASSIFIED: dict[tuple[str, str], str] = {
     ("api-asset-tags", "DELETE"): "generate",
     ("api-asset-favourite", "DELETE"): "generate",
     ("manage-models", "POST"): PAGE,
+    ("api-admin-annotators", "POST"): "admin",
     ("api-project-styles", "GET"): "read",
     ("api-style", "PATCH"): "generate",
     ("api-style", "DELETE"): "generate",

@@ -179,6 +179,13 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "api-admin-user-deactivate": ("POST", {"username": "bob"}, {}, API_ADMIN),
     "api-admin-audit": ("GET", {}, None, API_ADMIN),
     "api-admin-workers": ("GET", {}, None, API_ADMIN),
+    "api-admin-annotators": ("GET", {}, None, API_ADMIN),
+    "api-admin-annotator": (
+        "DELETE",
+        {"annotator_id": "not-installed"},
+        None,
+        expect(401, 404, 404, 404, 404, 404),
+    ),
     "api-not-found": ("GET", {"path": "v1/nothing"}, None, expect(404, 404, 404, 404, 404, 404)),
     "api-root": ("GET", {}, None, expect(404, 404, 404, 404, 404, 404)),
     # The AUTOMATIC1111 API takes API tokens only (tests/unit/test_sdapi.py walks it with tokens): a browser
@@ -296,6 +303,8 @@ MORE_METHODS: dict[tuple[str, str], tuple[dict[str, str], Any, dict[str, int]]] 
     ("style", "POST"): ({"style_id": "{style}"}, {"x": 1}, expect(302, 404, 403, 403, 400, 400)),
     # An install with an empty form: the form again with its errors, for admins only.
     ("manage-models", "POST"): ({}, {}, expect(302, 404, 404, 404, 404, 400)),
+    # An annotator install without a path: 400 for admins only.
+    ("api-admin-annotators", "POST"): ({}, {}, expect(401, 404, 404, 404, 404, 400)),
 }
 
 

@@ -9,7 +9,9 @@ class Command(BaseCommand):
     help = (
         "Install a model from a path on this machine: a diffusers folder or a single-file .safetensors "
         "checkpoint (SD 1.x, SD 2.x, SDXL, SD3, FLUX). With --lora, install a LoRA instead; with "
-        "--preview-decoder FAMILY, a tiny preview decoder (AutoencoderTiny folder) for that family."
+        "--preview-decoder FAMILY, a tiny preview decoder (AutoencoderTiny folder) for that family; with "
+        "--annotator, a ControlNet depth or pose annotator (a transformers DPT, Depth Anything or ViTPose "
+        "folder)."
     )
 
     def add_arguments(self, parser):
@@ -24,6 +26,11 @@ class Command(BaseCommand):
             help="The folder is a tiny decoder (AutoencoderTiny) for this family's live previews.",
         )
         parser.add_argument(
+            "--annotator",
+            action="store_true",
+            help="The folder is a ControlNet annotator (depth: DPT or Depth Anything; pose: ViTPose).",
+        )
+        parser.add_argument(
             "--family",
             default="",
             choices=["", *FAMILIES],
@@ -32,6 +39,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
+            if options["annotator"]:
+                if options["lora"] or options["family"] or options["preview_decoder"]:
+                    raise CommandError(
+                        "An annotator's kind is read from its files; leave out --lora, --family and "
+                        "--preview-decoder."
+                    )
+                done = library.do_install_annotator(None, options["path"], options["name"])
+                self.stdout.write(
+                    f"Installed the {done.family} annotator {done.id!r} ({done.name}, "
+                    f"{done.size_bytes:,} bytes, sha256 {done.sha256})"
+                )
+                return
             if options["preview_decoder"]:
                 if options["lora"] or options["family"]:
                     raise CommandError(
