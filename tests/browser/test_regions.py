@@ -97,4 +97,5 @@ def test_paint_two_regions_generate_and_find_them_in_the_provenance(browser, sta
     expect(shown.nth(0)).to_contain_text("(weight 1.0)")
     expect(shown.nth(1)).to_contain_text("a small white circle on a blue background")
     expect(shown.nth(1)).to_contain_text("(weight 1.5)")
-    expect(shown.nth(1).locator("code.hash")).to_have_attribute("title", f"sha256 {regions[1]['mask_sha256']}")
+    sha = regions[1]["mask_sha256"]
+    expect(shown.nth(1).locator("code.hash")).to_have_attribute("title", f"sha256 {sha}")
