@@ -36,7 +36,19 @@ NOT_READABLE = "That file is not an image the Verify page can read (PNG, JPEG or
 def manifest_parameters(params: dict[str, Any]) -> dict[str, Any]:
     """The job parameters a manifest carries: all but storage names; prompts only if the site says so."""
     hidden = _PRIVATE_PARAMS | (set() if settings.STUDIO_C2PA_INCLUDE_PROMPT else _PROMPT_PARAMS)
-    return {k: v for k, v in sorted(params.items()) if k not in hidden}
+    carried = {k: v for k, v in sorted(params.items()) if k not in hidden}
+    if carried.get("regions"):
+        carried["regions"] = [_region_parameters(region) for region in carried["regions"]]
+    return carried
+
+
+def _region_parameters(region: Any) -> Any:
+    """A regional prompt as a manifest carries it: its box or its mask's sha256, its weight and (if the
+    site says so) its prompt; never where its mask is stored."""
+    if not isinstance(region, dict):
+        return region
+    hidden = {"mask"} | (set() if settings.STUDIO_C2PA_INCLUDE_PROMPT else {"prompt"})
+    return {k: v for k, v in sorted(region.items()) if k not in hidden}
 
 
 def _author(username: str) -> dict[str, Any]:

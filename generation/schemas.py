@@ -168,6 +168,108 @@ LoraList = Annotated[
 ]
 
 
+# --- regional prompts: a prompt for a part of the image (generation/regions.py checks them) --
+
+MAX_REGIONS = 8
+REGION_WEIGHT = (0.0, 2.0)
+EMPTY_REGION = "Paint the region first."
+ONE_OF_BOX_AND_MASK = (
+    "Give each region exactly one of box ([x0, y0, x1, y1] in pixels) and mask (a PNG data URL)."
+)
+RegionPrompt = Annotated[str, Text(MAX_PROMPT, required=True)]
+RegionWeight = Annotated[
+    Annotated[float, Real(*REGION_WEIGHT)],
+    Field(
+        description="How strongly the region's prompt wins over the job's prompt inside it (0: not at all)."
+    ),
+]
+Box = Annotated[
+    list[Annotated[int, Whole(0, SIZE_LIMITS[1])]],
+    Field(
+        min_length=4,
+        max_length=4,
+        description="[x0, y0, x1, y1] in pixels of the output image, x0 < x1 ≤ width and y0 < y1 ≤ height.",
+    ),
+    Messages(too_short="Give the box as [x0, y0, x1, y1].", too_long="Give the box as [x0, y0, x1, y1]."),
+]
+RegionMask = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MASK_MAX_CHARS,
+        pattern=r"^data:image/png;base64,",
+        description="A PNG data URL of the image's size (or its aspect ratio: it is scaled): white = the "
+        "region, black or transparent = elsewhere.",
+    ),
+    Messages(
+        missing=EMPTY_REGION,
+        string_too_short=EMPTY_REGION,
+        string_pattern_mismatch="Send the mask as a PNG data URL (data:image/png;base64,…).",
+        string_too_long="The mask is too large.",
+    ),
+]
+
+
+class BoxRegion(BaseModel):
+    """A region given as a rectangle."""
+
+    model_config = ConfigDict(extra="forbid")
+    union_tag: ClassVar[str] = "box_region"
+    box: Box
+    prompt: RegionPrompt
+    weight: RegionWeight = 1.0
+
+
+class MaskRegion(BaseModel):
+    """A region given as a painted mask."""
+
+    model_config = ConfigDict(extra="forbid")
+    union_tag: ClassVar[str] = "mask_region"
+    mask: RegionMask
+    prompt: RegionPrompt
+    weight: RegionWeight = 1.0
+
+
+def region_kind(value: Any) -> str | None:
+    """Which shape a region has (its model's ``union_tag``), None when it has both a box and a mask or
+    neither."""
+    if isinstance(value, dict):
+        has_box, has_mask = "box" in value, "mask" in value
+    else:
+        has_box, has_mask = hasattr(value, "box"), hasattr(value, "mask")
+    if has_box == has_mask:
+        return None
+    return BoxRegion.union_tag if has_box else MaskRegion.union_tag
+
+
+Region = Annotated[
+    Annotated[BoxRegion, Tag(BoxRegion.union_tag)] | Annotated[MaskRegion, Tag(MaskRegion.union_tag)],
+    Discriminator(region_kind, custom_error_type="region_shape", custom_error_message=ONE_OF_BOX_AND_MASK),
+]
+RegionList = Annotated[
+    list[Region],
+    Field(
+        max_length=MAX_REGIONS,
+        description="Prompts for parts of the image; the job's prompt applies everywhere, and alone where no "
+        "region is.",
+    ),
+    Messages(too_long=f"At most {MAX_REGIONS} regions.", list_type="Give a list of regions."),
+]
+
+
+class RegionUse(BaseModel):
+    """A region as a job runs it: its box, or its mask (stored apart, named here, with its sha256)."""
+
+    box: list[int] | None = None
+    mask: str | None = Field(None, description="Where the region's mask is stored.")
+    mask_sha256: str | None = None
+    prompt: str
+    weight: float = 1.0
+
+    def key(self) -> tuple[Any, ...]:
+        return (tuple(self.box or ()), self.mask_sha256, self.prompt, round(self.weight, 4))
+
+
 # --- a job request, one shape per mode --
 
 
@@ -214,6 +316,7 @@ class SizedFields(JobFields):
 class Txt2ImgRequest(SizedFields):
     union_tag: ClassVar[str] = "txt2img"
     mode: Literal["txt2img"] = "txt2img"
+    regions: RegionList | None = None
 
 
 class Img2ImgRequest(SizedFields):
@@ -221,6 +324,7 @@ class Img2ImgRequest(SizedFields):
     mode: Literal["img2img"]
     init_asset: StartImage
     strength: Strength | None = Field(None, description="Default 0.6.")
+    regions: RegionList | None = None
 
 
 class InpaintRequest(SizedFields):
@@ -232,6 +336,7 @@ class InpaintRequest(SizedFields):
         2, description="The soft edge, in pixels, where the repainted area meets the kept image."
     )
     strength: Strength | None = Field(None, description="Default 0.85.")
+    regions: RegionList | None = None
 
 
 class OutpaintRequest(JobFields):
@@ -368,6 +473,7 @@ class JobParams(BaseModel):
     style: StyleUse | None = None
     extend: Extend | None = Field(None, description="The pixels added on each side (outpainting).")
     aspect: str | None = Field(None, description="The aspect ratio asked for, if any (outpainting).")
+    regions: list[RegionUse] = Field([], description="Regional prompts (text to image, img2img, inpainting).")
 
     def planned_steps(self) -> int:
         """The denoising steps the job runs and reports: all of them from noise, the last ``strength`` share
@@ -399,6 +505,8 @@ class JobParams(BaseModel):
             self.mask_blur if self.mask or self.extend else None,
             self.extend.sides() if self.extend else None,
             tuple(sorted((lora.id, round(lora.weight, 4)) for lora in self.loras)),
+            # Regions are applied to the whole call: only jobs with the same regions share one.
+            tuple(region.key() for region in self.regions),
         )
 
 

@@ -6,13 +6,11 @@ Every state change is one of ``Job``'s conditional transitions; live events and 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import logging
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -36,13 +34,14 @@ from studio.errors import Conflict, InvalidInput, NotAllowed, QuotaExceeded
 from studio.models import Project
 from studio.signals import Removal, project_deleting
 
-from . import fleet, library, metrics, realtime, styles
+from . import fleet, library, metrics, realtime, regions, styles
 from .engine import registry
 from .engine.families import FAMILIES
+from .masks import read_mask
 from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import can_cancel
 from .scheduling import fair_share_order
-from .schemas import EMPTY_MASK, MASK_PREFIX, MAX_SEED, MODE_LABELS, NO_SUCH_ASSET, JobParams, JobRequest
+from .schemas import EMPTY_MASK, MAX_SEED, MODE_LABELS, NO_SUCH_ASSET, JobParams, JobRequest
 from .serializers import job_to_dict
 
 logger = logging.getLogger(__name__)
@@ -64,6 +63,8 @@ class JobPlan:
     params: JobParams
     init_asset: Any = None
     mask_png: bytes | None = None
+    # Each region's cleaned mask (None for a box), in the order of ``params.regions``.
+    region_masks: list[bytes | None] = field(default_factory=list)
 
 
 def check_job(request: Any, *, user: Any = None, project: Project | None = None) -> JobPlan:
@@ -121,6 +122,11 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
             mask_png = _clean_mask(request.mask, init, errors)
     if request.loras:
         resolved["loras"] = library.check_loras(request.loras, model, errors)
+    region_masks: list[bytes | None] = []
+    if getattr(request, "regions", None):
+        resolved["regions"], region_masks = regions.check_regions(
+            request.regions, model, resolved["width"], resolved["height"], errors
+        )
 
     if errors:
         raise InvalidInput(_invalid_sentence(errors), errors)
@@ -129,11 +135,11 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
         k: v for k, v in request.model_dump().items() if k in JobParams.model_fields and k not in STORED_APART
     }
     params = JobParams.model_validate({**passed, "loras": [], **resolved, "style": style_used})
-    return JobPlan(model=model, params=params, init_asset=init, mask_png=mask_png)
+    return JobPlan(model=model, params=params, init_asset=init, mask_png=mask_png, region_masks=region_masks)
 
 
-# Request fields the parameters hold in another form: the mask is stored as a file and named in the params.
-STORED_APART = {"mask"}
+# Request fields the parameters hold in another form: the masks are stored as files and named in the params.
+STORED_APART = {"mask", "regions"}
 
 
 def check_job_body(data: Any, *, user: Any = None, project: Project | None = None) -> JobPlan:
@@ -308,29 +314,12 @@ def _check_outpaint(
 
 
 def _clean_mask(value: str, init: Any, errors: dict[str, list[str]]) -> bytes | None:
-    """The mask as a greyscale PNG of the start image's size, pure black and white (white = repaint).
-    Decoded with Pillow from a PNG data URL only; transparency counts as black (keep)."""
-    from gallery.services import decode_image, upload_max_pixels
-
+    """The mask as a greyscale PNG of the start image's size, pure black and white (white = repaint)."""
     try:
-        data = base64.b64decode(value[len(MASK_PREFIX) :], validate=True)
-    except (binascii.Error, ValueError):
-        errors["mask"] = ["The mask is not valid base64."]
-        return None
-    not_readable = "The mask is not a PNG image we can read."
-    try:
-        image = decode_image(
-            data, field="mask", formats=("PNG",), max_pixels=upload_max_pixels(), not_readable=not_readable
-        )
+        mask = read_mask(value)
     except InvalidInput as exc:
-        errors.update(exc.errors or {"mask": [not_readable]})
+        errors.update(exc.errors or {"mask": [str(exc)]})
         return None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, (0, 0, 0))
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        image = flat
-    mask = image.convert("L").point(lambda v: 255 if v >= 128 else 0)
     if init is not None and mask.size != (init.width, init.height):
         mask = mask.resize((init.width, init.height), Image.Resampling.NEAREST)
     if mask.getbbox() is None:
@@ -467,11 +456,12 @@ def do_create_job(user: Any, project: Project, request: Any, *, ip: str | None =
         # The worker reads the mask from storage (the job's params name it), never from the request.
         mask_name = asset_storage().save(f"masks/{project.id}/{job_id}.png", ContentFile(plan.mask_png))
         params = params.model_copy(update={"mask": mask_name})
+    params = regions.store_masks(params, plan.region_masks, f"masks/{project.id}", job_id)
     try:
         with transaction.atomic():
             job = _create_job_row(user, project, plan.model, params, job_id, ip=ip)
     except Exception:
-        delete_stored_files([mask_name])
+        delete_stored_files([mask_name, *(r.mask or "" for r in params.regions)])
         raise
     return job
 
@@ -715,7 +705,7 @@ def _announce_finished(job_id: Any) -> None:
     realtime.send_job_event(job.id, terminal_event(job))
     realtime.send_project_event(job.project.slug, {"type": realtime.JOB_UPDATED, "job": job_to_dict(job)})
     _forget_live_state(job_id)
-    delete_stored_files([job.params.get("mask") or ""])
+    delete_stored_files([job.params.get("mask") or "", *regions.stored_names(job.params)])
 
 
 def forget_live_preview(job_id: Any) -> None:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from studio.errors import InvalidInput
 from studio.logs import job_context
 
-from . import realtime, scheduling, services
+from . import realtime, regions, scheduling, services
 from .engine import registry
 from .engine.errors import GenerationError
 from .fleet import reporter
@@ -243,7 +243,10 @@ def batch_room(request: Any) -> int:
     params = request.params
     if settings.STUDIO_MAX_BATCH <= 1:
         return 0
-    cap = min(settings.STUDIO_MAX_BATCH, batch_capacity(request.model, params.width, params.height))
+    capacity = batch_capacity(request.model, params.width, params.height)
+    # Regional prompts widen each image's denoiser batch from 2 rows to 2 + one per region.
+    capacity = max(1, capacity * 2 // (2 + len(params.regions)))
+    cap = min(settings.STUDIO_MAX_BATCH, capacity)
     return max(0, cap - params.num_images)
 
 
@@ -265,13 +268,15 @@ def _prepare(job: Any, attempt: int, worker: str) -> Member | str:
             return _fail(job, attempt, f"The model {job.model_id!r} is not installed on this worker.")
         try:
             init_image, mask_image = load_start_images(job.project_id, params)
-        except StartImageMissing as exc:
+            region_masks = regions.load_masks(params)
+        except (StartImageMissing, regions.RegionMaskMissing) as exc:
             return _fail(job, attempt, str(exc))
     from .engine.runner import GenerationRequest
 
-    return Member(
-        job, attempt, GenerationRequest(model, params, init_image=init_image, mask_image=mask_image)
+    request = GenerationRequest(
+        model, params, init_image=init_image, mask_image=mask_image, region_masks=region_masks
     )
+    return Member(job, attempt, request)
 
 
 def _fail(job: Any, attempt: int, error: str, gpu_seconds: float = 0) -> str:

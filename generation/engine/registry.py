@@ -342,7 +342,13 @@ def model_features(info: ModelInfo) -> list[str]:
     """The controls ``info`` takes beyond its modes (``features`` in ``GET /api/v1/models``): each one its
     family supports and, where it needs weights, whose weights an admin has installed for that family."""
     found: list[str] = []
+    if info.family in REGION_FAMILIES:
+        found.append("regions")
     return found
+
+
+# The families whose models take regional prompts (generation/engine/regions.py: the UNet families).
+REGION_FAMILIES = ("sd1", "sd2", "sdxl", "demo")
 
 
 def default_model() -> ModelInfo | None:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..schemas import JobParams
-from . import pipelines
+from . import pipelines, regions
 from .errors import GenerationError
 from .preview import Previewer, latent_projector
 from .registry import ModelInfo
@@ -85,6 +85,8 @@ class GenerationRequest:
     params: JobParams
     init_image: Image.Image | None = None
     mask_image: Image.Image | None = None
+    # Each of ``params.regions``' masks (greyscale, white = the region), None for a box.
+    region_masks: tuple[Image.Image | None, ...] = ()
 
 
 def text_request(model: ModelInfo, prompt: str, **params: Any) -> GenerationRequest:
@@ -247,7 +249,11 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
     started = time.perf_counter()
     loras = tuple((lora.id, lora.weight) for lora in params.loras)
     try:
-        with pipelines.loras_applied(loaded, loras), torch.inference_mode():
+        with (
+            pipelines.loras_applied(loaded, loras),
+            torch.inference_mode(),
+            regions.applied(loaded, pipe, first, sum(counts)),
+        ):
             output = pipe(
                 prompt=prompts,
                 negative_prompt=negatives if any(negatives) else None,

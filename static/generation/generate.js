@@ -127,6 +127,7 @@
       if (raw !== "") data[name] = Number(raw); // empty seed = random; other empties take the model default
     });
     if (window.StudioModes) window.StudioModes.extendBody(data); // mode, start image, strength, mask
+    if (window.StudioRegions) window.StudioRegions.extendBody(data); // regional prompts and their masks
     if (window.StudioLoras) window.StudioLoras.extendBody(data); // LoRAs and their weights
     if (window.StudioStyles) window.StudioStyles.extendBody(data); // the style; locked fields left out
     return data;

@@ -204,51 +204,61 @@
     editor.style.height = Math.round(width * start.height / start.width) + "px";
   }
 
-  function pointAt(event) {
-    const box = canvas.getBoundingClientRect();
-    return {
-      x: (event.clientX - box.left) * canvas.width / box.width,
-      y: (event.clientY - box.top) * canvas.height / box.height,
-      scale: canvas.width / box.width,
-    };
-  }
-
-  let last = null;
-  function stroke(from, to) {
-    const ctx = canvas.getContext("2d");
-    ctx.globalCompositeOperation = erasing ? "destination-out" : "source-over";
-    ctx.strokeStyle = PAINT;
-    ctx.fillStyle = PAINT;
-    ctx.lineCap = "round";
-    ctx.lineJoin = "round";
-    ctx.lineWidth = Number(brush.value) * to.scale;
-    ctx.beginPath();
-    ctx.moveTo(from.x, from.y);
-    ctx.lineTo(to.x, to.y);
-    ctx.stroke();
-    ctx.beginPath();
-    ctx.arc(to.x, to.y, ctx.lineWidth / 2, 0, Math.PI * 2);
-    ctx.fill();
-  }
-
-  canvas.addEventListener("pointerdown", function (event) {
-    event.preventDefault();
-    last = pointAt(event);
-    stroke(last, last);
-    try {
-      canvas.setPointerCapture(event.pointerId); // keep painting when the stroke leaves the canvas
-    } catch (err) {
-      // a pointer the page cannot capture still paints while it stays over the canvas
+  // A brush on a canvas (the mask editor's, and each region's in regions.js): strokes of ``options.colour()``,
+  // ``options.size()`` screen pixels wide, erasing while ``options.erasing()``; ``options.enabled()``, where
+  // given, says whether the canvas takes strokes now.
+  function painter(target, options) {
+    let last = null;
+    function pointAt(event) {
+      const box = target.getBoundingClientRect();
+      return {
+        x: (event.clientX - box.left) * target.width / box.width,
+        y: (event.clientY - box.top) * target.height / box.height,
+        scale: target.width / box.width,
+      };
     }
-  });
-  canvas.addEventListener("pointermove", function (event) {
-    if (!last) return;
-    const point = pointAt(event);
-    stroke(last, point);
-    last = point;
-  });
-  ["pointerup", "pointercancel"].forEach(function (type) {
-    canvas.addEventListener(type, function () { last = null; });
+    function stroke(from, to) {
+      const ctx = target.getContext("2d");
+      ctx.globalCompositeOperation = options.erasing() ? "destination-out" : "source-over";
+      ctx.strokeStyle = options.colour();
+      ctx.fillStyle = options.colour();
+      ctx.lineCap = "round";
+      ctx.lineJoin = "round";
+      ctx.lineWidth = options.size() * to.scale;
+      ctx.beginPath();
+      ctx.moveTo(from.x, from.y);
+      ctx.lineTo(to.x, to.y);
+      ctx.stroke();
+      ctx.beginPath();
+      ctx.arc(to.x, to.y, ctx.lineWidth / 2, 0, Math.PI * 2);
+      ctx.fill();
+    }
+    target.addEventListener("pointerdown", function (event) {
+      if (options.enabled && !options.enabled()) return;
+      event.preventDefault();
+      last = pointAt(event);
+      stroke(last, last);
+      try {
+        target.setPointerCapture(event.pointerId); // keep painting when the stroke leaves the canvas
+      } catch (err) {
+        // a pointer the page cannot capture still paints while it stays over the canvas
+      }
+    });
+    target.addEventListener("pointermove", function (event) {
+      if (!last) return;
+      const point = pointAt(event);
+      stroke(last, point);
+      last = point;
+    });
+    ["pointerup", "pointercancel"].forEach(function (type) {
+      target.addEventListener(type, function () { last = null; });
+    });
+  }
+
+  painter(canvas, {
+    colour: function () { return PAINT; },
+    size: function () { return Number(brush.value); },
+    erasing: function () { return erasing; },
   });
 
   brush.addEventListener("input", function () { $("brush-value").textContent = brush.value; });
@@ -271,19 +281,21 @@
     ctx.putImageData(data, 0, 0);
   });
 
-  // The mask as the API takes it: a PNG, black where the image is kept, white where it is repainted.
-  // Empty when nothing is painted (the server then asks for a painted area).
-  function maskDataURL() {
-    if (!canvas.width || !canvas.height) return "";
-    const source = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  // A painted canvas as the API takes a mask: a PNG (``width`` × ``height``, by default the canvas's own
+  // size), black where nothing is painted, white where it is. Empty when nothing is painted (the server
+  // then asks for a painted area).
+  function canvasMask(target, width, height) {
+    if (!target.width || !target.height) return "";
     const out = document.createElement("canvas");
-    out.width = canvas.width;
-    out.height = canvas.height;
+    out.width = width || target.width;
+    out.height = height || target.height;
     const ctx = out.getContext("2d");
-    const image = ctx.createImageData(out.width, out.height);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(target, 0, 0, out.width, out.height);
+    const image = ctx.getImageData(0, 0, out.width, out.height);
     let painted = false;
-    for (let i = 0; i < source.length; i += 4) {
-      const value = source[i + 3] >= 128 ? 255 : 0;
+    for (let i = 0; i < image.data.length; i += 4) {
+      const value = image.data[i + 3] >= 128 ? 255 : 0;
       if (value) painted = true;
       image.data[i] = image.data[i + 1] = image.data[i + 2] = value;
       image.data[i + 3] = 255;
@@ -291,6 +303,11 @@
     if (!painted) return "";
     ctx.putImageData(image, 0, 0);
     return out.toDataURL("image/png");
+  }
+
+  // The inpainting mask: black where the image is kept, white where it is repainted.
+  function maskDataURL() {
+    return canvasMask(canvas);
   }
 
   // --- the outpainting extent: pixels per side, or the sides an aspect ratio grows --
@@ -398,5 +415,7 @@
   if (initial.init_asset) choose(initial.init_asset);
   showFields();
 
-  window.StudioModes = { extendBody: extendBody, maskDataURL: maskDataURL };
+  window.StudioModes = {
+    extendBody: extendBody, maskDataURL: maskDataURL, painter: painter, canvasMask: canvasMask, mode: mode,
+  };
 })();

@@ -90,6 +90,8 @@ def map_case(context, case):
             body["references"] = [ASSET]
         if "mask" in body and path.endswith("/jobs"):
             body["mask"] = MASK
+        if path.endswith("/jobs") and isinstance(body.get("regions"), list):
+            _real_region_masks(body)
         if path.endswith("/members") and "username" in body:
             body["username"] = ADMIN  # the caller: any other member may have been deactivated by now
         if path.endswith("/items") and "asset" in body:
@@ -154,6 +156,37 @@ def _outpaint_possible(body: dict) -> bool:
     return 64 < long_side <= MAX_SIZE
 
 
+def _job_size(body: dict) -> tuple[int, int]:
+    """A job's output size: its own, else the shared 64×64 image's or the default model's (64)."""
+    return int(body.get("width") or 64), int(body.get("height") or 64)
+
+
+def _real_region_masks(body: dict) -> None:
+    """Each region's mask as a real PNG of the job's size with its left half painted: the schema can say
+    "a PNG data URL", not which ones are a readable, non-empty mask of the image's aspect ratio."""
+    width, height = _job_size(body)
+    image = Image.new("L", (width, height), 0)
+    image.paste(255, (0, 0, max(1, width // 2), height))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    painted = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    for region in body["regions"]:
+        if isinstance(region, dict) and "mask" in region:
+            region["mask"] = painted
+
+
+def _regions_possible(body: dict) -> bool:
+    """Every box region lies within the job's image with x0 < x1 and y0 < y1."""
+    width, height = _job_size(body)
+    for region in body.get("regions") or []:
+        box = region.get("box") if isinstance(region, dict) else None
+        if box is not None:
+            x0, y0, x1, y1 = box
+            if not (x0 < x1 <= width and y0 < y1 <= height):
+                return False
+    return True
+
+
 @schemathesis.hook
 def filter_case(context, case):
     if not _positive(case):
@@ -168,6 +201,8 @@ def filter_case(context, case):
             return False  # too weak to repaint a single step: refused with a sentence, by design
     if mode == "outpaint" and not _outpaint_possible(body):
         return False  # exactly one of extend and aspect, and a canvas the model can make: refused by design
+    if mode in (None, "txt2img", "img2img", "inpaint") and not _regions_possible(body):
+        return False  # a box outside the image, or empty: refused with a sentence, by design
     path = case.operation.path
     if path == "/img2img" and int((body.get("steps") or 50) * body.get("denoising_strength", 0.75)) < 1:
         return False  # AUTOMATIC1111's img2img: the same rule
