@@ -37,6 +37,7 @@ from studio.models import Project
 from studio.signals import Removal, project_deleting
 
 from . import fleet, library, metrics, realtime, styles
+from . import references as job_references
 from .engine import registry
 from .engine.families import FAMILIES
 from .models import TERMINAL_STATES, Job, JobStatus
@@ -121,6 +122,10 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
             mask_png = _clean_mask(request.mask, init, errors)
     if request.loras:
         resolved["loras"] = library.check_loras(request.loras, model, errors)
+    if getattr(request, "references", None):
+        resolved["references"] = job_references.check_references(
+            request.references, model, user, project, errors
+        )
 
     if errors:
         raise InvalidInput(_invalid_sentence(errors), errors)
@@ -128,7 +133,9 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
     passed = {
         k: v for k, v in request.model_dump().items() if k in JobParams.model_fields and k not in STORED_APART
     }
-    params = JobParams.model_validate({**passed, "loras": [], **resolved, "style": style_used})
+    params = JobParams.model_validate(
+        {**passed, "loras": [], "references": [], **resolved, "style": style_used}
+    )
     return JobPlan(model=model, params=params, init_asset=init, mask_png=mask_png)
 
 

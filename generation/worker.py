@@ -148,6 +148,37 @@ def load_start_images(project_id: Any, params: JobParams) -> tuple[Any, Any]:
     return image.convert("RGB"), mask
 
 
+def load_reference_images(project_id: Any, params: JobParams) -> tuple[Any, ...]:
+    """The job's reference images (RGB), in order, read from storage and decoded afresh; each must still
+    belong to the job's project."""
+    from gallery.models import Asset
+    from gallery.services import decode_image
+
+    wanted = [str(reference.image) for reference in params.references]
+    if not wanted:
+        return ()
+    assets = {str(a.pk): a for a in Asset.objects.filter(project_id=project_id, pk__in=wanted)}
+    images = []
+    for image_id in wanted:
+        asset = assets.get(image_id)
+        if asset is None or not asset.file:
+            raise StartImageMissing("A reference image was deleted before the job ran.")
+        try:
+            with asset.file.open("rb") as f:
+                data = f.read()
+            image = decode_image(
+                data,
+                field="references",
+                formats=("PNG",),
+                max_pixels=max(asset.width * asset.height, 1),
+                not_readable="A reference image could not be read.",
+            )
+        except (OSError, InvalidInput) as exc:
+            raise StartImageMissing("A reference image could not be read.") from exc
+        images.append(image.convert("RGB"))
+    return tuple(images)
+
+
 # How long a worker waits for the database to come back before it gives a job's start or end up (to the
 # sweeper, which queues it again): a restart of PostgreSQL takes a few seconds.
 DATABASE_PATIENCE = 60.0
@@ -265,13 +296,15 @@ def _prepare(job: Any, attempt: int, worker: str) -> Member | str:
             return _fail(job, attempt, f"The model {job.model_id!r} is not installed on this worker.")
         try:
             init_image, mask_image = load_start_images(job.project_id, params)
+            reference_images = load_reference_images(job.project_id, params)
         except StartImageMissing as exc:
             return _fail(job, attempt, str(exc))
     from .engine.runner import GenerationRequest
 
-    return Member(
-        job, attempt, GenerationRequest(model, params, init_image=init_image, mask_image=mask_image)
+    request = GenerationRequest(
+        model, params, init_image=init_image, mask_image=mask_image, reference_images=reference_images
     )
+    return Member(job, attempt, request)
 
 
 def _fail(job: Any, attempt: int, error: str, gpu_seconds: float = 0) -> str:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..schemas import JobParams
-from . import pipelines
+from . import pipelines, reference
 from .errors import GenerationError
 from .preview import Previewer, latent_projector
 from .registry import ModelInfo
@@ -85,6 +85,8 @@ class GenerationRequest:
     params: JobParams
     init_image: Image.Image | None = None
     mask_image: Image.Image | None = None
+    # The images of ``params.references``, in order (jobs of one call share them: see ``batch_key``).
+    reference_images: tuple[Image.Image, ...] = ()
 
 
 def text_request(model: ModelInfo, prompt: str, **params: Any) -> GenerationRequest:
@@ -247,7 +249,11 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
     started = time.perf_counter()
     loras = tuple((lora.id, lora.weight) for lora in params.loras)
     try:
-        with pipelines.loras_applied(loaded, loras), torch.inference_mode():
+        with (
+            pipelines.loras_applied(loaded, loras),
+            reference.job_references(pipe, first.model, params, first.reference_images) as extra,
+            torch.inference_mode(),
+        ):
             output = pipe(
                 prompt=prompts,
                 negative_prompt=negatives if any(negatives) else None,
@@ -258,6 +264,7 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
                 callback_on_step_end=on_step_end,
                 output_type="pil",
                 **mode_kwargs,
+                **extra,
             )
     except (torch.OutOfMemoryError, MemoryError) as exc:
         raise GenerationError(OUT_OF_MEMORY) from exc
