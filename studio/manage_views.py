@@ -233,14 +233,14 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
 
 # --- the model library --
 
-INSTALL_KINDS = {"model": "Model", "lora": "LoRA", "preview": "Preview decoder"}
+INSTALL_KINDS = {"model": "Model", "lora": "LoRA", "preview": "Preview decoder", "ip_adapter": "IP-Adapter"}
 
 
 @login_required
 @admin_only
 @require_http_methods(["GET", "POST"])
 def models_page(request: HttpRequest) -> HttpResponse:
-    """Installed models, LoRAs and preview decoders; POST installs one from a path on the server
+    """Installed models, LoRAs, IP-Adapters and preview decoders; POST installs one from a path on the server
     (``generation.library``)."""
     from generation import library
     from generation.engine import registry
@@ -266,6 +266,10 @@ def models_page(request: HttpRequest) -> HttpResponse:
                 done = library.do_install_preview_decoder(
                     request.user, form["path"], form["family"], name=form["name"], ip=client_ip(request)
                 )
+            elif form["kind"] == "ip_adapter":
+                done = library.do_install_ip_adapter(
+                    request.user, form["path"], name=form["name"], ip=client_ip(request)
+                )
             elif form["kind"] == "model":
                 done = library.do_install_model(
                     request.user, form["path"], name=form["name"], ip=client_ip(request)
@@ -288,6 +292,10 @@ def models_page(request: HttpRequest) -> HttpResponse:
             for m in registry.list_models()
         ],
         "loras": [{"info": lora, "family": FAMILIES[lora.family].label} for lora in registry.list_loras()],
+        "ip_adapters": [
+            {"info": adapter, "family": FAMILIES[adapter.family].label}
+            for adapter in registry.list_ip_adapters()
+        ],
         "previews": [
             {"info": decoder, "family": FAMILIES[decoder.family].label}
             for decoder in registry.list_preview_decoders()

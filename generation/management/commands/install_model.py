@@ -9,13 +9,17 @@ class Command(BaseCommand):
     help = (
         "Install a model from a path on this machine: a diffusers folder or a single-file .safetensors "
         "checkpoint (SD 1.x, SD 2.x, SDXL, SD3, FLUX). With --lora, install a LoRA instead; with "
-        "--preview-decoder FAMILY, a tiny preview decoder (AutoencoderTiny folder) for that family."
+        "--preview-decoder FAMILY, a tiny preview decoder (AutoencoderTiny folder) for that family; with "
+        "--ip-adapter, an IP-Adapter (its .safetensors file, with image_encoder/ beside it)."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="A diffusers folder or a .safetensors file.")
         parser.add_argument("--name", default="", help="Its name in the studio (the id is made from it).")
         parser.add_argument("--lora", action="store_true", help="The file is a LoRA.")
+        parser.add_argument(
+            "--ip-adapter", action="store_true", help="The file (or its folder) is an IP-Adapter."
+        )
         parser.add_argument(
             "--preview-decoder",
             default="",
@@ -43,6 +47,17 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"Installed the {FAMILIES[done.family].label} preview decoder {done.name!r} "
                     f"({done.size_bytes:,} bytes, sha256 {done.sha256})"
+                )
+                return
+            if options["ip_adapter"]:
+                if options["lora"] or options["family"]:
+                    raise CommandError(
+                        "An IP-Adapter's family is read from its weights; leave out the others."
+                    )
+                done = library.do_install_ip_adapter(None, options["path"], name=options["name"])
+                self.stdout.write(
+                    f"Installed IP-Adapter {done.id!r} ({done.name}, {FAMILIES[done.family].label}, "
+                    f"{done.size_bytes:,} bytes, sha256 {done.sha256})"
                 )
                 return
             if options["lora"]:
