@@ -304,3 +304,16 @@ def test_the_models_list_the_reference_feature_and_the_form_offers_references(cl
                     "generation/references.js"):  # fmt: skip
         assert element in page
     assert "<script>" not in page
+
+
+def test_reproducing_an_image_brings_back_its_references(client, poster):
+    team = poster
+    red = stored(team, RED)
+    job = make(team, seed=0, steps=2, references=[ref(red, weight=1.5, fidelity=0.25)])
+    assert run_job(str(job.id)) == "succeeded"
+    child = Asset.objects.get(job=job)
+    client.force_login(team["bob"])
+    initial = json.loads(client.get(f"/p/poster/?from={child.id}").context["initial_json"])
+    assert initial["references"] == [
+        {"image": str(red.id), "kind": "reference", "weight": 1.5, "fidelity": 0.25}
+    ]
