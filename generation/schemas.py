@@ -174,7 +174,6 @@ LoraList = Annotated[
 
 MAX_JOB_REFERENCES = 4
 ReferenceKind = Literal["reference", "ip_adapter"]
-REFERENCE_KINDS: tuple[str, ...] = ReferenceKind.__args__
 REFERENCE_WEIGHT = (0.0, 2.0)
 
 

@@ -1,7 +1,8 @@
 """IP-Adapters: Root installs a tiny random-weight IP-Adapter of the published architecture (image_proj and
 per-attention ip weights sized to the demo UNet, a CLIPVisionModelWithProjection image encoder), laid out as
-the real downloads are; Bob's job feeds a reference image through it, and the image names the adapter. A pickle
-IP-Adapter is refused; one of another family is a 400 for the job; a later job without one is unaffected."""
+the real downloads are; Bob's job feeds a reference image through it, and the image names the adapter. A
+pickle IP-Adapter is refused; one of another family is a 400 for the job; a later job without one is
+unaffected."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def build_ip_adapter(root: Path, unet_dir: Path, *, cross_attention_dim: int | N
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(7)
-    unet = UNet2DConditionModel.from_pretrained(str(unet_dir), local_files_only=True)
+    with torch.device("meta"):  # (only its layers' names and widths are read: no weights are made)
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(unet_dir)))
     width = cross_attention_dim or int(unet.config.cross_attention_dim)
     channels = list(unet.config.block_out_channels)
     tensors: dict[str, torch.Tensor] = {
@@ -181,7 +183,10 @@ def test_ip_adapter_and_attention_references_together_and_in_a_batch(studio, dow
     assert run_job(str(first.id)) == "succeeded"
     second.refresh_from_db()
     assert second.status == "succeeded"  # the same references: one call
-    assert [r["kind"] for r in Asset.objects.get(job=second).params["references"]] == ["ip_adapter", "reference"]
+    assert [r["kind"] for r in Asset.objects.get(job=second).params["references"]] == [
+        "ip_adapter",
+        "reference",
+    ]
 
 
 def test_a_pickle_ip_adapter_is_refused(studio, downloaded):
@@ -228,7 +233,10 @@ def test_an_ip_adapter_of_another_family_is_a_400_for_the_job(client, studio, tm
     assert demo["features"] == ["reference"]
     red = stored(team, RED)
     for reference, message in [
-        ({"kind": "ip_adapter", "ip_adapter": done.id}, "The IP-Adapter SD 1.5 IP-Adapter is for Stable Diffusion 1.x models, not Demo shapes."),
+        (
+            {"kind": "ip_adapter", "ip_adapter": done.id},
+            "The IP-Adapter SD 1.5 IP-Adapter is for Stable Diffusion 1.x models, not Demo shapes.",
+        ),
         ({"kind": "ip_adapter"}, "No IP-Adapter for Demo shapes is installed (the IP-Adapters installed are"),
         ({"kind": "reference", "ip_adapter": done.id}, "an IP-Adapter is only for kind ip_adapter"),
     ]:

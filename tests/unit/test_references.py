@@ -238,13 +238,17 @@ def test_a_styles_references_apply_unless_the_job_chooses_its_own_and_a_lock_hol
     ).json()
     client.force_login(team["bob"])
     body = {**BODY, "style": locked["id"], "references": [ref(blue)]}
-    response = client.post("/api/v1/projects/poster/jobs", data=json.dumps(body), content_type="application/json")
+    response = client.post(
+        "/api/v1/projects/poster/jobs", data=json.dumps(body), content_type="application/json"
+    )
     assert response.status_code == 400
     assert response.json()["error"] == (
         "The style 'Red locked' locks the reference images; leave it out or choose another style."
     )
     same = {**body, "references": [ref(red)]}
-    response = client.post("/api/v1/projects/poster/jobs", data=json.dumps(same), content_type="application/json")
+    response = client.post(
+        "/api/v1/projects/poster/jobs", data=json.dumps(same), content_type="application/json"
+    )
     assert response.status_code == 201, response.json()
     assert response.json()["params"]["references"][0]["image"] == str(red.id)
     # The style's references run: the job succeeds and its image names them.
@@ -274,7 +278,9 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("body", "field", "message"), INVALID, ids=[json.dumps(b)[:60] for b, _, _ in INVALID])
+@pytest.mark.parametrize(
+    ("body", "field", "message"), INVALID, ids=[json.dumps(b)[:60] for b, _, _ in INVALID]
+)
 def test_each_bad_reference_is_a_400_that_says_why(client, poster, body, field, message):
     team = poster
     red = stored(team, RED)
