@@ -265,3 +265,12 @@ def test_admins_install_and_remove_ip_adapters_on_the_models_page(client, studio
     response = client.post("/manage/models/", {"kind": "ip_adapter", "path": str(downloaded)})
     assert response.status_code == 400
     assert "holds no IP-Adapter .safetensors file" in response.content.decode()
+
+
+def test_the_install_command_installs_an_ip_adapter(studio, downloaded):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("install_model", str(downloaded), "--ip-adapter", "--name", "Shapes", stdout=out)
+    assert "Installed IP-Adapter 'shapes' (Shapes, " in out.getvalue()
+    assert [a.id for a in registry.list_ip_adapters("demo")] == ["shapes"]

@@ -323,3 +323,13 @@ def test_reproducing_an_image_brings_back_its_references(client, poster):
     assert initial["references"] == [
         {"image": str(red.id), "kind": "reference", "weight": 1.5, "fidelity": 0.25}
     ]
+
+
+def test_a_reference_deleted_before_the_job_runs_fails_it_with_a_sentence(poster):
+    team = poster
+    red = stored(team, RED)
+    job = make(team, seed=0, steps=2, references=[ref(red)])
+    Asset.objects.filter(id=red.id).delete()
+    assert run_job(str(job.id)) == "failed"
+    job.refresh_from_db()
+    assert job.error == "A reference image was deleted before the job ran."
