@@ -333,3 +333,29 @@ def test_a_reference_deleted_before_the_job_runs_fails_it_with_a_sentence(poster
     assert run_job(str(job.id)) == "failed"
     job.refresh_from_db()
     assert job.error == "A reference image was deleted before the job ran."
+
+
+def test_the_unet_is_left_as_it_was_even_when_the_call_fails(poster):
+    from generation.engine import reference, registry, runner
+
+    info = registry.get_model("demo")
+    assert info is not None
+    unet = runner.cache().get(info).pipe.unet
+    before = dict(unet.attn_processors)
+    steered = [reference.Reference(Image.new("RGB", (64, 64), RED))]
+    wrapped: list = []
+
+    def failing_call() -> None:
+        pipe = runner.cache().get(info).pipe
+        with reference.references_applied(pipe, steered, width=64, height=64, guidance_scale=5.0):
+            wrapped.extend(
+                p for p in unet.attn_processors.values() if isinstance(p, reference.ReferenceAttnProcessor)
+            )
+            raise RuntimeError("the call failed")
+
+    with pytest.raises(RuntimeError, match="the call failed"):
+        failing_call()
+    assert len(wrapped) == sum(name.endswith("attn1.processor") for name in before) > 0
+    after = unet.attn_processors
+    assert after.keys() == before.keys() and all(after[name] is before[name] for name in before)
+    assert not unet._forward_pre_hooks and not unet._forward_hooks
