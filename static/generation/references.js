@@ -22,6 +22,8 @@
   const modeSelect = document.getElementById("f-mode");
   const MAX = 4;
   const MODES = ["txt2img", "img2img", "inpaint"];
+  const styleNote = document.getElementById("references-style-note");
+  let lockedByStyle = false;
 
   function features() {
     const model = models.find(function (m) { return m.id === modelSelect.value; });
@@ -41,7 +43,19 @@
       if (!adapters && kind.value === "ip_adapter") kind.value = "reference";
       row.querySelector(".reference-fidelity-field").hidden = kind.value !== "reference";
     });
-    addButton.disabled = rows().length >= MAX;
+    addButton.disabled = lockedByStyle || rows().length >= MAX;
+  }
+
+  // A style's reference images (styles.js): used when the job chooses none; a locked set cannot be changed.
+  function useStyle(images, locked) {
+    lockedByStyle = Boolean(locked);
+    if (lockedByStyle) rows().forEach(function (row) { row.remove(); });
+    const count = (images || []).length;
+    styleNote.hidden = !count && !lockedByStyle;
+    styleNote.textContent = lockedByStyle
+      ? "Locked by the style" + (count ? ": its " + count + " reference image(s) are used." : ": no reference images.")
+      : "The style's " + count + " reference image(s) are used unless you add your own.";
+    show();
   }
 
   function choose(row, image) {
@@ -143,7 +157,7 @@
   }
 
   function extendBody(data) {
-    if (box.hidden) return;
+    if (box.hidden || lockedByStyle) return;
     const chosen = [];
     rows().forEach(function (row) {
       if (!row.dataset.image) return; // a row with no image chosen yet sends nothing
@@ -163,5 +177,5 @@
   (Array.isArray(initial.references) ? initial.references : []).forEach(function (r) { addRow(r); });
   show();
 
-  window.StudioReferences = { extendBody: extendBody };
+  window.StudioReferences = { extendBody: extendBody, useStyle: useStyle };
 })();

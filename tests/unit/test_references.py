@@ -307,7 +307,7 @@ def test_the_models_list_the_reference_feature_and_the_form_offers_references(cl
     assert demo["features"] == ["reference"]  # no IP-Adapter is installed
     page = client.get("/p/poster/").content.decode()
     for element in ('id="references-field"', 'id="reference-add"', 'id="reference-template"',
-                    "generation/references.js"):  # fmt: skip
+                    'id="references-style-note"', "generation/references.js"):  # fmt: skip
         assert element in page
     assert "<script>" not in page
 
