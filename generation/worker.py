@@ -268,13 +268,17 @@ def gather(lead: Member, worker: str) -> list[Member]:
 
 def batch_room(request: Any) -> int:
     """How many more images may join this request's pipeline call: ``STUDIO_MAX_BATCH`` and the device's
-    memory both cap the call's images."""
+    memory both cap the call's images (reference images take memory of their own per image)."""
     from .engine.runner import batch_capacity
 
     params = request.params
     if settings.STUDIO_MAX_BATCH <= 1:
         return 0
     cap = min(settings.STUDIO_MAX_BATCH, batch_capacity(request.model, params.width, params.height))
+    if params.references:
+        from .engine.reference import BANK_SHARE
+
+        cap = max(1, int(cap / (1 + BANK_SHARE * len(params.references))))
     return max(0, cap - params.num_images)
 
 

@@ -38,6 +38,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+# What each reference adds to an image's memory in a call, as a share of the image's own activations: its
+# write pass keeps every self-attention layer's input for each row (about a sixth of the activations
+# estimated for SDXL at 1024², less for SD 1.5), rounded up (``worker.batch_room`` reads it).
+BANK_SHARE = 0.25
+
 # The reference's noise comes from its own generator, seeded by its place in the job's list: a seed gives
 # the same image whether the job runs alone or in a batch (the job seeds never feed it).
 NOISE_SEED = 0x5EED

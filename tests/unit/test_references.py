@@ -359,3 +359,17 @@ def test_the_unet_is_left_as_it_was_even_when_the_call_fails(poster):
     after = unet.attn_processors
     assert after.keys() == before.keys() and all(after[name] is before[name] for name in before)
     assert not unet._forward_pre_hooks and not unet._forward_hooks
+
+
+def test_references_leave_less_room_in_a_call(settings, monkeypatch, poster):
+    from generation import worker
+    from generation.engine import registry, runner
+
+    settings.STUDIO_MAX_BATCH = 8
+    monkeypatch.setattr(runner, "batch_capacity", lambda model, width, height: 8)
+    info = registry.get_model("demo")
+    plain = runner.text_request(info, "a circle")
+    two = {"image": str(uuid.uuid4()), "kind": "reference", "weight": 1.0, "fidelity": 0.5}
+    steered = runner.text_request(info, "a circle", references=[two, dict(two)])
+    assert worker.batch_room(plain) == 7
+    assert worker.batch_room(steered) == 4  # 8 / (1 + 2 × 0.25) images in all, this one's included
