@@ -660,15 +660,17 @@ CROSS_ATTENTION_FAMILIES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 IP_ADAPTER_ENCODER_CLASS = "CLIPVisionModelWithProjection"
 
 
-def detect_ip_adapter_family(width: int) -> str | None:
-    """The family whose UNet reads ``width``-wide cross-attention: a published family's, else that of an
-    installed model whose UNet config says so (the demo model's narrow one)."""
+def ip_adapter_families(width: int) -> list[str]:
+    """The families whose UNets read ``width``-wide cross-attention: the published family's, else those of
+    the installed models whose UNet configs say so (the demo model's narrow one, hand-made models)."""
     if width in CROSS_ATTENTION_FAMILIES:
-        return CROSS_ATTENTION_FAMILIES[width]
-    for model in registry.list_models():
-        if model.family in registry.REFERENCE_FAMILIES and registry.unet_cross_attention_dim(model) == width:
-            return model.family
-    return None
+        return [CROSS_ATTENTION_FAMILIES[width]]
+    found = [
+        model.family
+        for model in registry.list_models()
+        if model.family in registry.REFERENCE_FAMILIES and registry.unet_cross_attention_dim(model) == width
+    ]
+    return sorted(set(found))
 
 
 def _ip_adapter_weights(source: Path) -> tuple[Path, Path]:
@@ -697,9 +699,10 @@ def _ip_adapter_weights(source: Path) -> tuple[Path, Path]:
     return candidates[0], source
 
 
-def check_ip_adapter_source(path_text: str) -> tuple[Path, Path, str, int]:
+def check_ip_adapter_source(path_text: str, family: str = "") -> tuple[Path, Path, str, int]:
     """Validate an IP-Adapter to install: (weights file, its image encoder folder, family, cross-attention
-    width). The weights hold ``image_proj.*`` and ``ip_adapter.*`` tensors; the image encoder is a
+    width). The family is the one whose models read the adapter's cross-attention width; ``family`` picks one
+    where several do. The weights hold ``image_proj.*`` and ``ip_adapter.*`` tensors; the image encoder is a
     CLIPVisionModelWithProjection folder with safetensors weights whose projection the adapter reads."""
     try:
         source = _source(path_text)
@@ -753,20 +756,38 @@ def check_ip_adapter_source(path_text: str) -> tuple[Path, Path, str, int]:
             )
     except InvalidInput as exc:
         raise _field(exc) from None
-    family = detect_ip_adapter_family(width)
-    if family is None:
+    families = ip_adapter_families(width)
+    family = (family or "").strip()
+    if family and family not in FAMILIES:
+        raise InvalidInput("Unknown family.", {"family": [f"Choose one of: {', '.join(FAMILIES)}."]})
+    if not families:
         message = (
             f"No model family the studio runs reads {width}-wide cross-attention, as this IP-Adapter does."
         )
         raise InvalidInput(message, {"path": [message]})
+    if family and family not in families:
+        message = (
+            f"This IP-Adapter reads {width}-wide cross-attention, as "
+            f"{' and '.join(FAMILIES[f].label for f in families)} models do, not {FAMILIES[family].label}."
+        )
+        raise InvalidInput(message, {"family": [message]})
+    if not family and len(families) > 1:
+        message = (
+            f"{' and '.join(FAMILIES[f].label for f in families)} models both read {width}-wide "
+            "cross-attention: choose the family."
+        )
+        raise InvalidInput(message, {"family": [message]})
+    family = family or families[0]
     return weights, encoder, family, width
 
 
-def do_install_ip_adapter(actor: Any, path_text: str, *, name: str = "", ip: str | None = None) -> Installed:
+def do_install_ip_adapter(
+    actor: Any, path_text: str, *, name: str = "", family: str = "", ip: str | None = None
+) -> Installed:
     """Validate an IP-Adapter (its safetensors weights and the ``image_encoder/`` beside them) and install
     it under ``MODELS_DIR/_ip_adapters/<id>/``, attached to the family its cross-attention width shows.
     Audited."""
-    weights, encoder, family, width = check_ip_adapter_source(path_text)
+    weights, encoder, family, width = check_ip_adapter_source(path_text, family)
     name = (name or "").strip() or weights.stem
     models_dir = Path(settings.MODELS_DIR)
     root = models_dir / registry.IP_ADAPTERS_DIR

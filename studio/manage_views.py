@@ -268,7 +268,11 @@ def models_page(request: HttpRequest) -> HttpResponse:
                 )
             elif form["kind"] == "ip_adapter":
                 done = library.do_install_ip_adapter(
-                    request.user, form["path"], name=form["name"], ip=client_ip(request)
+                    request.user,
+                    form["path"],
+                    name=form["name"],
+                    family=form["family"],
+                    ip=client_ip(request),
                 )
             elif form["kind"] == "model":
                 done = library.do_install_model(

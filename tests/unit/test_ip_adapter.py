@@ -274,3 +274,70 @@ def test_the_install_command_installs_an_ip_adapter(studio, downloaded):
     call_command("install_model", str(downloaded), "--ip-adapter", "--name", "Shapes", stdout=out)
     assert "Installed IP-Adapter 'shapes' (Shapes, " in out.getvalue()
     assert [a.id for a in registry.list_ip_adapters("demo")] == ["shapes"]
+
+
+@pytest.mark.parametrize(("family", "width"), [("sd1", 32), ("sdxl", 64)])
+def test_tiny_sd15_and_sdxl_models_take_references_and_ip_adapters(team, models_dir, tmp_path, family, width):
+    """The published SD 1.5 and SDXL layouts shrunk to a few channels (bench/gpu_modes.py): an IP-Adapter
+    sized to each installs for its family (found by the installed model's cross-attention width), and
+    jobs with attention references, the IP-Adapter, or both run, in every mode that takes them."""
+    import importlib
+
+    builders = importlib.import_module("bench.gpu_modes")
+    folder = builders.build_random_folder(
+        family, tmp_path / family, device="cpu", dtype=torch.float32, tiny=True
+    )
+    (folder / "studio.json").write_text(json.dumps({"min_size": 64, "default_size": 64}))  # (a tiny one)
+    model = library.do_install_model(team["root"], str(folder), name=f"Tiny {family}")
+    adapter = library.do_install_ip_adapter(
+        team["root"], str(build_ip_adapter(tmp_path / "ip", folder / "unet"))
+    )
+    assert (
+        adapter.family,
+        json.loads((adapter.path / "ip_adapter.json").read_text())["cross_attention_dim"],
+    ) == (
+        family,
+        width,
+    )
+    info = registry.get_model(model.id)
+    assert info is not None and registry.model_features(info) == ["reference", "ip_adapter"]
+    picture = stored(team, RED)
+    base = {"prompt": "a red circle", "model": model.id, "steps": 2, "width": 64, "height": 64, "seed": 1}
+    both = [
+        {"image": str(picture.id), "kind": "reference", "weight": 1.0, "fidelity": 0.5},
+        {"image": str(picture.id), "kind": "ip_adapter", "weight": 1.0},
+    ]
+    for body in (
+        {**base, "references": both[:1]},
+        {**base, "references": both[1:]},
+        {**base, "references": both},
+        {**base, "mode": "img2img", "init_asset": str(picture.id), "references": both},
+    ):
+        job = services.do_create_job(team["bob"], team["project"], body)
+        assert run_job(str(job.id)) == "succeeded", Job.objects.get(id=job.id).error
+        assert image_of(job).size == (64, 64)
+
+
+def test_where_two_families_read_the_adapters_width_the_admin_chooses(team, models_dir, tmp_path):
+    import importlib
+
+    from generation.engine.training import BUNDLED_MODEL_DIR
+
+    builders = importlib.import_module("bench.gpu_modes")
+    folder = builders.build_random_folder(
+        "sdxl", tmp_path / "sdxl", device="cpu", dtype=torch.float32, tiny=True
+    )
+    library.do_install_model(team["root"], str(folder), name="Tiny SDXL")  # 64-wide cross-attention
+    library.do_install_model(team["root"], str(BUNDLED_MODEL_DIR), name="Shapes")  # the demo model's 64 too
+    download = build_ip_adapter(tmp_path / "ip", folder / "unet")
+    with pytest.raises(InvalidInput) as refused:
+        library.do_install_ip_adapter(team["root"], str(download))
+    assert refused.value.errors == {
+        "family": [
+            "Demo and Stable Diffusion XL models both read 64-wide cross-attention: choose the family."
+        ]
+    }
+    with pytest.raises(InvalidInput) as refused:
+        library.do_install_ip_adapter(team["root"], str(download), family="sd1")
+    assert "not Stable Diffusion 1.x" in refused.value.message
+    assert library.do_install_ip_adapter(team["root"], str(download), family="sdxl").family == "sdxl"

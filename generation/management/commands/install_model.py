@@ -31,7 +31,7 @@ class Command(BaseCommand):
             "--family",
             default="",
             choices=["", *FAMILIES],
-            help="A LoRA's family, when its file does not tell.",
+            help="A LoRA's family, when its file does not tell; an IP-Adapter's, when several fit.",
         )
 
     def handle(self, *args, **options):
@@ -50,11 +50,11 @@ class Command(BaseCommand):
                 )
                 return
             if options["ip_adapter"]:
-                if options["lora"] or options["family"]:
-                    raise CommandError(
-                        "An IP-Adapter's family is read from its weights; leave out the others."
-                    )
-                done = library.do_install_ip_adapter(None, options["path"], name=options["name"])
+                if options["lora"]:
+                    raise CommandError("--ip-adapter and --lora are different kinds; give one.")
+                done = library.do_install_ip_adapter(
+                    None, options["path"], name=options["name"], family=options["family"]
+                )
                 self.stdout.write(
                     f"Installed IP-Adapter {done.id!r} ({done.name}, {FAMILIES[done.family].label}, "
                     f"{done.size_bytes:,} bytes, sha256 {done.sha256})"
