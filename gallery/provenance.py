@@ -102,6 +102,9 @@ def generation_manifest(
         "parameters": manifest_parameters(asset.params),
         # The project style it was made with and that style's version then (None without one).
         "style": asset.params.get("style"),
+        # The reference images that steered it (asset id, kind, weight, fidelity, the image's sha256 and
+        # any IP-Adapter's id, name and sha256); empty without any.
+        "references": list(asset.params.get("references") or []),
         "prompt_included": bool(settings.STUDIO_C2PA_INCLUDE_PROMPT),
     }
     return credentials.manifest(

@@ -179,6 +179,7 @@ def _asset_context(request: HttpRequest, asset: Asset, **extra: Any) -> dict[str
         "comments": asset.comments.select_related("author"),
         "params": sorted(asset.params.items()),
         "parent": _visible_parent(user, asset),
+        "references": _visible_references(user, asset),
         "start_image_actions": _start_image_actions(asset)
         if studio_permissions.can_generate(user, asset.project)
         else [],
@@ -192,6 +193,19 @@ def _visible_parent(user: Any, asset: Asset) -> Asset | None:
     if not asset.parent_id:
         return None
     return assets_visible_to(user).filter(id=asset.parent_id).first()
+
+
+def _visible_references(user: Any, asset: Asset) -> list[dict[str, Any]]:
+    """The reference images that steered this one, in order: each with its kind, weight and fidelity and
+    its asset while it still exists (and so is visible: same project); one query."""
+    used = [r for r in asset.params.get("references") or [] if isinstance(r, dict)]
+    if not used:
+        return []
+    found = {
+        str(a.id): a
+        for a in assets_visible_to(user).filter(project=asset.project, id__in=[str(r["image"]) for r in used])
+    }
+    return [{**r, "asset": found.get(str(r["image"]))} for r in used]
 
 
 def _start_image_actions(asset: Asset) -> list[tuple[str, str, str]]:

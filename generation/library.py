@@ -1,5 +1,5 @@
-"""Installing and removing models, LoRAs, tiny preview decoders and ControlNet annotators: the writes behind
-``manage.py install_model`` and the admin's Models page.
+"""Installing and removing models, LoRAs, IP-Adapters, tiny preview decoders and ControlNet annotators: the
+writes behind ``manage.py install_model`` and the admin's Models page.
 
 Everything is checked before anything is written: a file whose header is not safetensors is refused whatever
 its name (pickle checkpoints are never opened beyond their first bytes, let alone unpickled), and every
@@ -539,9 +539,9 @@ def do_install_lora(
 
 
 def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> None:
-    """Remove an installed model (``kind`` "model"), LoRA ("lora"), a family's preview decoder ("preview",
-    ``item_id`` the family) or a ControlNet annotator ("annotator") from the models dir. Models shipped with
-    the studio are not in the models dir and cannot be removed. Audited."""
+    """Remove an installed model (``kind`` "model"), LoRA ("lora"), IP-Adapter ("ip_adapter"), a family's
+    preview decoder ("preview", ``item_id`` the family) or a ControlNet annotator ("annotator") from the
+    models dir. Models shipped with the studio are not in the models dir and cannot be removed. Audited."""
     models_dir = Path(settings.MODELS_DIR)
     if kind == "model":
         model = registry.get_model(item_id)
@@ -553,6 +553,11 @@ def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> 
         if lora is None:
             raise NotFound("No such installed LoRA.")
         folder, details = lora.path.parent, {"name": lora.name, "family": lora.family}
+    elif kind == "ip_adapter":
+        adapter = registry.get_ip_adapter(item_id)
+        if adapter is None:
+            raise NotFound("No such installed IP-Adapter.")
+        folder, details = adapter.path, {"name": adapter.name, "family": adapter.family}
     elif kind == "preview":
         decoder = registry.get_preview_decoder(item_id)
         if decoder is None:
@@ -656,6 +661,173 @@ def do_install_preview_decoder(
         details={"name": name, "family": family, "sha256": sha256, "size_bytes": size},
     )
     return Installed(family, name, family, sha256, size, target)
+
+
+# --- IP-Adapters --
+
+# The width of the text each published family's cross-attention reads (an IP-Adapter's image tokens join it).
+CROSS_ATTENTION_FAMILIES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+IP_ADAPTER_ENCODER_CLASS = "CLIPVisionModelWithProjection"
+
+
+def ip_adapter_families(width: int) -> list[str]:
+    """The families whose UNets read ``width``-wide cross-attention: the published family's, else those of
+    the installed models whose UNet configs say so (the demo model's narrow one, hand-made models)."""
+    if width in CROSS_ATTENTION_FAMILIES:
+        return [CROSS_ATTENTION_FAMILIES[width]]
+    found = [
+        model.family
+        for model in registry.list_models()
+        if model.family in registry.REFERENCE_FAMILIES and registry.unet_cross_attention_dim(model) == width
+    ]
+    return sorted(set(found))
+
+
+def _ip_adapter_weights(source: Path) -> tuple[Path, Path]:
+    """The IP-Adapter's weights file and the folder holding it (and its ``image_encoder/``): ``source`` is
+    the file, or a folder with exactly one IP-Adapter ``.safetensors`` at its top."""
+    if source.is_file():
+        if source.suffix.lower() in registry.UNSAFE_SUFFIXES:
+            raise NotSafetensors(
+                f"{source.name} is a pickle file ({source.suffix}); IP-Adapter weights are only read as "
+                "safetensors (ip-adapter_sd15.safetensors, not .bin): install the .safetensors file."
+            )
+        return source, source.parent
+    _refuse_symlinks(source)
+    candidates = sorted(p for p in source.iterdir() if p.is_file() and p.suffix == ".safetensors")
+    if not candidates:
+        pickles = sorted(p.name for p in source.iterdir() if p.suffix.lower() in registry.UNSAFE_SUFFIXES)
+        if pickles:
+            raise NotSafetensors(
+                f"{source.name} holds only pickle weights ({', '.join(pickles)}); IP-Adapter weights are "
+                "only read as safetensors: install the .safetensors release."
+            )
+        raise InvalidInput(f"{source.name} holds no IP-Adapter .safetensors file.")
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise InvalidInput(f"{source.name} holds several .safetensors files ({names}): give the file's path.")
+    return candidates[0], source
+
+
+def check_ip_adapter_source(path_text: str, family: str = "") -> tuple[Path, Path, str, int]:
+    """Validate an IP-Adapter to install: (weights file, its image encoder folder, family, cross-attention
+    width). The family is the one whose models read the adapter's cross-attention width; ``family`` picks one
+    where several do. The weights hold ``image_proj.*`` and ``ip_adapter.*`` tensors; the image encoder is a
+    CLIPVisionModelWithProjection folder with safetensors weights whose projection the adapter reads."""
+    try:
+        source = _source(path_text)
+        weights, folder = _ip_adapter_weights(source)
+        header = read_safetensors_header(weights)
+        if not any(k.startswith("image_proj.") for k in header) or not any(
+            k.startswith("ip_adapter.") for k in header
+        ):
+            raise InvalidInput(
+                f"{weights.name} is not an IP-Adapter: it has no image_proj.* and ip_adapter.* tensors."
+            )
+        to_k = next((k for k in sorted(header) if k.endswith(".to_k_ip.weight")), None)
+        if to_k is None:
+            raise InvalidInput(f"{weights.name} has no ip_adapter.*.to_k_ip weights.")
+        width = _shape(header, to_k, 2)[1]
+        encoder = folder / registry.IP_ADAPTER_ENCODER
+        if weights.is_symlink() or encoder.is_symlink():
+            raise InvalidInput(
+                "The IP-Adapter's weights or image encoder are a symbolic link; install a copy with its "
+                "links resolved (cp -rL)."
+            )
+        if encoder.is_dir():
+            _refuse_symlinks(encoder)
+        if not (encoder / "config.json").is_file():
+            raise InvalidInput(
+                f"No image encoder beside {weights.name}: put its image_encoder/ folder (config.json and "
+                "model.safetensors) next to it."
+            )
+        config = _json_file(encoder / "config.json")
+        if IP_ADAPTER_ENCODER_CLASS not in (config.get("architectures") or []):
+            raise InvalidInput(
+                f"image_encoder/ is not a {IP_ADAPTER_ENCODER_CLASS} (its config.json says not)."
+            )
+        encoder_weights = encoder / "model.safetensors"
+        if not encoder_weights.is_file():
+            raise NotSafetensors(
+                "image_encoder/ has no model.safetensors; pickle weights (pytorch_model.bin) are never "
+                "loaded: convert it first."
+            )
+        read_safetensors_header(encoder_weights)
+        proj = header.get("image_proj.proj.weight")
+        projection = config.get("projection_dim")
+        if (
+            proj is not None
+            and isinstance(projection, int)
+            and _shape(header, "image_proj.proj.weight", 2)[1] != projection
+        ):
+            raise InvalidInput(
+                f"The image encoder's projection is {projection} wide but {weights.name} reads "
+                f"{proj['shape'][1]}: install the image encoder it was made with."
+            )
+    except InvalidInput as exc:
+        raise _field(exc) from None
+    families = ip_adapter_families(width)
+    family = (family or "").strip()
+    if family and family not in FAMILIES:
+        raise InvalidInput("Unknown family.", {"family": [f"Choose one of: {', '.join(FAMILIES)}."]})
+    if not families:
+        message = (
+            f"No model family the studio runs reads {width}-wide cross-attention, as this IP-Adapter does."
+        )
+        raise InvalidInput(message, {"path": [message]})
+    if family and family not in families:
+        message = (
+            f"This IP-Adapter reads {width}-wide cross-attention, as "
+            f"{' and '.join(FAMILIES[f].label for f in families)} models do, not {FAMILIES[family].label}."
+        )
+        raise InvalidInput(message, {"family": [message]})
+    if not family and len(families) > 1:
+        message = (
+            f"{' and '.join(FAMILIES[f].label for f in families)} models both read {width}-wide "
+            "cross-attention: choose the family."
+        )
+        raise InvalidInput(message, {"family": [message]})
+    family = family or families[0]
+    return weights, encoder, family, width
+
+
+def do_install_ip_adapter(
+    actor: Any, path_text: str, *, name: str = "", family: str = "", ip: str | None = None
+) -> Installed:
+    """Validate an IP-Adapter (its safetensors weights and the ``image_encoder/`` beside them) and install
+    it under ``MODELS_DIR/_ip_adapters/<id>/``, attached to the family its cross-attention width shows.
+    Audited."""
+    weights, encoder, family, width = check_ip_adapter_source(path_text, family)
+    name = (name or "").strip() or weights.stem
+    models_dir = Path(settings.MODELS_DIR)
+    root = models_dir / registry.IP_ADAPTERS_DIR
+    taken = {m.id for m in registry.list_models()} | {lora.id for lora in registry.list_loras()}
+    taken |= {a.id for a in registry.list_ip_adapters()}
+    taken |= {p.name for p in root.iterdir()} if root.is_dir() else set()
+    adapter_id = _new_id(name, taken)
+    with _staged(root) as staging:
+        sha256 = _copy_with_sha256(weights, staging / registry.IP_ADAPTER_WEIGHTS)
+        target = staging / registry.IP_ADAPTER_ENCODER
+        target.mkdir()
+        shutil.copyfile(encoder / "config.json", target / "config.json")
+        encoder_sha256 = _copy_with_sha256(encoder / "model.safetensors", target / "model.safetensors")
+        size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+        meta = {
+            **_provenance(actor, weights, name, family, sha256, size),
+            "file": weights.name,
+            "cross_attention_dim": width,
+            "image_encoder_sha256": encoder_sha256,
+        }
+        (staging / "ip_adapter.json").write_text(json.dumps(meta, indent=2) + "\n")
+        staging.rename(root / adapter_id)
+    audit.record(
+        actor,
+        audit.MODEL_INSTALL,
+        target=f"ip_adapter:{adapter_id}",
+        ip=ip,
+        details={"name": name, "family": family, "sha256": sha256, "size_bytes": size},
+    )
+    return Installed(adapter_id, name, family, sha256, size, root / adapter_id)
 
 
 # --- LoRAs in a job --

@@ -155,7 +155,7 @@ class A1111Options(models.Model):
 # --- project styles --
 
 
-STYLE_FIELDS = ("prompt_prefix", "prompt_suffix", "negative_prompt", "model", "loras")
+STYLE_FIELDS = ("prompt_prefix", "prompt_suffix", "negative_prompt", "model", "loras", "references")
 """The fields of a style that a lead may lock (a locked one cannot be changed by a job)."""
 
 
@@ -199,7 +199,7 @@ class StyleVersion(models.Model):
     negative_prompt = models.TextField(blank=True, default="")
     model = models.CharField(max_length=200, blank=True, default="")
     loras = models.JSONField(default=list)  # [{"id", "weight"}]
-    references = models.JSONField(default=list)  # asset ids of the project (used once references land)
+    references = models.JSONField(default=list)  # asset ids of the project (jobs' reference images)
     controlnet_defaults = models.JSONField(default=list)  # kept for when ControlNet lands
     locks = models.JSONField(default=list)  # names among STYLE_FIELDS
     created_by = models.ForeignKey(

@@ -56,8 +56,8 @@ UpscaleFactor = Literal[2, 4]
 
 
 class Installed:
-    """JSON-schema metadata: the value is one of what is installed now (``models``, ``schedulers`` or
-    ``loras``), read when the schema is generated."""
+    """JSON-schema metadata: the value is one of what is installed now (``models``, ``schedulers``,
+    ``loras`` or ``ip_adapters``), read when the schema is generated."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -68,6 +68,8 @@ class Installed:
             return sorted(m.id for m in models)
         if self.kind == "schedulers":
             return sorted({name for m in models for name in m.schedulers})
+        if self.kind == "ip_adapters":
+            return sorted(adapter.id for adapter in registry.list_ip_adapters())
         return sorted(lora.id for lora in registry.list_loras())
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
@@ -210,6 +212,47 @@ RegionMask = Annotated[
 ]
 
 
+# --- reference images (generation/engine/reference.py; IP-Adapters: generation/engine/ip_adapter.py) --
+
+MAX_JOB_REFERENCES = 4
+ReferenceKind = Literal["reference", "ip_adapter"]
+REFERENCE_WEIGHT = (0.0, 2.0)
+
+
+class ReferenceRef(BaseModel):
+    """An image of the job's project that steers the job: ``reference`` attends to it inside the model
+    (no extra weights; ``fidelity`` says how closely guidance follows it), ``ip_adapter`` feeds it through
+    an installed IP-Adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: Annotated[
+        uuid.UUID,
+        Messages(missing="Choose a reference image.", uuid_parsing=NO_SUCH_ASSET, uuid_type=NO_SUCH_ASSET),
+    ] = Field(description="An image of the job's project (made here or uploaded).")
+    kind: ReferenceKind = "reference"
+    weight: Annotated[float, Real(*REFERENCE_WEIGHT)] = Field(
+        1.0, description="How much the reference counts (0: not at all; 1: like the image's own content)."
+    )
+    fidelity: Annotated[float, Real(0, 1)] = Field(
+        0.5,
+        description="Style fidelity, for kind reference only: how strongly guidance follows the reference "
+        "(0: the prompt has more say; 1: closest to the reference).",
+    )
+    ip_adapter: Annotated[str, Field(max_length=200), Installed("ip_adapters")] | None = Field(
+        None, description="For kind ip_adapter: an installed IP-Adapter's id (default: the model's family's)."
+    )
+
+
+ReferenceList = Annotated[
+    list[ReferenceRef],
+    Field(max_length=MAX_JOB_REFERENCES),
+    Messages(
+        too_long=f"At most {MAX_JOB_REFERENCES} reference images at once.",
+        list_type='Give a list of {"image": asset id, "kind", "weight", "fidelity"}.',
+    ),
+]
+
+
 class BoxRegion(BaseModel):
     """A region given as a rectangle."""
 
@@ -317,6 +360,7 @@ class Txt2ImgRequest(SizedFields):
     union_tag: ClassVar[str] = "txt2img"
     mode: Literal["txt2img"] = "txt2img"
     regions: RegionList | None = None
+    references: ReferenceList | None = None
 
 
 class Img2ImgRequest(SizedFields):
@@ -325,6 +369,7 @@ class Img2ImgRequest(SizedFields):
     init_asset: StartImage
     strength: Strength | None = Field(None, description="Default 0.6.")
     regions: RegionList | None = None
+    references: ReferenceList | None = None
 
 
 class InpaintRequest(SizedFields):
@@ -337,6 +382,7 @@ class InpaintRequest(SizedFields):
     )
     strength: Strength | None = Field(None, description="Default 0.85.")
     regions: RegionList | None = None
+    references: ReferenceList | None = None
 
 
 class OutpaintRequest(JobFields):
@@ -438,6 +484,29 @@ class LoraUse(BaseModel):
     sha256: str = ""
 
 
+class IpAdapterUse(BaseModel):
+    id: str
+    name: str
+    sha256: str = ""
+
+
+class ReferenceUse(BaseModel):
+    """A reference image as a job uses it: the asset, its kind, weight and fidelity (kind reference), the
+    image's sha256 and, for kind ip_adapter, the IP-Adapter."""
+
+    image: uuid.UUID
+    kind: ReferenceKind = "reference"
+    weight: float = 1.0
+    fidelity: float | None = None
+    sha256: str = ""
+    ip_adapter: IpAdapterUse | None = None
+
+    def key(self) -> tuple[Any, ...]:
+        adapter = self.ip_adapter.id if self.ip_adapter else None
+        fidelity = None if self.fidelity is None else round(self.fidelity, 4)
+        return (str(self.image), self.kind, round(self.weight, 4), fidelity, adapter)
+
+
 class StyleUse(BaseModel):
     """The style a job was made with, and its version then."""
 
@@ -474,6 +543,9 @@ class JobParams(BaseModel):
     extend: Extend | None = Field(None, description="The pixels added on each side (outpainting).")
     aspect: str | None = Field(None, description="The aspect ratio asked for, if any (outpainting).")
     regions: list[RegionUse] = Field([], description="Regional prompts (text to image, img2img, inpainting).")
+    references: list[ReferenceUse] = Field(
+        [], description="The reference images it was steered by (reference attention, IP-Adapter)."
+    )
 
     def planned_steps(self) -> int:
         """The denoising steps the job runs and reports: all of them from noise, the last ``strength`` share
@@ -507,6 +579,9 @@ class JobParams(BaseModel):
             tuple(sorted((lora.id, round(lora.weight, 4)) for lora in self.loras)),
             # Regions are applied to the whole call: only jobs with the same regions share one.
             tuple(region.key() for region in self.regions),
+            # Reference images steer the whole call (one set of attention banks, one IP-Adapter scale):
+            # only jobs with the very same references, in the same order, share a call.
+            tuple(reference.key() for reference in self.references),
         )
 
 
@@ -614,7 +689,7 @@ class WorkersOut(BaseModel):
 STYLE_NAME_MAX = 100
 MAX_REFERENCES = 8
 MAX_CONTROLNETS = 3
-StyleField = Literal["prompt_prefix", "prompt_suffix", "negative_prompt", "model", "loras"]
+StyleField = Literal["prompt_prefix", "prompt_suffix", "negative_prompt", "model", "loras", "references"]
 StyleText = Annotated[str, Text(MAX_PROMPT)]
 
 
@@ -631,7 +706,11 @@ class ControlNetDefault(BaseModel):
 StyleLoras = LoraList
 References = Annotated[
     list[Annotated[uuid.UUID, Messages(uuid_parsing=NO_SUCH_ASSET, uuid_type=NO_SUCH_ASSET)]],
-    Field(max_length=MAX_REFERENCES, description="Images of the project (used once reference images land)."),
+    Field(
+        max_length=MAX_REFERENCES,
+        description="Images of the project: a job that chooses no references of its own uses these (kind "
+        f"reference, weight 1; the first {MAX_JOB_REFERENCES}).",
+    ),
     Messages(too_long=f"At most {MAX_REFERENCES} reference images."),
 ]
 ControlNets = Annotated[

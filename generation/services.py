@@ -35,6 +35,7 @@ from studio.models import Project
 from studio.signals import Removal, project_deleting
 
 from . import fleet, library, metrics, realtime, regions, styles
+from . import references as job_references
 from .engine import registry
 from .engine.families import FAMILIES
 from .masks import read_mask
@@ -127,6 +128,10 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
         resolved["regions"], region_masks = regions.check_regions(
             request.regions, model, resolved["width"], resolved["height"], errors
         )
+    if getattr(request, "references", None):
+        resolved["references"] = job_references.check_references(
+            request.references, model, user, project, errors
+        )
 
     if errors:
         raise InvalidInput(_invalid_sentence(errors), errors)
@@ -134,7 +139,9 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
     passed = {
         k: v for k, v in request.model_dump().items() if k in JobParams.model_fields and k not in STORED_APART
     }
-    params = JobParams.model_validate({**passed, "loras": [], **resolved, "style": style_used})
+    params = JobParams.model_validate(
+        {**passed, "loras": [], "references": [], **resolved, "style": style_used}
+    )
     return JobPlan(model=model, params=params, init_asset=init, mask_png=mask_png, region_masks=region_masks)
 
 

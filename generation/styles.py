@@ -13,8 +13,12 @@ Applying a style (``apply_style``, called by ``services.check_job``):
 * a **locked** field cannot be changed: a job that sends a different value is refused (400) with a
   sentence naming the field. For a locked negative prompt, the job may send none (or the style's own).
 
-References and ControlNet defaults are stored and validated (images of the project; shapes) but jobs do not
-use them yet: they are applied once reference images and ControlNet land in the engine.
+* the reference images are the style's (kind reference, weight 1, the default fidelity; the first
+  ``MAX_JOB_REFERENCES``) when the job chooses none, in the modes that take references; a locked set
+  cannot be changed (sending the style's own is no change).
+
+ControlNet defaults are stored and validated (shapes) but jobs do not use them yet: they are applied once
+ControlNet lands in the engine.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from studio.errors import Conflict, InvalidInput, NotAllowed
 from studio.models import Project
 
 from . import library
+from . import references as job_references
 from .engine import registry
 from .models import STYLE_FIELDS, Style, StyleVersion
 from .permissions import can_manage_styles, styles_visible_to
@@ -52,6 +57,7 @@ FIELD_WORDS = {
     "negative_prompt": "the negative prompt",
     "model": "the model",
     "loras": "the LoRAs",
+    "references": "the reference images",
 }
 NAME_TAKEN = "The project already has a style of that name."
 LEADS_ONLY = "Only the project's leads and admins may change its styles."
@@ -287,6 +293,10 @@ def _lora_key(loras: list[Any]) -> list[tuple[str, float]]:
     return sorted((i, round(float(w), 4)) for i, w in pairs)
 
 
+def _reference_key(references: list[Any]) -> list[tuple[str, str, float, float]]:
+    return [(str(r.image), r.kind, round(r.weight, 4), round(r.fidelity, 4)) for r in references]
+
+
 def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, dict[str, Any] | None]:
     """The job request with the style applied, and what the job records of it (``{"id", "name",
     "version"}``), or the request unchanged and None when it names no style. InvalidInput when the style
@@ -311,6 +321,15 @@ def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, 
         raise _locked(style, "model")
     if "loras" in locks and "loras" in given and _lora_key(request.loras or []) != _lora_key(v.loras):
         raise _locked(style, "loras")
+    takes_references = "references" in type(request).model_fields
+    style_refs = job_references.style_references(v.references)
+    if (
+        takes_references
+        and "references" in locks
+        and "references" in given
+        and _reference_key(request.references or []) != _reference_key(style_refs)
+    ):
+        raise _locked(style, "references")
     update: dict[str, Any] = {}
     if request.prompt:
         update["prompt"] = join(
@@ -327,4 +346,6 @@ def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, 
     if "loras" not in given or request.loras is None:
         if v.loras:
             update["loras"] = [LoraRef.model_validate(lo) for lo in v.loras]
+    if takes_references and style_refs and ("references" not in given or request.references is None):
+        update["references"] = style_refs
     return request.model_copy(update=update), {"id": style.id, "name": style.name, "version": v.number}

@@ -52,6 +52,9 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
                 # Remix: the same prompt and parameters with a fresh random seed (Reproduce keeps it).
                 initial.pop("seed", None)
             _prefill_mode_of(request, project, source, initial)
+            if source.params.get("references"):  # (the reference images of the project, as they were used)
+                keep = ("image", "kind", "weight", "fidelity")
+                initial["references"] = [{k: r.get(k) for k in keep} for r in source.params["references"]]
     start_image_note = ""
     init_id = request.GET.get("init")
     if init_id:

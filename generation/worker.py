@@ -148,6 +148,37 @@ def load_start_images(project_id: Any, params: JobParams) -> tuple[Any, Any]:
     return image.convert("RGB"), mask
 
 
+def load_reference_images(project_id: Any, params: JobParams) -> tuple[Any, ...]:
+    """The job's reference images (RGB), in order, read from storage and decoded afresh; each must still
+    belong to the job's project."""
+    from gallery.models import Asset
+    from gallery.services import decode_image
+
+    wanted = [str(reference.image) for reference in params.references]
+    if not wanted:
+        return ()
+    assets = {str(a.pk): a for a in Asset.objects.filter(project_id=project_id, pk__in=wanted)}
+    images = []
+    for image_id in wanted:
+        asset = assets.get(image_id)
+        if asset is None or not asset.file:
+            raise StartImageMissing("A reference image was deleted before the job ran.")
+        try:
+            with asset.file.open("rb") as f:
+                data = f.read()
+            image = decode_image(
+                data,
+                field="references",
+                formats=("PNG",),
+                max_pixels=max(asset.width * asset.height, 1),
+                not_readable="A reference image could not be read.",
+            )
+        except (OSError, InvalidInput) as exc:
+            raise StartImageMissing("A reference image could not be read.") from exc
+        images.append(image.convert("RGB"))
+    return tuple(images)
+
+
 # How long a worker waits for the database to come back before it gives a job's start or end up (to the
 # sweeper, which queues it again): a restart of PostgreSQL takes a few seconds.
 DATABASE_PATIENCE = 60.0
@@ -237,7 +268,7 @@ def gather(lead: Member, worker: str) -> list[Member]:
 
 def batch_room(request: Any) -> int:
     """How many more images may join this request's pipeline call: ``STUDIO_MAX_BATCH`` and the device's
-    memory both cap the call's images."""
+    memory both cap the call's images (reference images take memory of their own per image)."""
     from .engine.runner import batch_capacity
 
     params = request.params
@@ -247,6 +278,10 @@ def batch_room(request: Any) -> int:
     # Regional prompts widen each image's denoiser batch from 2 rows to 2 + one per region.
     capacity = max(1, capacity * 2 // (2 + len(params.regions)))
     cap = min(settings.STUDIO_MAX_BATCH, capacity)
+    if params.references:
+        from .engine.reference import BANK_SHARE
+
+        cap = max(1, int(cap / (1 + BANK_SHARE * len(params.references))))
     return max(0, cap - params.num_images)
 
 
@@ -269,12 +304,18 @@ def _prepare(job: Any, attempt: int, worker: str) -> Member | str:
         try:
             init_image, mask_image = load_start_images(job.project_id, params)
             region_masks = regions.load_masks(params)
+            reference_images = load_reference_images(job.project_id, params)
         except (StartImageMissing, regions.RegionMaskMissing) as exc:
             return _fail(job, attempt, str(exc))
     from .engine.runner import GenerationRequest
 
     request = GenerationRequest(
-        model, params, init_image=init_image, mask_image=mask_image, region_masks=region_masks
+        model,
+        params,
+        init_image=init_image,
+        mask_image=mask_image,
+        region_masks=region_masks,
+        reference_images=reference_images,
     )
     return Member(job, attempt, request)
 

@@ -233,15 +233,21 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
 
 # --- the model library --
 
-INSTALL_KINDS = {"model": "Model", "lora": "LoRA", "preview": "Preview decoder", "annotator": "Annotator"}
+INSTALL_KINDS = {
+    "model": "Model",
+    "lora": "LoRA",
+    "preview": "Preview decoder",
+    "ip_adapter": "IP-Adapter",
+    "annotator": "Annotator",
+}
 
 
 @login_required
 @admin_only
 @require_http_methods(["GET", "POST"])
 def models_page(request: HttpRequest) -> HttpResponse:
-    """Installed models, LoRAs, preview decoders and annotators; POST installs one from a path on the server
-    (``generation.library``)."""
+    """Installed models, LoRAs, IP-Adapters, preview decoders and annotators; POST installs one from a path on
+    the server (``generation.library``)."""
     from generation import library
     from generation.engine import registry
     from generation.engine.families import FAMILIES
@@ -270,6 +276,14 @@ def models_page(request: HttpRequest) -> HttpResponse:
                 done = library.do_install_annotator(
                     request.user, form["path"], name=form["name"], ip=client_ip(request)
                 )
+            elif form["kind"] == "ip_adapter":
+                done = library.do_install_ip_adapter(
+                    request.user,
+                    form["path"],
+                    name=form["name"],
+                    family=form["family"],
+                    ip=client_ip(request),
+                )
             elif form["kind"] == "model":
                 done = library.do_install_model(
                     request.user, form["path"], name=form["name"], ip=client_ip(request)
@@ -277,7 +291,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
             else:
                 raise InvalidInput(
                     "Choose what to install.",
-                    {"kind": ["Choose a model, a LoRA, a preview decoder or an annotator."]},
+                    {"kind": ["Choose a model, a LoRA, an IP-Adapter, a preview decoder or an annotator."]},
                 )
         except ServiceError as exc:
             error, errors = exc.message, exc.errors
@@ -296,6 +310,10 @@ def models_page(request: HttpRequest) -> HttpResponse:
             for m in registry.list_models()
         ],
         "loras": [{"info": lora, "family": FAMILIES[lora.family].label} for lora in registry.list_loras()],
+        "ip_adapters": [
+            {"info": adapter, "family": FAMILIES[adapter.family].label}
+            for adapter in registry.list_ip_adapters()
+        ],
         "previews": [
             {"info": decoder, "family": FAMILIES[decoder.family].label}
             for decoder in registry.list_preview_decoders()

@@ -338,12 +338,20 @@ def get_lora(lora_id: str) -> LoraInfo | None:
     return registry().loras().get(lora_id)
 
 
+# Families whose denoiser is a UNet: reference attention (engine/reference.py) works in their self-attention.
+REFERENCE_FAMILIES = ("demo", "sd1", "sd2", "sdxl")
+
+
 def model_features(info: ModelInfo) -> list[str]:
     """The controls ``info`` takes beyond its modes (``features`` in ``GET /api/v1/models``): each one its
     family supports and, where it needs weights, whose weights an admin has installed for that family."""
     found: list[str] = []
     if info.family in REGION_FAMILIES:
         found.append("regions")
+    if info.family in REFERENCE_FAMILIES:
+        found.append("reference")
+        if any(ip_adapter_fits(adapter, info) for adapter in list_ip_adapters(info.family)):
+            found.append("ip_adapter")
     return found
 
 
@@ -484,6 +492,52 @@ def load_annotator_info(folder: Path) -> AnnotatorInfo:
     )
 
 
+# --- IP-Adapters --
+
+IP_ADAPTERS_DIR = "_ip_adapters"
+IP_ADAPTER_WEIGHTS = "ip_adapter.safetensors"
+IP_ADAPTER_ENCODER = "image_encoder"
+
+
+@dataclass(frozen=True)
+class IpAdapterInfo:
+    """An installed IP-Adapter, in ``MODELS_DIR/_ip_adapters/<id>/``: its weights (``ip_adapter.safetensors``,
+    keys ``image_proj.*`` and ``ip_adapter.*``), its ``image_encoder/`` (a CLIPVisionModelWithProjection
+    folder) and ``ip_adapter.json`` (name, family, sha256s, the cross-attention width it was made for)."""
+
+    id: str
+    name: str
+    family: str
+    path: Path  # the folder
+    sha256: str
+    size_bytes: int
+    cross_attention_dim: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "family": self.family}
+
+
+def load_ip_adapter_info(folder: Path) -> IpAdapterInfo:
+    meta = read_json(folder / "ip_adapter.json")
+    weights = folder / IP_ADAPTER_WEIGHTS
+    encoder = folder / IP_ADAPTER_ENCODER
+    if not weights.is_file() or not (encoder / "config.json").is_file():
+        raise RegistryError(f"IP-Adapter {folder.name}: its weights or image encoder are missing")
+    if meta.get("family") not in FAMILIES:
+        raise RegistryError(f"IP-Adapter {folder.name}: unknown family {meta.get('family')!r}")
+    return IpAdapterInfo(
+        id=folder.name,
+        name=str(meta.get("name", folder.name)),
+        family=str(meta["family"]),
+        path=folder,
+        sha256=str(meta.get("sha256", "")),
+        size_bytes=int(meta.get("size_bytes", weights.stat().st_size)),
+        cross_attention_dim=int(meta.get("cross_attention_dim", 0)),
+        meta=meta,
+    )
+
+
 def list_annotators(kind: str | None = None) -> list[AnnotatorInfo]:
     """Installed annotators (of one kind, when named), by name. A folder that is not a whole annotator is
     logged and left out."""
@@ -515,3 +569,48 @@ def annotator_for(kind: str) -> AnnotatorInfo | None:
     if not candidates:
         return None
     return max(candidates, key=lambda a: (str(a.meta.get("installed_at", "")), a.id))
+
+
+def list_ip_adapters(family: str | None = None) -> list[IpAdapterInfo]:
+    """Installed IP-Adapters (of one family, when named), by name. A broken folder is logged and skipped."""
+    root = Path(settings.MODELS_DIR) / IP_ADAPTERS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.iterdir()):
+        if folder.name.startswith(".") or not (folder / "ip_adapter.json").is_file():
+            continue
+        try:
+            adapter = load_ip_adapter_info(folder)
+        except (RegistryError, OSError, ValueError) as exc:
+            logger.error("Skipping IP-Adapter: %s", exc)
+            continue
+        if family is None or adapter.family == family:
+            found.append(adapter)
+    return sorted(found, key=lambda a: (a.name.lower(), a.id))
+
+
+def get_ip_adapter(adapter_id: str) -> IpAdapterInfo | None:
+    return next((a for a in list_ip_adapters() if a.id == adapter_id), None)
+
+
+def unet_cross_attention_dim(info: ModelInfo) -> int | None:
+    """The width of the text a diffusers folder's UNet reads (its ``unet/config.json``), or None where it
+    cannot be read (a single-file checkpoint: its family says it)."""
+    config = info.path / "unet" / "config.json"
+    if info.checkpoint is not None or not config.is_file():
+        return None
+    try:
+        value = read_json(config).get("cross_attention_dim")
+    except RegistryError:
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def ip_adapter_fits(adapter: IpAdapterInfo, info: ModelInfo) -> bool:
+    """Whether an IP-Adapter's weights fit a model: the same family and, where the model's UNet config
+    says, the same cross-attention width."""
+    if adapter.family != info.family:
+        return False
+    width = unet_cross_attention_dim(info)
+    return width is None or not adapter.cross_attention_dim or width == adapter.cross_attention_dim

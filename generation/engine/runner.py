@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..schemas import JobParams
-from . import pipelines, regions
+from . import pipelines, reference, regions
 from .errors import GenerationError
 from .preview import Previewer, latent_projector
 from .registry import ModelInfo
@@ -87,6 +87,8 @@ class GenerationRequest:
     mask_image: Image.Image | None = None
     # Each of ``params.regions``' masks (greyscale, white = the region), None for a box.
     region_masks: tuple[Image.Image | None, ...] = ()
+    # The images of ``params.references``, in order (jobs of one call share them: see ``batch_key``).
+    reference_images: tuple[Image.Image, ...] = ()
 
 
 def text_request(model: ModelInfo, prompt: str, **params: Any) -> GenerationRequest:
@@ -252,7 +254,9 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
         with (
             pipelines.loras_applied(loaded, loras),
             torch.inference_mode(),
+            # Regions widen the UNet's batch in its first hook; the references' hook then reads every row.
             regions.applied(loaded, pipe, first, sum(counts)),
+            reference.job_references(pipe, first.model, params, first.reference_images, sum(counts)) as extra,
         ):
             output = pipe(
                 prompt=prompts,
@@ -264,6 +268,7 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
                 callback_on_step_end=on_step_end,
                 output_type="pil",
                 **mode_kwargs,
+                **extra,
             )
     except (torch.OutOfMemoryError, MemoryError) as exc:
         raise GenerationError(OUT_OF_MEMORY) from exc

@@ -65,6 +65,9 @@
     }
     if (style && locked(style, "negative_prompt")) field("negative_prompt").value = "";
     Object.keys(LOCKABLE).forEach(function (name) { setLocked(field(LOCKABLE[name]), locked(style, name)); });
+    if (window.StudioReferences) {
+      window.StudioReferences.useStyle(style ? style.references : [], locked(style, "references"));
+    }
     const picker = document.getElementById("lora-picker");
     if (window.StudioLoras) window.StudioLoras.choose(style ? style.loras : [], locked(style, "loras"));
     const loraNote = picker.querySelector(".locked-note");
@@ -86,7 +89,7 @@
     ["prompt_prefix", "prompt_suffix"].forEach(function (name) {
       if (!locked(style, name)) data[name] = field(name).value;
     });
-    ["negative_prompt", "model", "loras"].forEach(function (name) {
+    ["negative_prompt", "model", "loras", "references"].forEach(function (name) {
       if (locked(style, name)) delete data[name];
     });
   }

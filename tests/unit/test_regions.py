@@ -374,7 +374,7 @@ def test_the_models_list_says_which_take_regions(client, team, demo_model_dir):
     client.force_login(team["bob"])
     demo = next(m for m in client.get("/api/v1/models").json() if m["id"] == "demo")
     assert "regions" in demo["features"]
-    assert registry.model_features(registry.get_model("demo")) == ["regions"]
+    assert registry.model_features(registry.get_model("demo")) == ["regions", "reference"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,6 +10,7 @@ class Command(BaseCommand):
         "Install a model from a path on this machine: a diffusers folder or a single-file .safetensors "
         "checkpoint (SD 1.x, SD 2.x, SDXL, SD3, FLUX). With --lora, install a LoRA instead; with "
         "--preview-decoder FAMILY, a tiny preview decoder (AutoencoderTiny folder) for that family; with "
+        "--ip-adapter, an IP-Adapter (its .safetensors file, with image_encoder/ beside it); with "
         "--annotator, a ControlNet depth or pose annotator (a transformers DPT, Depth Anything or ViTPose "
         "folder)."
     )
@@ -18,6 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("path", help="A diffusers folder or a .safetensors file.")
         parser.add_argument("--name", default="", help="Its name in the studio (the id is made from it).")
         parser.add_argument("--lora", action="store_true", help="The file is a LoRA.")
+        parser.add_argument(
+            "--ip-adapter", action="store_true", help="The file (or its folder) is an IP-Adapter."
+        )
         parser.add_argument(
             "--preview-decoder",
             default="",
@@ -34,7 +38,7 @@ class Command(BaseCommand):
             "--family",
             default="",
             choices=["", *FAMILIES],
-            help="A LoRA's family, when its file does not tell.",
+            help="A LoRA's family, when its file does not tell; an IP-Adapter's, when several fit.",
         )
 
     def handle(self, *args, **options):
@@ -62,6 +66,17 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"Installed the {FAMILIES[done.family].label} preview decoder {done.name!r} "
                     f"({done.size_bytes:,} bytes, sha256 {done.sha256})"
+                )
+                return
+            if options["ip_adapter"]:
+                if options["lora"]:
+                    raise CommandError("--ip-adapter and --lora are different kinds; give one.")
+                done = library.do_install_ip_adapter(
+                    None, options["path"], name=options["name"], family=options["family"]
+                )
+                self.stdout.write(
+                    f"Installed IP-Adapter {done.id!r} ({done.name}, {FAMILIES[done.family].label}, "
+                    f"{done.size_bytes:,} bytes, sha256 {done.sha256})"
                 )
                 return
             if options["lora"]:

@@ -88,6 +88,10 @@ def map_case(context, case):
             body["style"] = int(os.environ["FUZZ_STYLE"])  # a style of the project, with nothing locked
         if "styles" in path and body.get("references"):
             body["references"] = [ASSET]
+        if path.endswith("/jobs") and isinstance(body.get("references"), list):
+            for reference in body["references"]:
+                if isinstance(reference, dict) and "image" in reference:
+                    reference["image"] = ASSET  # an image of the project
         if "mask" in body and path.endswith("/jobs"):
             body["mask"] = MASK
         if path.endswith("/jobs") and isinstance(body.get("regions"), list):
@@ -203,6 +207,11 @@ def filter_case(context, case):
         return False  # exactly one of extend and aspect, and a canvas the model can make: refused by design
     if mode in (None, "txt2img", "img2img", "inpaint") and not _regions_possible(body):
         return False  # a box outside the image, or empty: refused with a sentence, by design
+    references = body.get("references")
+    if isinstance(references, list) and any(
+        isinstance(r, dict) and r.get("kind") == "ip_adapter" for r in references
+    ):
+        return False  # an image prompt needs an installed IP-Adapter of the model's family: none is installed
     path = case.operation.path
     if path == "/img2img" and int((body.get("steps") or 50) * body.get("denoising_strength", 0.75)) < 1:
         return False  # AUTOMATIC1111's img2img: the same rule
