@@ -244,8 +244,13 @@ def _walk(
     info: pydantic.fields.FieldInfo | None = None
     for index, part in enumerate(loc):
         models = [t for t in current if isinstance(t, type) and issubclass(t, BaseModel)]
+        tagged = [m for m in models if getattr(m, "union_tag", None) == part]
         owner = next((m for m in models if isinstance(part, str) and part in m.model_fields), None)
-        if owner is not None:
+        if len(models) > 1 and tagged and index < len(loc) - 1:
+            # A tagged union's errors start with the member's tag, also where the tag is a field's name too
+            # (the "variation" mode has a "variation" field).
+            current = tagged
+        elif owner is not None:
             info = owner.model_fields[part]
             parts.append(part)
             current = _unwrap(info.annotation)

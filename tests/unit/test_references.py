@@ -275,6 +275,11 @@ INVALID = [
         "references",
         "Only used for text to image, image to image, inpainting.",
     ),
+    (  # the "variation" mode has a "variation" field: the error still names the field sent
+        {"mode": "variation", "init_asset": "{red}", "references": [{"image": "{red}"}]},
+        "references",
+        "Only used for text to image, image to image, inpainting.",
+    ),
 ]
 
 
