@@ -276,7 +276,10 @@ def _slug(text: str) -> str:
 def _source(path_text: str) -> Path:
     if not isinstance(path_text, str) or not path_text.strip():
         raise InvalidInput("Enter a path on the server.", {"path": ["Enter a path on the server."]})
-    path = Path(path_text.strip()).expanduser()
+    try:
+        path = Path(path_text.strip()).expanduser()
+    except RuntimeError:  # "~name" of no such user
+        path = Path(path_text.strip())
     if not path.is_absolute():
         raise InvalidInput("Enter an absolute path.", {"path": ["Enter an absolute path on the server."]})
     try:

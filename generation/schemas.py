@@ -797,8 +797,13 @@ class AnnotatorIn(BaseModel):
     """An annotator to install from a folder on the server (``generation.library.do_install_annotator``)."""
 
     model_config = ConfigDict(extra="forbid")
-    path: Annotated[str, Text(4096, required=True)] = Field(
-        description="An absolute path on the server: a transformers folder (config.json, safetensors)."
+    path: Annotated[
+        str,
+        Text(4096, required=True),
+        Messages(string_pattern_mismatch="Enter an absolute path on the server."),
+    ] = Field(
+        pattern="^/",
+        description="An absolute path on the server: a transformers folder (config.json, safetensors).",
     )
     name: Annotated[str, Text(200)] = Field("", description="Its name; empty: the folder's name.")
 

@@ -403,7 +403,14 @@ def test_admins_install_annotators_from_the_page_and_the_api(team, models_dir, t
         "/api/v1/admin/annotators", {"path": "relative/folder"}, content_type="application/json"
     )
     assert refused.status_code == 400
-    assert "Enter an absolute path." in refused.content.decode()
+    assert "Enter an absolute path on the server." in refused.content.decode()
+    no_such_user = client.post(
+        "/api/v1/admin/annotators", {"path": "~nobody-here/x"}, content_type="application/json"
+    )
+    assert no_such_user.status_code == 400
+    page = client.post("/manage/models/", {"kind": "annotator", "path": "~nobody-here/x"})
+    assert page.status_code == 400
+    assert "Enter an absolute path on the server." in page.content.decode()
     assert client.post("/api/v1/admin/annotators", {}, content_type="application/json").status_code == 400
     too_long = client.post("/manage/models/", {"kind": "annotator", "path": "/" + "a" * 300})
     assert too_long.status_code == 400
