@@ -673,8 +673,11 @@ def parse_parameters(text: str) -> dict[str, Any]:
             line = line.removeprefix("Negative prompt:").strip()
         (negative if in_negative else prompt).append(line)
     fields: dict[str, Any] = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
-    for key, value in re.findall(r"\s*([\w \-/]+):\s*([^,]+)(?:,|$)", last):
+    # (AUTOMATIC1111's own pattern: a value may be quoted, commas and all, as ControlNet units are)
+    for key, value in re.findall(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)', last):
         value = value.strip()
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            value = value[1:-1]
         fields[key.strip()] = int(value) if value.isdigit() else value
         if key.strip() == "Size" and "x" in value:
             width, _, height = value.partition("x")

@@ -148,6 +148,36 @@ def load_start_images(project_id: Any, params: JobParams) -> tuple[Any, Any]:
     return image.convert("RGB"), mask
 
 
+def load_control_images(project_id: Any, params: JobParams) -> list[Any]:
+    """The control images of the job's ControlNet units (RGB, in order), read from storage and decoded afresh;
+    each must still be an image of the job's project."""
+    from gallery.models import Asset
+    from gallery.services import decode_image
+
+    wanted = {unit.image for unit in params.controlnets}
+    assets = {a.pk: a for a in Asset.objects.filter(project_id=project_id, pk__in=wanted)} if wanted else {}
+    images = []
+    for unit in params.controlnets:
+        asset = assets.get(unit.image)
+        if asset is None or not asset.file:
+            raise StartImageMissing("A control image was deleted before the job ran.")
+        unreadable = "A control image could not be read."
+        try:
+            with asset.file.open("rb") as f:
+                data = f.read()
+            image = decode_image(
+                data,
+                field="controlnets",
+                formats=("PNG",),
+                max_pixels=max(asset.width * asset.height, 1),
+                not_readable=unreadable,
+            )
+        except (OSError, InvalidInput) as exc:
+            raise StartImageMissing(unreadable) from exc
+        images.append(image.convert("RGB"))
+    return images
+
+
 # How long a worker waits for the database to come back before it gives a job's start or end up (to the
 # sweeper, which queues it again): a restart of PostgreSQL takes a few seconds.
 DATABASE_PATIENCE = 60.0
@@ -265,13 +295,15 @@ def _prepare(job: Any, attempt: int, worker: str) -> Member | str:
             return _fail(job, attempt, f"The model {job.model_id!r} is not installed on this worker.")
         try:
             init_image, mask_image = load_start_images(job.project_id, params)
+            control_images = load_control_images(job.project_id, params)
         except StartImageMissing as exc:
             return _fail(job, attempt, str(exc))
     from .engine.runner import GenerationRequest
 
-    return Member(
-        job, attempt, GenerationRequest(model, params, init_image=init_image, mask_image=mask_image)
+    request = GenerationRequest(
+        model, params, init_image=init_image, mask_image=mask_image, control_images=tuple(control_images)
     )
+    return Member(job, attempt, request)
 
 
 def _fail(job: Any, attempt: int, error: str, gpu_seconds: float = 0) -> str:
@@ -370,6 +402,7 @@ def _finish(member: Member, result: Any) -> str:
         gpu_seconds=result.gpu_seconds,
         model_name=member.request.model.name,
         model_sha256=result.model_sha256,
+        control_maps=result.control_maps,
     ):
         return JobStatus.SUCCEEDED
     # Canceled at the last moment, or handed to another worker while this one was presumed dead.

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from diffusers import (
     AutoencoderKL,
+    ControlNetModel,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
@@ -474,3 +475,29 @@ def build_single_file(
     if folder is None:
         shutil.rmtree(kept)
     return checkpoint
+
+
+# --- ControlNets --
+
+
+def build_controlnet(model_folder: Path, path: Path, seed: int = 0) -> Path:
+    """A tiny random-weight ControlNet for the diffusers model at ``model_folder``, in the layout published
+    ControlNets download in (``config.json`` and ``diffusion_pytorch_model.safetensors``).
+
+    It is made as the published ones were, ``ControlNetModel.from_unet`` of the model's UNet (the UNet's
+    weights copied, its zero convolutions added), its conditioning embedding shrinking the control image as
+    much as the model's VAE shrinks images (the demo model's VAE 4×, the real families' 8×). The zero
+    convolutions, which a trained ControlNet has learnt, get small random weights, so that it steers."""
+    unet = UNet2DConditionModel.from_pretrained(str(model_folder / "unet"))
+    vae_config = json.loads((model_folder / "vae" / "config.json").read_text())
+    levels = len(vae_config["block_out_channels"])
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16)[:levels])
+    with torch.no_grad():
+        zero = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
+        zero.append(controlnet.controlnet_cond_embedding.conv_out)
+        for module in zero:
+            for parameter in module.parameters():
+                parameter.normal_(0.0, 0.2)
+    controlnet.save_pretrained(str(path), safe_serialization=True)
+    return path

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..schemas import JobParams
-from . import pipelines
+from . import control, pipelines
 from .errors import GenerationError
 from .preview import Previewer, latent_projector
 from .registry import ModelInfo
@@ -79,12 +79,14 @@ def rss_bytes() -> int:
 class GenerationRequest:
     """One run of a model: the job's parameters (the same ``JobParams`` the job row stores) and, for the
     image-based modes, the start image and the inpainting mask (greyscale, white = repaint), both resized
-    here to the output size."""
+    here to the output size; for its ControlNet units, their control images in order (preprocessed here
+    into control maps)."""
 
     model: ModelInfo
     params: JobParams
     init_image: Image.Image | None = None
     mask_image: Image.Image | None = None
+    control_images: tuple[Image.Image, ...] = ()
 
 
 def text_request(model: ModelInfo, prompt: str, **params: Any) -> GenerationRequest:
@@ -111,6 +113,8 @@ class GenerationResult:
     gpu_seconds: float
     canceled: bool
     device: str
+    # The control map of each ControlNet unit, in order (what the ControlNets steered with).
+    control_maps: list[Image.Image] = field(default_factory=list)
 
 
 class StepHooks(Protocol):
@@ -198,6 +202,10 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
                 ]
     counts = [r.params.num_images for r in requests]
     offsets = [sum(counts[:i]) for i in range(len(requests))]
+    control_maps = [control_maps_of(r) for r in requests]
+    if params.controlnets:
+        pipe, control_kwargs = _control_call(loaded, first, mode_kwargs, control_maps, counts)
+        mode_kwargs.update(control_kwargs)
     seeds = [[(r.params.seed + i) % 2**32 for i in range(r.params.num_images)] for r in requests]
     generators = [torch.Generator("cpu").manual_seed(s) for member in seeds for s in member]
     prompts = [r.params.prompt for r in requests for _ in range(r.params.num_images)]
@@ -283,9 +291,44 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
                 gpu_seconds=elapsed * counts[index] / sum(counts),
                 canceled=canceled[index],
                 device=str(loaded.device),
+                control_maps=control_maps[index],
             )
         )
     return results
+
+
+# --- ControlNets --
+
+
+def control_maps_of(request: GenerationRequest) -> list[Image.Image]:
+    """The control map of each of the request's ControlNet units, at the output size."""
+    params = request.params
+    if len(request.control_images) != len(params.controlnets):
+        raise GenerationError("The job's control images could not all be read.")
+    return [
+        control.preprocess(unit.preprocessor, image, params.width, params.height)
+        for unit, image in zip(params.controlnets, request.control_images, strict=True)
+    ]
+
+
+def _control_call(
+    loaded: pipelines.LoadedModel,
+    first: GenerationRequest,
+    mode_kwargs: dict[str, Any],
+    maps: list[list[Image.Image]],
+    counts: list[int],
+) -> tuple[Any, dict[str, Any]]:
+    """The ControlNet pipeline of the call's mode and its ControlNet arguments: each unit's maps repeated for
+    every image of each request (the requests of a batch share the units' settings, not their images)."""
+    params = first.params
+    kind = "txt2img" if first.init_image is None else "inpaint" if "mask_image" in mode_kwargs else "img2img"
+    nets = control.controlnets(cache(), loaded, params.controlnets)
+    pipe = control.pipeline(loaded, kind, nets)
+    per_unit = [
+        [own[unit] for own, count in zip(maps, counts, strict=True) for _ in range(count)]
+        for unit in range(len(params.controlnets))
+    ]
+    return pipe, control.call_arguments(pipe, params.controlnets, per_unit, params.width, params.height)
 
 
 # --- image-based modes --
