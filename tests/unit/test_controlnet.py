@@ -1,9 +1,11 @@
 """ControlNet: an admin installs a ControlNet folder like a LoRA; an artist's job names it with a control
-image of the project and a preprocessor; the worker makes the control map, the ControlNet steers the image, and the
-asset keeps the map (served under the asset's own permissions) and names the unit in its provenance."""
+image of the project and a preprocessor; the worker makes the control map, the ControlNet steers the image,
+and the asset keeps the map (served under the asset's own permissions) and names the unit in its
+provenance."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import pickle
@@ -19,10 +21,11 @@ from gallery.pngmeta import read_provenance
 from gallery.services import do_upload_image
 from generation import library, services
 from generation.engine import control, registry
+from generation.schemas import JobParams
 from generation.tasks import run_job
 from studio.errors import InvalidInput
 from studio.models import AuditEvent
-from tests import library_models
+from tests import factories, library_models
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -293,3 +296,210 @@ def test_an_sdxl_controlnet_steers_an_sdxl_job(team, sdxl, tmp_path):
     assert (stored.width, stored.height) == (SDXL_SIZE, SDXL_SIZE)
     assert asset.params["controlnets"][0]["sha256"] == installed.sha256
     assert np.isfinite(pixels(asset)).all()
+
+
+def test_img2img_and_inpainting_take_controlnets_too(team, demo, demo_controlnet):
+    start = upload(team, Image.new("RGB", (64, 64), (200, 40, 40)))
+    edges = upload(team, square(64, 32))
+    unit = {"id": demo_controlnet.id, "image": str(edges.id), "preprocessor": "canny"}
+    base = {"prompt": "a red circle", "model": demo, "steps": 4, "seed": 2, "init_asset": str(start.id)}
+    _job, (repainted,) = run(team, {**base, "mode": "img2img", "strength": 0.75, "controlnets": [unit]})
+    assert repainted.params["controlnets"][0]["map_sha256"]
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle([16, 16, 47, 47], fill=255)
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    _job, (inpainted,) = run(team, {**base, "mode": "inpaint", "mask": data_url, "controlnets": [unit]})
+    assert inpainted.control_maps.count() == 1 and inpainted.mask
+    kept = pixels(inpainted)[:8, :8]  # outside the mask: the start image, exactly
+    assert np.abs(kept - np.array([200, 40, 40])).max() <= 1
+
+
+def test_jobs_batch_only_with_the_same_control_settings_and_their_maps_stay_their_own(
+    team, demo, demo_controlnet, caplog
+):
+    import logging
+
+    first, second = upload(team, square(64, 16)), upload(team, square(64, 48))
+    unit = {"id": demo_controlnet.id, "preprocessor": "canny", "weight": 0.9}
+    body = {"prompt": "a red circle", "model": demo, "steps": 3}
+    a = services.do_create_job(
+        team["bob"],
+        team["project"],
+        {**body, "seed": 1, "num_images": 2, "controlnets": [{**unit, "image": str(first.id)}]},
+    )
+    b = services.do_create_job(
+        team["alice"],
+        team["project"],
+        {**body, "seed": 9, "controlnets": [{**unit, "image": str(second.id)}]},
+    )
+    other = services.do_create_job(
+        team["alice"],
+        team["project"],
+        {**body, "seed": 9, "controlnets": [{**unit, "image": str(second.id), "weight": 0.5}]},
+    )
+    keys = [JobParams.model_validate(j.params).batch_key() for j in (a, b, other)]
+    assert keys[0] == keys[1] != keys[2]
+    with caplog.at_level(logging.INFO, logger="generation.worker"):
+        assert run_job(str(a.id)) == "succeeded"
+    assert "Running 2 jobs in one call" in caplog.text
+    for job, image, count in ((a, first, 2), (b, second, 1)):
+        job.refresh_from_db()
+        assert job.status == "succeeded"
+        (stored,) = ControlMap.objects.filter(job=job)
+        assert stored.source_id == image.id
+        expected = control.preprocess("canny", square(64, 16 if image == first else 48), 64, 64)
+        with stored.file.open("rb") as f:
+            assert np.array_equal(np.asarray(Image.open(f).convert("RGB")), np.asarray(expected))
+        assert Asset.objects.filter(job=job).count() == count
+    other.refresh_from_db()
+    assert other.status == "queued"  # another weight: not in that call
+    assert run_job(str(other.id)) == "succeeded"
+    # Alone, b makes what it made in the batch: its own control image reached its own image.
+    alone = services.do_create_job(
+        team["alice"],
+        team["project"],
+        {**body, "seed": 9, "controlnets": [{**unit, "image": str(second.id)}]},
+    )
+    assert run_job(str(alone.id)) == "succeeded"
+    batched = Asset.objects.get(job=b)
+    assert np.abs(pixels(Asset.objects.get(job=alone)) - pixels(batched)).mean() <= 2.0
+
+
+# --- refusals --
+
+
+def test_a_controlnet_of_another_family_or_network_is_a_400_on_the_field(
+    team, demo, demo_controlnet, sdxl, demo_model_dir, tmp_path, settings
+):
+    sdxl_id, _folder = sdxl
+    image = upload(team, square(64, 32))
+    unit = {"id": demo_controlnet.id, "image": str(image.id)}
+    with pytest.raises(InvalidInput) as wrong_family:
+        services.do_create_job(
+            team["bob"], team["project"], {"prompt": "x", "model": sdxl_id, "controlnets": [unit]}
+        )
+    assert wrong_family.value.errors["controlnets"] == ["Demo canny is for Demo models, not Tiny SDXL."]
+    # A hand-made demo ControlNet for a demo model of other widths: same family, wrong network.
+    from generation.engine.demo import build_random_model
+
+    narrow = build_random_model(tmp_path / "incoming" / "narrow", unet_channels=(32, 64, 64))
+    narrow_id = library.do_install_model(team["root"], str(narrow), name="Narrow demo").id
+    with pytest.raises(InvalidInput) as misfit:
+        services.do_create_job(
+            team["bob"], team["project"], {"prompt": "x", "model": narrow_id, "controlnets": [unit]}
+        )
+    assert "block_out_channels" in misfit.value.errors["controlnets"][0]
+    assert [c["id"] for c in registry.get_model(narrow_id).public()["controlnets"]] == []
+
+
+def test_bad_start_and_end_and_missing_images_are_400s(team, demo, demo_controlnet):
+    image = upload(team, square(64, 32))
+    body = {"prompt": "x", "model": demo}
+    unit = {"id": demo_controlnet.id, "image": str(image.id)}
+    for start, end in ((0.6, 0.4), (0.5, 0.5)):
+        with pytest.raises(InvalidInput) as refused:
+            services.do_create_job(
+                team["bob"], team["project"], {**body, "controlnets": [{**unit, "start": start, "end": end}]}
+            )
+        assert "must start before it ends" in refused.value.errors["controlnets"][0]
+    with pytest.raises(InvalidInput) as out_of_range:
+        services.do_create_job(team["bob"], team["project"], {**body, "controlnets": [{**unit, "end": 1.5}]})
+    assert "controlnets" in str(out_of_range.value.errors)
+    with pytest.raises(InvalidInput) as too_many:
+        services.do_create_job(team["bob"], team["project"], {**body, "controlnets": [unit] * 5})
+    assert too_many.value.errors["controlnets"] == ["At most 4 ControlNets at once."]
+    elsewhere = factories.asset(factories.project(team["charlie"], "Elsewhere"), team["charlie"])
+    with pytest.raises(InvalidInput) as foreign:
+        services.do_create_job(
+            team["bob"], team["project"], {**body, "controlnets": [{**unit, "image": str(elsewhere.id)}]}
+        )
+    assert foreign.value.errors["controlnets"] == ["no such control image in this project."]
+    with pytest.raises(InvalidInput) as unknown:
+        services.do_create_job(
+            team["bob"], team["project"], {**body, "controlnets": [{**unit, "id": "nope"}]}
+        )
+    assert unknown.value.errors["controlnets"] == ["no such ControlNet: 'nope'."]
+
+
+def test_the_api_answers_400_on_the_field(team, demo, demo_controlnet, client):
+    image = upload(team, square(64, 32))
+    client.force_login(team["bob"])
+    unit = {"id": demo_controlnet.id, "image": str(image.id), "start": 0.9, "end": 0.1}
+    response = client.post(
+        "/api/v1/projects/poster/jobs",
+        {"prompt": "x", "controlnets": [unit]},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "controlnets" in response.json()["errors"]
+
+
+# --- the asset page and the map's URL --
+
+
+def test_the_asset_page_shows_the_map_and_outsiders_get_404(team, demo, demo_controlnet, client):
+    control_image = upload(team, square(64, 32))
+    unit = {"id": demo_controlnet.id, "image": str(control_image.id), "preprocessor": "canny"}
+    _job, (asset,) = run(team, {"prompt": "a red circle", "model": demo, "steps": 2, "controlnets": [unit]})
+    map_url = f"/assets/{asset.id}/controls/0.png"
+    client.force_login(team["vera"])  # a viewer of the project
+    page = client.get(f"/assets/{asset.id}/").content.decode()
+    assert map_url in page and "Demo canny" in page and f"/assets/{control_image.id}/" in page
+    shown = client.get(map_url)
+    assert shown.status_code == 200 and shown["Content-Type"] == "image/png"
+    assert (
+        b"".join(shown.streaming_content if shown.streaming else [shown.content])[:8] == b"\x89PNG\r\n\x1a\n"
+    )
+    assert client.get(f"/assets/{asset.id}/controls/1.png").status_code == 404
+    api = client.get(f"/api/v1/assets/{asset.id}")
+    assert api.json()["control_map_urls"] == [f"/api/v1/assets/{asset.id}/controls/0"]
+    assert client.get(f"/api/v1/assets/{asset.id}/controls/0").status_code == 200
+    client.force_login(team["charlie"])  # no member of the project
+    assert client.get(map_url).status_code == 404
+    assert client.get(f"/api/v1/assets/{asset.id}/controls/0").status_code == 404
+
+
+def test_the_map_goes_with_the_last_image_that_links_it(team, demo, demo_controlnet):
+    from gallery.services import do_delete_asset
+
+    control_image = upload(team, square(64, 32))
+    unit = {"id": demo_controlnet.id, "image": str(control_image.id)}
+    _job, assets = run(
+        team, {"prompt": "x", "model": demo, "steps": 2, "num_images": 2, "controlnets": [unit]}
+    )
+    (stored,) = ControlMap.objects.all()
+    name = stored.file.name
+    do_delete_asset(team["alice"], assets[0])
+    assert ControlMap.objects.filter(id=stored.id).exists()
+    do_delete_asset(team["alice"], assets[1])
+    assert not ControlMap.objects.exists()
+    assert not stored.file.storage.exists(name)
+
+
+# --- what the model list says --
+
+
+def test_models_list_controlnet_as_a_feature_only_with_a_fitting_controlnet(
+    team, demo, sdxl, demo_model_dir, tmp_path, client
+):
+    client.force_login(team["bob"])
+
+    def features() -> dict[str, tuple[list[str], list[str]]]:
+        return {
+            m["id"]: (m["features"], [c["id"] for c in m["controlnets"]])
+            for m in client.get("/api/v1/models").json()
+        }
+
+    sdxl_id, _folder = sdxl
+    assert features() == {demo: ([], []), sdxl_id: ([], [])}
+    installed = library.do_install_controlnet(
+        team["root"],
+        str(library_models.build_controlnet(demo_model_dir, tmp_path / "incoming" / "c")),
+        family="demo",
+    )
+    assert features() == {demo: (["controlnet"], [installed.id]), sdxl_id: ([], [])}
+    library.do_remove(team["root"], "controlnet", installed.id)
+    assert features() == {demo: ([], []), sdxl_id: ([], [])}
+    assert AuditEvent.objects.filter(action="model.remove", target=f"controlnet:{installed.id}").exists()
