@@ -233,14 +233,14 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
 
 # --- the model library --
 
-INSTALL_KINDS = {"model": "Model", "lora": "LoRA", "preview": "Preview decoder"}
+INSTALL_KINDS = {"model": "Model", "lora": "LoRA", "controlnet": "ControlNet", "preview": "Preview decoder"}
 
 
 @login_required
 @admin_only
 @require_http_methods(["GET", "POST"])
 def models_page(request: HttpRequest) -> HttpResponse:
-    """Installed models, LoRAs and preview decoders; POST installs one from a path on the server
+    """Installed models, LoRAs, ControlNets and preview decoders; POST installs one from a path on the server
     (``generation.library``)."""
     from generation import library
     from generation.engine import registry
@@ -262,6 +262,14 @@ def models_page(request: HttpRequest) -> HttpResponse:
                     family=form["family"],
                     ip=client_ip(request),
                 )
+            elif form["kind"] == "controlnet":
+                done = library.do_install_controlnet(
+                    request.user,
+                    form["path"],
+                    name=form["name"],
+                    family=form["family"],
+                    ip=client_ip(request),
+                )
             elif form["kind"] == "preview":
                 done = library.do_install_preview_decoder(
                     request.user, form["path"], form["family"], name=form["name"], ip=client_ip(request)
@@ -272,7 +280,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
                 )
             else:
                 raise InvalidInput(
-                    "Choose what to install.", {"kind": ["Choose a model, a LoRA or a preview decoder."]}
+                    "Choose what to install.",
+                    {"kind": ["Choose a model, a LoRA, a ControlNet or a preview decoder."]},
                 )
         except ServiceError as exc:
             error, errors = exc.message, exc.errors
@@ -281,13 +290,22 @@ def models_page(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"{INSTALL_KINDS[form['kind']]} “{done.name}” ({label}) installed.")
             return redirect("manage-models")
     models_dir = registry.registry().models_dir
+    models = registry.list_models()
     context = {
         "section": "models",
         "models": [
             {"info": m, "family": FAMILIES[m.family].label, "removable": m.path.parent == models_dir}
-            for m in registry.list_models()
+            for m in models
         ],
         "loras": [{"info": lora, "family": FAMILIES[lora.family].label} for lora in registry.list_loras()],
+        "controlnets": [
+            {
+                "info": controlnet,
+                "family": FAMILIES[controlnet.family].label,
+                "fits": [m.name for m in models if registry.controlnet_misfit(controlnet, m) is None],
+            }
+            for controlnet in registry.list_controlnets()
+        ],
         "previews": [
             {"info": decoder, "family": FAMILIES[decoder.family].label}
             for decoder in registry.list_preview_decoders()

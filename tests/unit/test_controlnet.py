@@ -503,3 +503,208 @@ def test_models_list_controlnet_as_a_feature_only_with_a_fitting_controlnet(
     library.do_remove(team["root"], "controlnet", installed.id)
     assert features() == {demo: ([], []), sdxl_id: ([], [])}
     assert AuditEvent.objects.filter(action="model.remove", target=f"controlnet:{installed.id}").exists()
+
+
+# --- the AUTOMATIC1111 API --
+
+
+def test_an_a1111_controlnet_unit_becomes_a_job_with_that_controlnet(
+    team, demo, demo_controlnet, monkeypatch
+):
+    from django.test import Client
+
+    monkeypatch.setattr(services, "enqueue", lambda job_id, queue: run_job(str(job_id)))
+    client = Client(
+        HTTP_AUTHORIZATION=f"Bearer {factories.token(team['bob'])}", HTTP_X_STUDIO_PROJECT="poster"
+    )
+    buffer = io.BytesIO()
+    square(64, 32).save(buffer, format="PNG")
+    unit = {
+        "enabled": True,
+        "input_image": base64.b64encode(buffer.getvalue()).decode(),
+        "module": "canny",
+        "model": f"Demo canny [{demo_controlnet.sha256[:8]}]",
+        "weight": 0.7,
+        "guidance_start": 0.1,
+        "guidance_end": 0.9,
+        "threshold_a": 100,
+        "threshold_b": 200,
+        "pixel_perfect": True,
+    }
+    body = {
+        "prompt": "a red circle",
+        "seed": 4,
+        "steps": 3,
+        "width": 64,
+        "height": 64,
+        "alwayson_scripts": {"ControlNet": {"args": [unit, {"enabled": False}]}, "ADetailer": {"args": []}},
+    }
+    response = client.post("/sdapi/v1/txt2img", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content
+    info = json.loads(response.json()["info"])
+    job = services.Job.objects.get(id=info["studio"]["jobs"][0])
+    (used,) = job.params["controlnets"]
+    assert (used["id"], used["preprocessor"], used["weight"], used["start"], used["end"]) == (
+        demo_controlnet.id,
+        "canny",
+        0.7,
+        0.1,
+        0.9,
+    )
+    control_image = Asset.objects.get(id=used["image"])
+    assert control_image.kind == "upload" and control_image.project == team["project"]
+    asset = Asset.objects.get(job=job)
+    assert asset.control_maps.get().source_id == control_image.id
+    assert "alwayson_scripts.ADetailer is not served and was ignored." in info["studio"]["ignored"]
+    assert 'ControlNet 0: "Module: canny, Model: Demo canny' in info["infotexts"][0]
+
+    # img2img: a unit without an image steers from the start image; what is not served is a 400 on the field.
+    start = base64.b64encode(buffer.getvalue()).decode()
+    img2img = {**body, "init_images": [start], "denoising_strength": 0.6}
+    img2img["alwayson_scripts"] = {
+        "controlnet": {"args": [{**unit, "input_image": None, "module": "invert"}]}
+    }
+    response = client.post("/sdapi/v1/img2img", data=json.dumps(img2img), content_type="application/json")
+    assert response.status_code == 200, response.content
+    job = services.Job.objects.get(id=json.loads(response.json()["info"])["studio"]["jobs"][0])
+    assert job.params["controlnets"][0]["image"] == job.params["init_asset"]
+    assert job.params["controlnets"][0]["preprocessor"] == "lineart"
+    for bad, words in (
+        ({"threshold_a": 50}, "thresholds are 100 and 200"),
+        ({"model": "nope"}, "no such ControlNet"),
+        ({"input_image": None}, "give its image"),
+    ):
+        wrong = {**body, "alwayson_scripts": {"controlnet": {"args": [{**unit, **bad}]}}}
+        response = client.post("/sdapi/v1/txt2img", data=json.dumps(wrong), content_type="application/json")
+        assert response.status_code == 400
+        assert words in " ".join(response.json()["errors"]["alwayson_scripts.controlnet.args"])
+    lineart_standard = {
+        **body,
+        "alwayson_scripts": {"controlnet": {"args": [{**unit, "module": "depth_midas"}]}},
+    }
+    response = client.post(
+        "/sdapi/v1/txt2img", data=json.dumps(lineart_standard), content_type="application/json"
+    )
+    assert response.status_code == 400
+
+
+# --- project styles --
+
+
+def test_a_styles_controlnet_defaults_are_applied_and_a_lock_holds(team, demo, demo_controlnet):
+    from generation import styles
+    from generation.schemas import StyleIn
+
+    layout = upload(team, square(64, 40))
+    units = [
+        {
+            "control": "canny",
+            "id": demo_controlnet.id,
+            "image": str(layout.id),
+            "weight": 0.6,
+            "guidance_end": 0.8,
+        }
+    ]
+    style = styles.do_create_style(
+        team["alice"],
+        team["project"],
+        StyleIn.model_validate({"name": "Layout", "controlnet_defaults": units}),
+    )
+    body = {"prompt": "a red circle", "model": demo, "steps": 2, "style": style.id}
+    job, (asset,) = run(team, body)
+    (used,) = job.params["controlnets"]
+    assert (used["id"], used["image"], used["preprocessor"], used["weight"], used["end"]) == (
+        demo_controlnet.id,
+        str(layout.id),
+        "canny",
+        0.6,
+        0.8,
+    )
+    assert asset.control_maps.get().source_id == layout.id
+    # The job's own units replace the style's (nothing is locked yet); an empty list means none.
+    other = upload(team, sketch(64))
+    own = {"id": demo_controlnet.id, "image": str(other.id), "preprocessor": "lineart"}
+    job, _ = run(team, {**body, "controlnets": [own]})
+    assert [u["image"] for u in job.params["controlnets"]] == [str(other.id)]
+    job, _ = run(team, {**body, "controlnets": []})
+    assert job.params.get("controlnets", []) == []
+
+    # Locked: a job may leave them out (the style's are used) or send the style's own, nothing else.
+    from generation.schemas import StylePatch
+
+    styles.do_edit_style(team["alice"], style, StylePatch(locks=["controlnets"]))
+    with pytest.raises(InvalidInput) as locked:
+        services.do_create_job(team["bob"], team["project"], {**body, "controlnets": [own]})
+    assert locked.value.errors["controlnets"] == [
+        "The style 'Layout' locks the ControlNets; leave it out or choose another style."
+    ]
+    same = {
+        "id": demo_controlnet.id,
+        "image": str(layout.id),
+        "preprocessor": "canny",
+        "weight": 0.6,
+        "end": 0.8,
+    }
+    job, _ = run(team, {**body, "controlnets": [same]})
+    assert job.params["controlnets"][0]["weight"] == 0.6
+
+    # A unit without an image steers from the job's start image; text to image then has none to give.
+    styles.do_edit_style(
+        team["alice"],
+        style,
+        StylePatch.model_validate({"controlnet_defaults": [{**units[0], "image": None}]}),
+    )
+    with pytest.raises(InvalidInput) as no_image:
+        services.do_create_job(team["bob"], team["project"], body)
+    assert "from the start image" in no_image.value.errors["controlnets"][0]
+    start = upload(team, Image.new("RGB", (64, 64), (10, 120, 200)))
+    job, _ = run(team, {**body, "mode": "img2img", "init_asset": str(start.id)})
+    assert job.params["controlnets"][0]["image"] == str(start.id)
+
+
+def test_a_styles_controlnet_units_are_checked_when_written(team, demo, demo_controlnet):
+    from generation import styles
+    from generation.schemas import StyleIn
+
+    elsewhere = factories.asset(factories.project(team["charlie"], "Elsewhere"), team["charlie"])
+    for unit, words in (
+        ({"control": "canny", "id": demo_controlnet.id, "guidance_start": 0.7, "guidance_end": 0.2}, "below"),
+        ({"control": "canny", "id": demo_controlnet.id, "image": str(elsewhere.id)}, "no such image"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            styles.do_create_style(
+                team["alice"],
+                team["project"],
+                StyleIn.model_validate({"name": "X", "controlnet_defaults": [unit]}),
+            )
+        assert words in refused.value.errors["controlnet_defaults"][0]
+
+
+# --- Manage → Models and the command --
+
+
+def test_the_models_page_installs_lists_and_removes_controlnets(team, demo, demo_model_dir, tmp_path, client):
+    source = library_models.build_controlnet(demo_model_dir, tmp_path / "incoming" / "page-canny")
+    client.force_login(team["root"])
+    form = {"kind": "controlnet", "path": str(source), "name": "Page canny", "family": ""}
+    refused = client.post("/manage/models/", form)
+    assert refused.status_code == 400 and "choose the family" in refused.content.decode()
+    response = client.post("/manage/models/", {**form, "family": "demo"})
+    assert response.status_code == 302
+    page = client.get("/manage/models/").content.decode()
+    assert (
+        'data-controlnet="page-canny"' in page and registry.get_controlnet("page-canny").sha256[:12] in page
+    )
+    assert "demo" in page.split('data-controlnet="page-canny"')[1].split("</tr>")[0]  # the model it steers
+    assert client.post("/manage/models/controlnet/page-canny/remove/").status_code == 302
+    assert registry.get_controlnet("page-canny") is None
+
+
+def test_the_command_installs_and_removes_a_controlnet(team, models_dir, demo_model_dir, tmp_path, capsys):
+    from django.core.management import call_command
+
+    source = library_models.build_controlnet(demo_model_dir, tmp_path / "incoming" / "cli")
+    call_command("install_model", str(source), "--controlnet", "--family", "demo", "--name", "CLI lines")
+    assert "Installed ControlNet 'cli-lines'" in capsys.readouterr().out
+    call_command("remove_model", "cli-lines", "--controlnet")
+    assert registry.get_controlnet("cli-lines") is None
