@@ -43,7 +43,7 @@ from . import realtime, services
 from .engine import registry
 from .models import TERMINAL_STATES, A1111Options, Job, JobStatus
 from .schemas import MASK_PREFIX, MAX_SEED, JobRequest
-from .sdapi_schemas import Common, ControlNetUnitIn, Img2ImgIn, Txt2ImgIn
+from .sdapi_schemas import Common, Img2ImgIn, Txt2ImgIn
 
 PROJECT_HEADER = "X-Studio-Project"
 NO_PROJECT = (
@@ -488,7 +488,7 @@ def do_start(call: Call, *, ip: str | None) -> list[Job]:
     with transaction.atomic():
         start = getattr(call, "start_image", None)
         upload = _upload(call, start, "a1111-init.png", ip) if start is not None else None
-        # Each unit's control image becomes an upload of the project too (a unit without one: the start image).
+        # Each unit's control image becomes an upload of the project too (one without: the start image's).
         controls = [
             _upload(call, image, f"a1111-control-{n}.png", ip) if image is not None else upload
             for n, image in enumerate(call.control_images)

@@ -23,7 +23,7 @@ from studio.shortcuts import get_visible_or_404
 from . import fleet
 from .engine import registry
 from .permissions import can_cancel, can_see_workers, jobs_visible_to
-from .schemas import MODE_LABELS, SizedFields
+from .schemas import MAX_CONTROLNET_UNITS, MODE_LABELS, PREPROCESSOR_LABELS, SizedFields
 from .serializers import job_to_dict
 from .services import UPSCALE_FACTORS, VARIATION_STRENGTH
 from .styles import project_styles, style_to_dict
@@ -52,6 +52,7 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
                 # Remix: the same prompt and parameters with a fresh random seed (Reproduce keeps it).
                 initial.pop("seed", None)
             _prefill_mode_of(request, project, source, initial)
+            _prefill_controlnets(request, project, source, initial)
     start_image_note = ""
     init_id = request.GET.get("init")
     if init_id:
@@ -75,6 +76,8 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
             "mode_labels_json": json.dumps(MODE_LABELS),
             "default_model": default.id if default else "",
             "initial_json": json.dumps(initial),
+            "max_controlnets": MAX_CONTROLNET_UNITS,
+            "preprocessors": list(PREPROCESSOR_LABELS.items()),
             "recent_jobs": recent,
             "quota_text": quotas.remaining_text(request.user, project),
             **_styles_context(project),
@@ -170,6 +173,26 @@ def _prefill_mode_of(request: HttpRequest, project: Any, source: Asset, initial:
     if mode in ("upscale", "outpaint"):
         initial.pop("width", None)
         initial.pop("height", None)
+
+
+def _prefill_controlnets(request: HttpRequest, project: Any, source: Asset, initial: dict[str, Any]) -> None:
+    """Reproducing an image steered by ControlNets: the same units, with their control images while they
+    still exist."""
+    units = source.params.get("controlnets") or []
+    wanted = [u.get("image") for u in units if u.get("image")]
+    if not wanted:
+        return
+    images = {
+        str(a.id): start_image_to_dict(a)
+        for a in assets_visible_to(request.user).filter(project=project, id__in=wanted)
+    }
+    initial["controlnets"] = [
+        {
+            **{k: u.get(k) for k in ("id", "preprocessor", "weight", "start", "end")},
+            "image": images.get(str(u.get("image"))),
+        }
+        for u in units
+    ]
 
 
 def _prefill_start_image(request: HttpRequest, project: Any, init_id: str, initial: dict[str, Any]) -> str:

@@ -128,6 +128,7 @@
     });
     if (window.StudioModes) window.StudioModes.extendBody(data); // mode, start image, strength, mask
     if (window.StudioLoras) window.StudioLoras.extendBody(data); // LoRAs and their weights
+    if (window.StudioControlNets) window.StudioControlNets.extendBody(data); // ControlNet units
     if (window.StudioStyles) window.StudioStyles.extendBody(data); // the style; locked fields left out
     return data;
   }

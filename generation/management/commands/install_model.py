@@ -8,9 +8,9 @@ from studio.errors import ServiceError
 class Command(BaseCommand):
     help = (
         "Install a model from a path on this machine: a diffusers folder or a single-file .safetensors "
-        "checkpoint (SD 1.x, SD 2.x, SDXL, SD3, FLUX). With --lora, install a LoRA instead; with --controlnet, "
-        "a ControlNet (a diffusers ControlNetModel or FluxControlNetModel folder); with --preview-decoder "
-        "FAMILY, a tiny preview decoder (AutoencoderTiny folder) for that family."
+        "checkpoint (SD 1.x, SD 2.x, SDXL, SD3, FLUX). With --lora, install a LoRA instead; with "
+        "--controlnet, a ControlNet (a diffusers ControlNetModel or FluxControlNetModel folder); with "
+        "--preview-decoder FAMILY, a tiny preview decoder (AutoencoderTiny folder) for that family."
     )
 
     def add_arguments(self, parser):

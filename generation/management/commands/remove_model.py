@@ -5,7 +5,10 @@ from studio.errors import ServiceError
 
 
 class Command(BaseCommand):
-    help = "Remove an installed model (or, with --lora, a LoRA; with --controlnet, a ControlNet) from the models dir."
+    help = (
+        "Remove an installed model (or, with --lora, a LoRA; with --controlnet, a ControlNet) from the "
+        "models dir."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("id", help="The model's (or LoRA's) id.")
