@@ -252,7 +252,7 @@ class Common(BaseModel):
     send_images: Bool = True
     save_images: Bool = Field(False, description="The studio keeps every image in the gallery.")
     alwayson_scripts: AlwaysOnScripts = Field(
-        default_factory=AlwaysOnScripts,
+        default_factory=lambda: AlwaysOnScripts(controlnet=None),
         description="controlnet is served (sd-webui-controlnet's units); any other is ignored, and the "
         "answer's info says so.",
     )

@@ -351,13 +351,15 @@ def _style_controlnets(style: Style, v: StyleVersion, request: Any) -> list[Cont
         )
         raise InvalidInput(sentence, {"controlnets": [sentence]})
     return [
-        ControlNetRef(
-            id=u["id"],
-            image=u.get("image") or start,
-            preprocessor=u["control"],
-            weight=u["weight"],
-            start=u["guidance_start"],
-            end=u["guidance_end"],
+        ControlNetRef.model_validate(
+            {
+                "id": u["id"],
+                "image": u.get("image") or start,
+                "preprocessor": u["control"],
+                "weight": u["weight"],
+                "start": u["guidance_start"],
+                "end": u["guidance_end"],
+            }
         )
         for u in units
     ]

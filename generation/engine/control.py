@@ -10,6 +10,7 @@ weight-based annotators of ``annotators.py``, say) is one entry there, and its n
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Sequence
@@ -124,7 +125,7 @@ def controlnets(
         if misfit:
             raise GenerationError(misfit)
         key = f"controlnet:{info.id}:{info.sha256}"
-        found.append(cache.addon(loaded.info, key, lambda info=info: load_controlnet(info, loaded)))
+        found.append(cache.addon(loaded.info, key, functools.partial(load_controlnet, info, loaded)))
     return found
 
 

@@ -87,7 +87,9 @@ def test_a_controlnet_unit_with_an_uploaded_sketch_and_its_map_on_the_asset_page
     expect(shown).to_be_visible()
     page.wait_for_function("() => document.querySelector('.control-unit .control-map img').naturalWidth > 0")
     expect(page.locator(".control-unit .control-name")).to_have_text("Demo lines")
-    expect(page.locator(".control-unit a.control-image")).to_have_attribute("href", f"/assets/{used['image']}/")
+    expect(page.locator(".control-unit a.control-image")).to_have_attribute(
+        "href", f"/assets/{used['image']}/"
+    )
     data = page.request.get(f"/assets/{asset.id}/controls/0.png").body()
     made = Image.open(io.BytesIO(data)).convert("L")
     assert made.size == (64, 64)

@@ -88,6 +88,13 @@ def map_case(context, case):
             body["style"] = int(os.environ["FUZZ_STYLE"])  # a style of the project, with nothing locked
         if "styles" in path and body.get("references"):
             body["references"] = [ASSET]
+        # ControlNet units name an image of the project (a job's control image; a style's, if it has one).
+        for unit in body.get("controlnets") or [] if path.endswith("/jobs") else []:
+            if isinstance(unit, dict):
+                unit["image"] = ASSET
+        for unit in body.get("controlnet_defaults") or [] if "styles" in path else []:
+            if isinstance(unit, dict) and unit.get("image") is not None:
+                unit["image"] = ASSET
         if "mask" in body and path.endswith("/jobs"):
             body["mask"] = MASK
         if path.endswith("/members") and "username" in body:
@@ -103,6 +110,15 @@ def map_case(context, case):
             body["mask"] = MASK_B64
         if path == "/png-info" and "image" in body:
             body["image"] = PNG_B64
+        scripts = body.get("alwayson_scripts") if path in ("/txt2img", "/img2img") else None
+        controlnet = scripts.get("controlnet") if isinstance(scripts, dict) else None
+        for unit in (controlnet or {}).get("args") or [] if isinstance(controlnet, dict) else []:
+            if isinstance(unit, dict):
+                for key in ("image", "input_image"):
+                    if isinstance(unit.get(key), str):
+                        unit[key] = PNG_B64
+                    elif isinstance(unit.get(key), dict):
+                        unit[key]["image"] = PNG_B64
     if case.headers and "Range" in case.headers:
         case.headers["Range"] = "bytes=0-"  # a range within the file: the schema cannot say how long it is
     if case.query:
@@ -154,6 +170,31 @@ def _outpaint_possible(body: dict) -> bool:
     return 64 < long_side <= MAX_SIZE
 
 
+def _controlnets_possible(path: str, body: dict) -> bool:
+    """ControlNet units the studio can run: each starting before it ends (jobs, styles), and AUTOMATIC1111
+    units with canny's own thresholds and an image (txt2img has no start image to fall back on)."""
+    for unit in body.get("controlnets") or [] if path.endswith("/jobs") else []:
+        if isinstance(unit, dict) and float(unit.get("start", 0)) >= float(unit.get("end", 1)):
+            return False
+    for unit in body.get("controlnet_defaults") or [] if "styles" in path else []:
+        if isinstance(unit, dict) and float(unit.get("guidance_start", 0)) >= float(
+            unit.get("guidance_end", 1)
+        ):
+            return False
+    scripts = body.get("alwayson_scripts") if path in ("/txt2img", "/img2img") else None
+    controlnet = scripts.get("controlnet") if isinstance(scripts, dict) else None
+    for unit in (controlnet or {}).get("args") or [] if isinstance(controlnet, dict) else []:
+        if not isinstance(unit, dict) or not unit.get("enabled", True) or unit.get("model", "None") == "None":
+            continue
+        if str(unit.get("module", "none")).lower() == "canny" and (
+            unit.get("threshold_a", -1) not in (-1, 100) or unit.get("threshold_b", -1) not in (-1, 200)
+        ):
+            return False
+        if path == "/txt2img" and not (unit.get("image") or unit.get("input_image")):
+            return False
+    return True
+
+
 @schemathesis.hook
 def filter_case(context, case):
     if not _positive(case):
@@ -169,6 +210,8 @@ def filter_case(context, case):
     if mode == "outpaint" and not _outpaint_possible(body):
         return False  # exactly one of extend and aspect, and a canvas the model can make: refused by design
     path = case.operation.path
+    if not _controlnets_possible(path, body):
+        return False
     if path == "/img2img" and int((body.get("steps") or 50) * body.get("denoising_strength", 0.75)) < 1:
         return False  # AUTOMATIC1111's img2img: the same rule
     if path == "/txt2img" and body.get("enable_hr"):
