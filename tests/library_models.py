@@ -26,6 +26,7 @@ import torch
 from diffusers import (
     AutoencoderKL,
     ControlNetModel,
+    FluxControlNetModel,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
@@ -498,6 +499,28 @@ def build_controlnet(model_folder: Path, path: Path, seed: int = 0) -> Path:
         zero.append(controlnet.controlnet_cond_embedding.conv_out)
         for module in zero:
             for parameter in module.parameters():
+                parameter.normal_(0.0, 0.2)
+    controlnet.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+def build_flux_controlnet(model_folder: Path, path: Path, seed: int = 0) -> Path:
+    """A tiny random-weight FLUX ControlNet for the FLUX folder at ``model_folder`` (``FluxControlNetModel
+    .from_transformer``: one double and one single block of the transformer, which reads the VAE-encoded
+    control image, as InstantX's published ones do), its zero-initialised output blocks given small random
+    weights."""
+    transformer = FluxTransformer2DModel.from_pretrained(str(model_folder / "transformer"))
+    torch.manual_seed(seed)
+    controlnet = FluxControlNetModel.from_transformer(
+        transformer,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=transformer.config.attention_head_dim,
+        num_attention_heads=transformer.config.num_attention_heads,
+    )
+    with torch.no_grad():
+        for block in [*controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks]:
+            for parameter in block.parameters():
                 parameter.normal_(0.0, 0.2)
     controlnet.save_pretrained(str(path), safe_serialization=True)
     return path

@@ -708,3 +708,57 @@ def test_the_command_installs_and_removes_a_controlnet(team, models_dir, demo_mo
     assert "Installed ControlNet 'cli-lines'" in capsys.readouterr().out
     call_command("remove_model", "cli-lines", "--controlnet")
     assert registry.get_controlnet("cli-lines") is None
+
+
+def test_a_flux_controlnet_steers_a_flux_job(team, models_dir, tmp_path):
+    source = library_models.build_folder("flux", tmp_path / "incoming" / "tiny-flux")
+    model_id = library.do_install_model(team["root"], str(source), name="Tiny FLUX").id
+    cn_source = library_models.build_flux_controlnet(source, tmp_path / "incoming" / "flux-canny")
+    installed = library.do_install_controlnet(team["root"], str(cn_source), name="FLUX canny")
+    assert installed.family == "flux"
+    assert registry.get_model(model_id).public()["features"] == ["controlnet"]
+    size = library_models.FAMILY_SIZES["flux"]
+    control_image = upload(team, square(size, 160))
+    unit = {"id": installed.id, "image": str(control_image.id), "preprocessor": "canny"}
+    body = {"prompt": "a red circle", "model": model_id, "width": size, "height": size, "steps": 2, "seed": 1}
+    _plain, (plain,) = run(team, body)
+    job, (asset,) = run(team, {**body, "controlnets": [unit]})
+    assert asset.control_maps.get().sha256 == asset.params["controlnets"][0]["map_sha256"]
+    assert np.abs(pixels(asset) - pixels(plain)).mean() > 0.5  # it steered
+
+
+def test_a_controlnet_job_keeps_its_progress_previews_seeds_and_cancel(
+    team, demo, demo_controlnet, monkeypatch
+):
+    from generation import worker
+    from generation.models import Job
+    from tests.unit.test_job_lifecycle import Listener
+
+    control_image = upload(team, square(64, 32))
+    unit = {"id": demo_controlnet.id, "image": str(control_image.id), "preprocessor": "canny"}
+    body = {"prompt": "a red circle", "model": demo, "steps": 5, "seed": 30, "controlnets": [unit]}
+    job = services.do_create_job(team["bob"], team["project"], {**body, "num_images": 2})
+    listener = Listener(job.id)
+    assert run_job(str(job.id)) == "succeeded"
+    events = listener.drain()
+    assert [e["step"] for e in events if e["type"] == "progress"] == [1, 2, 3, 4, 5]
+    assert any(e["type"] == "preview" for e in events)
+    assert events[-1]["type"] == "succeeded"
+    _seed1, second = Asset.objects.filter(job=job).order_by("index")
+    assert second.seed == 31
+    _job, (alone,) = run(team, {**body, "seed": 31})
+    assert np.abs(pixels(alone) - pixels(second)).mean() <= 2.0  # each image its own seed, alone or not
+
+    victim = services.do_create_job(team["bob"], team["project"], {**body, "steps": 8})
+    on_step = worker.BatchMonitor.on_step
+
+    def stepping(self, step, total):
+        on_step(self, step, total)
+        if step == 2:
+            services.do_cancel_job(team["bob"], Job.objects.get(id=victim.id))
+
+    monkeypatch.setattr(worker.BatchMonitor, "on_step", stepping)
+    assert run_job(str(victim.id)) == "canceled"
+    victim.refresh_from_db()
+    assert victim.status == "canceled" and victim.progress_step < 8
+    assert not ControlMap.objects.filter(job=victim).exists()
