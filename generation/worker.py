@@ -273,7 +273,8 @@ def batch_room(request: Any) -> int:
     params = request.params
     if settings.STUDIO_MAX_BATCH <= 1:
         return 0
-    cap = min(settings.STUDIO_MAX_BATCH, batch_capacity(request.model, params.width, params.height))
+    capacity = batch_capacity(request.model, params.width, params.height, len(params.controlnets))
+    cap = min(settings.STUDIO_MAX_BATCH, capacity)
     return max(0, cap - params.num_images)
 
 

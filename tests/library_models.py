@@ -26,9 +26,9 @@ import torch
 from diffusers import (
     AutoencoderKL,
     ControlNetModel,
-    FluxControlNetModel,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    FluxControlNetModel,
     FluxPipeline,
     FluxTransformer2DModel,
     PNDMScheduler,

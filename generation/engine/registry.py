@@ -547,16 +547,24 @@ TRANSFORMER_FIT = (
 )
 
 
+_component_configs: dict[tuple[str, int], dict[str, Any] | None] = {}
+
+
 def component_config(model: ModelInfo, component: str) -> dict[str, Any] | None:
     """A component's config.json of a model (a diffusers folder's own; a single file's shipped one), or None
-    when there is none to read."""
-    folder = (
-        model.path if model.checkpoint is None else Path(__file__).resolve().parent / "configs" / model.family
-    )
+    when there is none to read. Read once per version of the file (the models list asks for every model)."""
+    shipped = Path(__file__).resolve().parent / "configs" / model.family
+    path = (model.path if model.checkpoint is None else shipped) / component / "config.json"
     try:
-        return read_json(folder / component / "config.json")
-    except RegistryError:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
         return None
+    if key not in _component_configs:
+        try:
+            _component_configs[key] = read_json(path)
+        except RegistryError:
+            _component_configs[key] = None
+    return _component_configs[key]
 
 
 def controlnet_misfit(controlnet: ControlNetInfo, model: ModelInfo) -> str | None:

@@ -137,15 +137,21 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
 BATCH_BYTES_PER_MEGAPIXEL = {"sd1": 3.0e9, "sd2": 3.0e9, "sdxl": 2.5e9, "sd3": 4.0e9, "flux": 5.0e9}
 
 
-def batch_capacity(model: ModelInfo, width: int, height: int) -> int:
+# What each ControlNet unit adds to an image's activations, as a share of the model's own: a ControlNet is the
+# UNet's encoder half run beside it.
+CONTROLNET_ACTIVATION_SHARE = 0.5
+
+
+def batch_capacity(model: ModelInfo, width: int, height: int, controlnets: int = 0) -> int:
     """How many images of this size one call may make on this worker's device, from the memory free on it
     now (the GPU's, else the host's) and the family's per-image estimate (``batch_bytes_per_megapixel`` in
-    the model's ``studio.json`` overrides it). At least 1."""
+    the model's ``studio.json`` overrides it), raised for each ControlNet unit the call runs. At least 1."""
     per_megapixel = float(
         model.extra.get("batch_bytes_per_megapixel") or BATCH_BYTES_PER_MEGAPIXEL.get(model.family, 4.0e9)
     )
     device, dtype = pipelines.choose_device(model)
     per_image = per_megapixel * (width * height / 1e6) * (2 if dtype == torch.float32 else 1)
+    per_image *= 1 + CONTROLNET_ACTIVATION_SHARE * controlnets
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info()
     else:

@@ -762,3 +762,25 @@ def test_a_controlnet_job_keeps_its_progress_previews_seeds_and_cancel(
     victim.refresh_from_db()
     assert victim.status == "canceled" and victim.progress_step < 8
     assert not ControlMap.objects.filter(job=victim).exists()
+
+
+def test_controlnet_units_leave_room_for_fewer_images_in_a_call(team, demo, monkeypatch):
+    from generation.engine import runner
+
+    monkeypatch.setattr(runner, "host_memory_available", lambda: 10 * 10**9)
+    model = registry.get_model(demo)
+    alone = runner.batch_capacity(model, 512, 512)
+    assert runner.batch_capacity(model, 512, 512, controlnets=2) == alone // 2
+
+
+def test_the_generate_form_offers_the_units_only_data_it_needs(team, demo, demo_controlnet, client):
+    client.force_login(team["bob"])
+    page = client.get("/p/poster/").content.decode()
+    assert 'id="controlnet-field"' in page and 'id="controlnet-unit-template"' in page
+    assert "generation/controlnet.js" in page and "<script>" not in page  # no inline script (CSP)
+    models = json.loads(
+        page.split('id="models-data" data-json="')[1].split('"></div>')[0].replace("&quot;", '"')
+    )
+    (demo_model,) = models
+    assert demo_model["features"] == ["controlnet"]
+    assert demo_model["controlnets"] == [{"id": demo_controlnet.id, "name": "Demo canny", "family": "demo"}]
