@@ -33,9 +33,9 @@ PATH_ROWS = [
 ]
 
 
-def _png(mode: str = "RGB", size: tuple[int, int] = (64, 64)) -> bytes:
+def _png(mode: str = "RGB", size: tuple[int, int] = (64, 64), fill: int = 255) -> bytes:
     buffer = io.BytesIO()
-    image = Image.new(mode, size, 255 if mode == "L" else (30, 90, 200))
+    image = Image.new(mode, size, fill if mode == "L" else (30, 90, 200))
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
@@ -46,6 +46,8 @@ MASK = "data:image/png;base64," + base64.b64encode(_png("L")).decode()
 PNG = _png()
 PNG_B64 = base64.b64encode(PNG).decode()
 MASK_B64 = base64.b64encode(_png("L")).decode()
+# (the same mask for a request that inverts it: black there, so that inverted it repaints everything)
+BLACK_MASK_B64 = base64.b64encode(_png("L", fill=0)).decode()
 
 
 def _positive(case) -> bool:
@@ -86,6 +88,9 @@ def map_case(context, case):
             body["init_asset"] = ASSET
         if path.endswith("/jobs") and body.get("style") is not None:
             body["style"] = int(os.environ["FUZZ_STYLE"])  # a style of the project, with nothing locked
+        if path == "/styles/{id}" and case.method.upper() == "PATCH" and body.get("locks"):
+            # The jobs' style stays unlocked (a stateful edit may otherwise lock what a later job changes).
+            body["locks"] = []
         if "styles" in path and body.get("references"):
             body["references"] = [ASSET]
         # ControlNet units name an image of the project (a job's control image; a style's, if it has one).
@@ -107,7 +112,7 @@ def map_case(context, case):
         if path in ("/img2img",) and body.get("init_images"):
             body["init_images"] = [PNG_B64]
         if path == "/img2img" and body.get("mask"):
-            body["mask"] = MASK_B64
+            body["mask"] = BLACK_MASK_B64 if body.get("inpainting_mask_invert") else MASK_B64
         if path == "/png-info" and "image" in body:
             body["image"] = PNG_B64
         scripts = body.get("alwayson_scripts") if path in ("/txt2img", "/img2img") else None
