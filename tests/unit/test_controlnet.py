@@ -253,6 +253,20 @@ def test_a_demo_controlnet_steers_a_job_and_the_asset_keeps_its_map_and_provenan
     assert inside["controlnets"] == [unit_record]
     assert "ControlNet 0: " in read_provenance(asset.file.open("rb").read())["parameters"]
 
+    # The Content Credentials name the unit too: in the generation assertion and in its parameters.
+    from gallery import credentials, provenance
+
+    manifest = provenance.generation_manifest(
+        asset, project_slug="poster", project_name="Poster", author="bob", with_parent=False
+    )
+    (generation,) = [a["data"] for a in manifest["assertions"] if a["label"] == credentials.GENERATION_LABEL]
+    assert generation["controlnets"] == [unit_record]
+    assert asset.credentials == "signed"
+    with asset.file.open("rb") as f:
+        report = credentials.read(f.read())
+    assert report.state == "trusted"
+    assert report.chain[0].parameters["controlnets"] == [unit_record]
+
 
 def test_two_controlnets_at_once_each_keep_their_map(team, demo, demo_controlnet, demo_model_dir, tmp_path):
     second = library.do_install_controlnet(
@@ -557,6 +571,15 @@ def test_an_a1111_controlnet_unit_becomes_a_job_with_that_controlnet(
     assert asset.control_maps.get().source_id == control_image.id
     assert "alwayson_scripts.ADetailer is not served and was ignored." in info["studio"]["ignored"]
     assert 'ControlNet 0: "Module: canny, Model: Demo canny' in info["infotexts"][0]
+    # png-info reads the unit back whole, and the checkpoint stays the checkpoint.
+    read = client.post(
+        "/sdapi/v1/png-info",
+        data=json.dumps({"image": response.json()["images"][0]}),
+        content_type="application/json",
+    ).json()["parameters"]
+    assert read["Model"] == "demo"
+    assert read["ControlNet 0"].startswith("Module: canny, Model: Demo canny [")
+    assert "Guidance End: 0.9" in read["ControlNet 0"]
 
     # img2img: a unit without an image steers from the start image; what is not served is a 400 on the field.
     start = base64.b64encode(buffer.getvalue()).decode()
