@@ -60,8 +60,13 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
     recent = project.jobs.select_related("project", "created_by")[:10]
     can_generate = studio_permissions.can_generate(request.user, project)
     choices = (
-        assets_visible_to(request.user).filter(project=project)[:START_IMAGE_CHOICES] if can_generate else []
+        list(assets_visible_to(request.user).filter(project=project)[:START_IMAGE_CHOICES])
+        if can_generate
+        else []
     )
+    styles_context = _styles_context(project)
+    if can_generate:
+        choices += _style_control_images(request.user, project, styles_context["styles_json"], choices)
     return render(
         request,
         "generation/generate.html",
@@ -80,9 +85,23 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
             "preprocessors": list(PREPROCESSOR_LABELS.items()),
             "recent_jobs": recent,
             "quota_text": quotas.remaining_text(request.user, project),
-            **_styles_context(project),
+            **styles_context,
         },
     )
+
+
+def _style_control_images(user: Any, project: Any, styles_json: str, shown: list[Asset]) -> list[Asset]:
+    """The control images the project's styles' ControlNet units name, where the image choices do not hold
+    them already (the form fills a style's units in with them)."""
+    wanted = {
+        str(unit["image"])
+        for style in json.loads(styles_json)
+        for unit in style["controlnet_defaults"]
+        if unit.get("image")
+    } - {str(a.id) for a in shown}
+    if not wanted:
+        return []
+    return list(assets_visible_to(user).filter(project=project, id__in=wanted))
 
 
 def _styles_context(project: Any) -> dict[str, Any]:

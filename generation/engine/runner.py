@@ -260,11 +260,14 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
         torch.cuda.synchronize()
     started = time.perf_counter()
     loras = tuple((lora.id, lora.weight) for lora in params.loras)
+    if any(negatives) and "negative_prompt" in inspect.signature(pipe.__call__).parameters:
+        mode_kwargs["negative_prompt"] = negatives
+    # (FLUX's ControlNet image pipelines take no negative prompt; FLUX reads one only with "true" CFG, which
+    # the studio does not run, so nothing is lost.)
     try:
         with pipelines.loras_applied(loaded, loras), torch.inference_mode():
             output = pipe(
                 prompt=prompts,
-                negative_prompt=negatives if any(negatives) else None,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance_scale,
                 num_images_per_prompt=1,

@@ -748,6 +748,21 @@ def test_a_flux_controlnet_steers_a_flux_job(team, models_dir, tmp_path):
     job, (asset,) = run(team, {**body, "controlnets": [unit]})
     assert asset.control_maps.get().sha256 == asset.params["controlnets"][0]["map_sha256"]
     assert np.abs(pixels(asset) - pixels(plain)).mean() > 0.5  # it steered
+    # From a start image too (FLUX's ControlNet image-to-image pipeline).
+    img2img = {**body, "mode": "img2img", "init_asset": str(asset.id), "strength": 0.8, "controlnets": [unit]}
+    _job, (repainted,) = run(team, img2img)
+    assert repainted.control_maps.count() == 1
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).rectangle([0, 0, size // 2, size], fill=255)
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    inpaint = {
+        **img2img,
+        "mode": "inpaint",
+        "mask": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
+    }
+    _job, (inpainted,) = run(team, inpaint)
+    assert inpainted.control_maps.count() == 1
 
 
 def test_a_controlnet_job_keeps_its_progress_previews_seeds_and_cancel(
@@ -807,3 +822,25 @@ def test_the_generate_form_offers_the_units_only_data_it_needs(team, demo, demo_
     (demo_model,) = models
     assert demo_model["features"] == ["controlnet"]
     assert demo_model["controlnets"] == [{"id": demo_controlnet.id, "name": "Demo canny", "family": "demo"}]
+
+
+def test_the_form_can_fill_in_a_styles_control_image_beyond_the_latest(
+    team, demo, demo_controlnet, client, settings
+):
+    from generation import styles, views
+    from generation.schemas import StyleIn
+
+    layout = upload(team, square(64, 40))
+    for _ in range(views.START_IMAGE_CHOICES):  # newer images push it out of the latest ones
+        factories.asset(team["project"], team["bob"])
+    unit = {"control": "canny", "id": demo_controlnet.id, "image": str(layout.id)}
+    styles.do_create_style(
+        team["alice"],
+        team["project"],
+        StyleIn.model_validate({"name": "Layout", "controlnet_defaults": [unit]}),
+    )
+    client.force_login(team["bob"])
+    page = client.get("/p/poster/").content.decode()
+    raw = page.split('id="start-images-data" data-json="')[1].split('"></div>')[0].replace("&quot;", '"')
+    ids = [image["id"] for image in json.loads(raw)]
+    assert len(ids) == views.START_IMAGE_CHOICES + 1 and ids[-1] == str(layout.id)
