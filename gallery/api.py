@@ -45,7 +45,14 @@ from .schemas import (
     VerifyOut,
 )
 from .serializers import asset_to_dict, board_to_dict, comment_to_dict, notification_to_dict, review_to_dict
-from .views import asset_or_404, export_response, image_response, mask_response, thumbnail_response
+from .views import (
+    asset_or_404,
+    control_map_response,
+    export_response,
+    image_response,
+    mask_response,
+    thumbnail_response,
+)
 
 PAGE_SIZE = 30
 BoardId = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -229,6 +236,20 @@ def asset_thumbnail(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
 )
 def asset_mask(request: HttpRequest, id: uuid.UUID) -> HttpResponseBase:
     return mask_response(request, guarded(request))
+
+
+@router.get(
+    "/assets/{uuid:id}/controls/{int:unit}",
+    response=answers({200: None}, 404),
+    guard=visible_asset,
+    url_name="api-asset-control-map",
+    openapi_extra=_file(
+        "image/png",
+        "The control map ControlNet unit `unit` (its index in the job's controlnets) steered the image with.",
+    ),
+)
+def asset_control_map(request: HttpRequest, id: uuid.UUID, unit: int) -> HttpResponseBase:
+    return control_map_response(request, guarded(request), unit)
 
 
 @router.get(

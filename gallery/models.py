@@ -110,6 +110,42 @@ class Asset(models.Model):
         return f"asset {self.id}"
 
 
+def control_map_upload_to(control_map: ControlMap, filename: str) -> str:
+    # In the project's folder (a project's deletion takes its whole folder), by job: one map per unit.
+    return f"assets/{control_map.project_id}/{control_map.created_at:%Y/%m}/controls/{control_map.id}.png"
+
+
+class ControlMap(models.Model):
+    """The control map a ControlNet unit of a job steered with (the preprocessed control image, a PNG),
+    stored once per job and unit and linked to every image the job made. Kept while one of them is: deleting
+    the last one takes the map with it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("studio.Project", on_delete=models.CASCADE, related_name="control_maps")
+    job = models.ForeignKey(
+        "generation.Job", on_delete=models.SET_NULL, null=True, related_name="control_maps"
+    )
+    # Which of the job's ControlNet units (its index in the job's ``controlnets``).
+    unit = models.PositiveSmallIntegerField()
+    file = models.FileField(upload_to=control_map_upload_to, max_length=300)
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    # The image it was made from (an asset of the project); kept when that image is deleted.
+    source = models.ForeignKey(Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    assets = models.ManyToManyField(Asset, related_name="control_maps")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job", "unit"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "unit"], name="unique_control_map_per_job_unit")
+        ]
+
+    def __str__(self) -> str:
+        return f"control map {self.unit} of job {self.job_id}"
+
+
 class Decision(models.TextChoices):
     APPROVE = "approve", "Approved"
     REJECT = "reject", "Rejected"

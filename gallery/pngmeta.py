@@ -30,6 +30,18 @@ def a1111_parameters(params: dict[str, Any], model_name: str, model_sha256: str)
         fields.append(f"Mode: {params['mode']}")
     if params.get("init_asset"):
         fields.append(f"Init image: {params['init_asset']}")
+    # ControlNet units as sd-webui-controlnet writes them: one quoted field each.
+    for index, unit in enumerate(params.get("controlnets") or []):
+        model = f"{unit.get('name') or unit.get('id')} [{str(unit.get('sha256', ''))[:8]}]"
+        parts = [
+            f"Module: {unit.get('preprocessor', 'none')}",
+            f"Model: {model}",
+            f"Weight: {unit.get('weight', 1.0)}",
+            "Resize Mode: Crop and Resize",
+            f"Guidance Start: {unit.get('start', 0.0)}",
+            f"Guidance End: {unit.get('end', 1.0)}",
+        ]
+        fields.append(f'ControlNet {index}: "{", ".join(parts)}"')
     lines.append(", ".join(fields))
     return "\n".join(lines)
 

@@ -97,7 +97,7 @@ def page_context(user: Any) -> dict[str, Any]:
     encrypted = storage.encryption_enabled()
     places = [
         Place(
-            "Images, thumbnails, inpainting masks and uploads",
+            "Images, thumbnails, inpainting masks, ControlNet control maps and uploads",
             files_place(),
             "encrypted (AES-256-GCM, a key per file)" if encrypted else "not encrypted",
         ),

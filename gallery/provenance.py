@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 # Parameters never put in a manifest: storage names are the studio's own business.
 _PRIVATE_PARAMS = {"mask"}
 _PROMPT_PARAMS = {"prompt", "negative_prompt"}
+CONTROLNET_KEYS = ("id", "name", "sha256", "weight", "start", "end", "preprocessor", "image", "map_sha256")
 EDIT_MODES = {"img2img", "inpaint", "outpaint", "variation", "upscale"}
 NOT_READABLE = "That file is not an image the Verify page can read (PNG, JPEG or WebP)."
 
@@ -105,6 +106,11 @@ def generation_manifest(
         # The reference images that steered it (asset id, kind, weight, fidelity, the image's sha256 and
         # any IP-Adapter's id, name and sha256); empty without any.
         "references": list(asset.params.get("references") or []),
+        # The ControlNet units that steered it: each ControlNet's id, name and sha256, its weight, start and
+        # end, the preprocessor, the control image's asset id and the sha256 of the map it made.
+        "controlnets": [
+            {k: unit.get(k) for k in CONTROLNET_KEYS} for unit in asset.params.get("controlnets") or []
+        ],
         "prompt_included": bool(settings.STUDIO_C2PA_INCLUDE_PROMPT),
     }
     return credentials.manifest(

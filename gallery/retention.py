@@ -18,8 +18,8 @@ from generation import realtime
 from studio import audit
 from studio.models import Project
 
-from .models import Asset, AssetStatus
-from .services import delete_stored_files
+from .models import Asset, AssetStatus, ControlMap
+from .services import delete_stored_files, drop_orphaned_control_maps
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,10 @@ def purge_project(project: Project, *, now: dt.datetime | None = None) -> Purge 
         if not due:
             return None
         names = [name for row in due for name in row[2:] if name]
-        Asset.objects.filter(id__in=[row[0] for row in due]).delete()
+        ids = [row[0] for row in due]
+        map_ids = list(ControlMap.objects.filter(assets__in=ids).values_list("id", flat=True).distinct())
+        Asset.objects.filter(id__in=ids).delete()
+        names += drop_orphaned_control_maps(map_ids)
         result = Purge(
             project=project.slug,
             drafts=sum(1 for row in due if row[1] == AssetStatus.DRAFT),

@@ -47,6 +47,10 @@ class AssetOut(BaseModel):
     kind: AssetKindName
     parent: uuid.UUID | None
     mask_url: str | None
+    control_map_urls: list[str] = Field(
+        [],
+        description="The control maps its ControlNet units steered with, in the order of params.controlnets.",
+    )
     credentials: Literal["signed", "unsigned", "none"] = Field(
         description="Whether the PNG carries the studio's Content Credentials (unsigned: signing failed)."
     )

@@ -48,9 +48,20 @@ def asset_to_dict(asset: Asset) -> dict[str, Any]:
         "kind": asset.kind,
         "parent": str(asset.parent_id) if asset.parent_id else None,
         "mask_url": asset_url("api-asset-mask", asset.id) if asset.mask else None,
+        "control_map_urls": control_map_urls(asset),
         "credentials": asset.credentials,
         "sha256": asset.sha256,
     }
+
+
+def control_map_urls(asset: Asset) -> list[str]:
+    """The API URLs of the control maps the image's ControlNet units steered with, in unit order (from its
+    parameters: no query)."""
+    units = asset.params.get("controlnets") if isinstance(asset.params, dict) else None
+    if not units:
+        return []
+    base = asset_url("api-asset", asset.id).rstrip("/")
+    return [f"{base}/controls/{index}" for index, unit in enumerate(units) if unit.get("map_sha256")]
 
 
 def review_to_dict(review: Review) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from .models import (
     Board,
     BoardItem,
     Comment,
+    ControlMap,
     Decision,
     Favourite,
     Notification,
@@ -90,21 +91,36 @@ def delete_stored_files(names: list[str]) -> None:
 
 
 def do_create_job_assets(
-    job: Any, images: list[Image.Image], seeds: list[int], *, model_name: str, model_sha256: str
+    job: Any,
+    images: list[Image.Image],
+    seeds: list[int],
+    *,
+    model_name: str,
+    model_sha256: str,
+    control_maps: list[Image.Image] | None = None,
 ) -> list[Asset]:
     """Store a finished job's images as assets. Call inside the transaction that marks the job succeeded;
     the (job, index) constraint makes a second call for the same job fail instead of duplicating.
 
     An image made from another (img2img, inpainting, variation, upscale) records it as its parent when it
-    still exists, and an inpainted one keeps a copy of its mask beside its PNG."""
+    still exists, and an inpainted one keeps a copy of its mask beside its PNG. The control maps of the job's
+    ControlNet units (one per unit, in order) are stored once and linked to each image; each image's
+    provenance names its units with their maps' sha256."""
     assets = []
-    saved_files = []
+    saved_files: list[str] = []
     parent = _job_parent(job)
     mask_png = _job_mask(job)
     parent_png = _stored_bytes(str(parent.file.name)) if parent is not None and parent.file else None
     try:
+        maps = _store_control_maps(job, control_maps or [], saved_files)
+        units = [
+            {**unit, "map_sha256": maps[i].sha256} if i < len(maps) else dict(unit)
+            for i, unit in enumerate(job.params.get("controlnets") or [])
+        ]
         for index, (image, seed) in enumerate(zip(images, seeds, strict=True)):
             params = dict(job.params, seed=seed, num_images=1)
+            if units:
+                params["controlnets"] = units
             asset = Asset(
                 project_id=job.project_id,
                 job=job,
@@ -134,6 +150,8 @@ def do_create_job_assets(
             }
             if job.params.get("init_asset"):
                 provenance["parent"] = str(job.params["init_asset"])
+            if units:
+                provenance["controlnets"] = units
             data = png_with_provenance(image, params, provenance)
             data = sign_generated(
                 asset, data, parent_png=parent_png, project=job.project, author=job.created_by.username
@@ -148,12 +166,57 @@ def do_create_job_assets(
                 asset.mask.save(f"{asset.id}.mask.png", ContentFile(mask_png), save=False)
                 saved_files.append(str(asset.mask.name))
             asset.save()
+            if maps:
+                asset.control_maps.add(*maps)
             assets.append(asset)
     except Exception:
         # The transaction rolls the rows back; take the files with it.
         delete_stored_files(saved_files)
         raise
     return assets
+
+
+def _store_control_maps(job: Any, images: list[Image.Image], saved_files: list[str]) -> list[ControlMap]:
+    """The job's control maps as rows and PNGs (one per ControlNet unit), their names added to
+    ``saved_files``."""
+    units = job.params.get("controlnets") or []
+    maps = []
+    for unit, image in enumerate(images):
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG", compress_level=4)
+        png = buffer.getvalue()
+        source = None
+        if unit < len(units):
+            try:
+                source = Asset.objects.filter(
+                    project_id=job.project_id, pk=uuid.UUID(units[unit]["image"])
+                ).first()
+            except (KeyError, ValueError):
+                source = None
+        control_map = ControlMap(
+            project_id=job.project_id,
+            job=job,
+            unit=unit,
+            sha256=hashlib.sha256(png).hexdigest(),
+            width=image.width,
+            height=image.height,
+            source=source,
+            created_at=timezone.now(),
+        )
+        control_map.file.save(f"{control_map.id}.png", ContentFile(png), save=False)
+        saved_files.append(str(control_map.file.name))
+        control_map.save()
+        maps.append(control_map)
+    return maps
+
+
+def drop_orphaned_control_maps(map_ids: list[Any]) -> list[str]:
+    """Delete the control maps among ``map_ids`` that no image links any more (call inside the transaction
+    that deleted the images); returns their files' names, for deleting once it commits."""
+    orphans = ControlMap.objects.filter(id__in=map_ids, assets__isnull=True)
+    names = [name for name in orphans.values_list("file", flat=True) if name]
+    orphans.delete()
+    return names
 
 
 def _job_parent(job: Any) -> Asset | None:
@@ -318,14 +381,17 @@ def check_delete_asset(user: Any, asset: Asset) -> None:
 
 
 def do_delete_asset(actor: Any, asset: Asset, *, ip: str | None = None) -> None:
-    """Delete the asset's row and audit it; its PNG, thumbnail and mask leave storage once the deletion
-    commits (so a rolled-back deletion never loses the files), and the project stream hears of it then.
+    """Delete the asset's row and audit it; its PNG, thumbnail and mask (and the control maps no other image
+    links) leave storage once the deletion commits (so a rolled-back deletion never loses the files), and the
+    project stream hears of it then.
     The job's prompts go too when this was the job's last image."""
     check_delete_asset(actor, asset)
     names = [str(asset.file.name or ""), str(asset.thumbnail.name or ""), str(asset.mask.name or "")]
     asset_id, project = str(asset.id), asset.project
     with transaction.atomic():
+        map_ids = list(asset.control_maps.values_list("id", flat=True))
         asset.delete()
+        names += drop_orphaned_control_maps(map_ids)
         _forget_job_prompts_if_empty(asset.job_id)
         audit.record(
             actor,
@@ -359,6 +425,8 @@ def _project_deleting(sender: Any, project: Project, dry_run: bool = False, **kw
         for name in assets.exclude(**{f"{field}__startswith": folder}).values_list(field, flat=True)
         if name
     ]
+    maps = ControlMap.objects.filter(project=project).exclude(file__startswith=folder)
+    elsewhere += [name for name in maps.values_list("file", flat=True) if name]
     return Removal(storage_names=[folder, *elsewhere], counts=counts)
 
 

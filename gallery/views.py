@@ -68,6 +68,15 @@ def mask_response(request: HttpRequest, asset: Asset) -> HttpResponseBase:
     return private_file_response(asset.mask, "image/png", f"{asset.id}.mask.png", range_header)
 
 
+def control_map_response(request: HttpRequest, asset: Asset, unit: int) -> HttpResponseBase:
+    """The control map ControlNet unit ``unit`` of the image's job steered with; 404 when it has none."""
+    found = asset.control_maps.filter(unit=unit).first() if 0 <= unit < 100 else None
+    if found is None or not found.file:
+        raise Http404("This image was not made with that ControlNet unit.")
+    range_header = request.headers.get("Range")
+    return private_file_response(found.file, "image/png", f"{asset.id}.control-{unit}.png", range_header)
+
+
 def export_response(request: HttpRequest, plan: services.ExportPlan) -> StreamingHttpResponse:
     """The export as a streamed zip download. Streams have no Content-Length, so the headers announce the
     file count and an estimate of the size for progress bars."""
@@ -148,6 +157,12 @@ def asset_mask(request: HttpRequest, asset_id: str) -> HttpResponseBase:
 
 
 @login_required
+@require_GET
+def asset_control_map(request: HttpRequest, asset_id: str, unit: int) -> HttpResponseBase:
+    return control_map_response(request, asset_or_404(request.user, asset_id), unit)
+
+
+@login_required
 @require_POST
 def asset_delete(request: HttpRequest, asset_id: str) -> HttpResponse:
     """The asset page's Delete button (confirmed on the page). Leads and admins; 404 for non-members."""
@@ -180,6 +195,7 @@ def _asset_context(request: HttpRequest, asset: Asset, **extra: Any) -> dict[str
         "params": sorted(asset.params.items()),
         "parent": _visible_parent(user, asset),
         "references": _visible_references(user, asset),
+        "control_units": _control_units(user, asset),
         "start_image_actions": _start_image_actions(asset)
         if studio_permissions.can_generate(user, asset.project)
         else [],
@@ -206,6 +222,26 @@ def _visible_references(user: Any, asset: Asset) -> list[dict[str, Any]]:
         for a in assets_visible_to(user).filter(project=asset.project, id__in=[str(r["image"]) for r in used])
     }
     return [{**r, "asset": found.get(str(r["image"]))} for r in used]
+
+
+def _control_units(user: Any, asset: Asset) -> list[dict[str, Any]]:
+    """The image's ControlNet units for its page: each with its settings, its control image (while it exists)
+    and the URL of its control map (when it was kept)."""
+    units = asset.params.get("controlnets") if isinstance(asset.params, dict) else None
+    if not units:
+        return []
+    kept = set(asset.control_maps.values_list("unit", flat=True))
+    wanted = [u.get("image") for u in units if u.get("image")]
+    sources = {str(a.id): a for a in assets_visible_to(user).filter(project=asset.project_id, id__in=wanted)}
+    return [
+        {
+            **unit,
+            "index": index,
+            "source": sources.get(str(unit.get("image"))),
+            "map_url": reverse("asset-control-map", args=[asset.id, index]) if index in kept else None,
+        }
+        for index, unit in enumerate(units)
+    ]
 
 
 def _start_image_actions(asset: Asset) -> list[tuple[str, str, str]]:

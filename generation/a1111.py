@@ -30,6 +30,7 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image, ImageOps
+from pydantic import BaseModel
 
 from gallery.models import Asset
 from gallery.services import decode_image, do_upload_image, upload_max_pixels
@@ -60,7 +61,22 @@ FIELD_NAMES = {
     "init_asset": "init_images",
     "image": "init_images",
     "model": "sd_model_checkpoint",
+    "controlnets": "alwayson_scripts.controlnet.args",
 }
+# sd-webui-controlnet's module names → the studio's preprocessors.
+CONTROLNET_MODULES = {
+    "none": "none",
+    "canny": "canny",
+    "lineart": "lineart",
+    "scribble": "scribble",
+    "invert": "lineart",
+    # Drawn by the installed annotator of that kind (a DPT or Depth Anything depth model, ViTPose for a body).
+    "depth": "depth",
+    "depth_midas": "depth",
+    "depth_anything": "depth",
+    "openpose": "pose",
+}
+CANNY_DEFAULTS = ({-1.0, 100.0}, {-1.0, 200.0})
 
 
 class JobFailed(ServiceError):
@@ -84,6 +100,8 @@ class Call:
     hires: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
+    # The ControlNet units' control images (uploaded when the call starts; None: the start image's upload).
+    control_images: list[Image.Image | None] = field(default_factory=list)
 
 
 # --- who and where --
@@ -192,7 +210,7 @@ def scheduler_name(payload: Any, model: registry.ModelInfo) -> str | None:
 def _notes(payload: Common, notes: list[str]) -> None:
     """What a call asked for that cannot change the picture and is ignored (the request types refuse what
     would)."""
-    for name in payload.alwayson_scripts:
+    for name in payload.alwayson_scripts.model_extra or {}:
         notes.append(f"alwayson_scripts.{name} is not served and was ignored.")
     extra = (payload.override_settings.model_extra or {}) if payload.override_settings else {}
     for name in sorted(extra):
@@ -246,6 +264,65 @@ def _base(payload: Common, model: registry.ModelInfo, errors: dict[str, list[str
     return body
 
 
+def find_controlnet(name: str) -> registry.ControlNetInfo | None:
+    """An installed ControlNet named as the extension's clients name models: its id, name, or ``name
+    [hash]`` (the first eight of its sha256)."""
+    wanted = name.strip().lower()
+    bare = re.sub(r"\s*\[[0-9a-f]+\]$", "", wanted)
+    for controlnet in registry.list_controlnets():
+        names = {controlnet.id.lower(), controlnet.name.lower()}
+        if wanted in names or bare in names:
+            return controlnet
+    return None
+
+
+def _controlnets(
+    payload: Common, start: Image.Image | None, errors: dict[str, list[str]], notes: list[str]
+) -> tuple[list[dict[str, Any]], list[Image.Image | None]]:
+    """sd-webui-controlnet's units (``alwayson_scripts.controlnet.args``) as the job's ``controlnets``
+    (their images filled in when the call starts) and their control images (None: the start image)."""
+    script = payload.alwayson_scripts.controlnet
+    units: list[dict[str, Any]] = []
+    images: list[Image.Image | None] = []
+    field_name = "alwayson_scripts.controlnet.args"
+    for number, unit in enumerate(script.args if script else [], start=1):
+        where = f"Unit {number}: "
+        if not unit.enabled or unit.model in ("", "None"):
+            notes.append(f"{field_name}[{number - 1}] is not enabled or names no model, and was ignored.")
+            continue
+        controlnet = find_controlnet(unit.model)
+        if controlnet is None:
+            errors.setdefault(field_name, []).append(f"{where}no such ControlNet: {unit.model!r}.")
+            continue
+        module = CONTROLNET_MODULES[unit.module.lower()]
+        if module == "canny" and (
+            unit.threshold_a not in CANNY_DEFAULTS[0] or unit.threshold_b not in CANNY_DEFAULTS[1]
+        ):
+            errors.setdefault(field_name, []).append(
+                f"{where}canny's thresholds are 100 and 200 here (threshold_a, threshold_b); others are not "
+                "served."
+            )
+            continue
+        raw = unit.image.image if isinstance(unit.image, BaseModel) else unit.image or unit.input_image
+        image = _image(raw, field_name, errors) if raw else None
+        if raw and image is None:
+            continue
+        if image is None and start is None:
+            errors.setdefault(field_name, []).append(f"{where}give its image (txt2img has no start image).")
+            continue
+        images.append(image)
+        units.append(
+            {
+                "id": controlnet.id,
+                "preprocessor": module,
+                "weight": unit.weight,
+                "start": unit.guidance_start,
+                "end": unit.guidance_end,
+            }
+        )
+    return units, images
+
+
 def _seeds(payload: Common) -> list[int]:
     """Each batch's first seed: AUTOMATIC1111 numbers a call's images from its seed, one after another."""
     first = payload.seed if payload.seed != -1 else secrets.randbelow(MAX_SEED + 1)
@@ -277,8 +354,12 @@ def plan_txt2img(user: Any, project: Project, token_id: int | None, payload: Txt
                 f"Upscaling ×{payload.hr_scale} gives {side * payload.hr_scale} px; "
                 f"{model.name} makes at most {model.max_size} px."
             ]
+    units, control_images = _controlnets(payload, None, errors, notes)
+    if units:
+        base["controlnets"] = units
     requests = [{**base, "mode": "txt2img", "seed": seed} for seed in _seeds(payload)]
-    return _checked(Call(user, project, token_id, requests, hires, notes), errors)
+    call = Call(user, project, token_id, requests, hires, notes, control_images=control_images)
+    return _checked(call, errors)
 
 
 def _hires(
@@ -339,9 +420,12 @@ def plan_img2img(user: Any, project: Project, token_id: int | None, payload: Img
             else max(payload.mask_blur_x, payload.mask_blur_y)
         )
         mode["mask_blur"] = blur
+    units, control_images = _controlnets(payload, image, errors, notes)
+    if units:
+        mode["controlnets"] = units
     requests = [{**base, **mode, "seed": seed} for seed in _seeds(payload)]
-    call = _checked(Call(user, project, token_id, requests, None, notes), errors, start_image=image)
-    return call
+    call = Call(user, project, token_id, requests, None, notes, control_images=control_images)
+    return _checked(call, errors, start_image=image)
 
 
 def _image(data: str, name: str, errors: dict[str, list[str]]) -> Image.Image | None:
@@ -388,6 +472,8 @@ def _checked(call: Call, errors: dict[str, list[str]], *, start_image: Image.Ima
         probe = dict(body)
         if start_image is not None:
             probe["init_asset"] = placeholder
+        if "controlnets" in probe:
+            probe["controlnets"] = [{**unit, "image": placeholder} for unit in probe["controlnets"]]
         try:
             validate(JobRequest, probe)
         except InvalidInput as exc:
@@ -406,16 +492,21 @@ def do_start(call: Call, *, ip: str | None) -> list[Job]:
     """Store the call's start image (if any) and queue its jobs, in one transaction: all or none."""
     with transaction.atomic():
         start = getattr(call, "start_image", None)
-        upload = None
-        if start is not None:
-            buffer = io.BytesIO()
-            start.convert("RGB").save(buffer, format="PNG")
-            upload = do_upload_image(
-                call.user, call.project, ContentFile(buffer.getvalue(), name="a1111-init.png"), ip=ip
-            )
+        upload = _upload(call, start, "a1111-init.png", ip) if start is not None else None
+        # Each unit's control image becomes an upload of the project too (one without: the start image's).
+        controls = [
+            _upload(call, image, f"a1111-control-{n}.png", ip) if image is not None else upload
+            for n, image in enumerate(call.control_images)
+        ]
         for body in call.requests:
             if upload is not None:
                 body = {**body, "init_asset": str(upload.id)}
+            if controls:
+                images = [str(c.id) for c in controls if c is not None]
+                units = [
+                    {**unit, "image": image} for unit, image in zip(body["controlnets"], images, strict=True)
+                ]
+                body = {**body, "controlnets": units}
             try:
                 call.jobs.append(services.do_create_job(call.user, call.project, body, ip=ip))
             except InvalidInput as exc:
@@ -424,6 +515,13 @@ def do_start(call: Call, *, ip: str | None) -> list[Job]:
                 ) from exc
     _remember(call)
     return call.jobs
+
+
+def _upload(call: Call, image: Image.Image, name: str, ip: str | None) -> Asset:
+    """An image a call sent, kept as an upload of the project (a plain PNG of its pixels)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return do_upload_image(call.user, call.project, ContentFile(buffer.getvalue(), name=name), ip=ip)
 
 
 def _calls_key(token_id: int | None, user_id: Any) -> str:
@@ -673,8 +771,11 @@ def parse_parameters(text: str) -> dict[str, Any]:
             line = line.removeprefix("Negative prompt:").strip()
         (negative if in_negative else prompt).append(line)
     fields: dict[str, Any] = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
-    for key, value in re.findall(r"\s*([\w \-/]+):\s*([^,]+)(?:,|$)", last):
+    # (AUTOMATIC1111's own pattern: a value may be quoted, commas and all, as ControlNet units are)
+    for key, value in re.findall(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)', last):
         value = value.strip()
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            value = value[1:-1]
         fields[key.strip()] = int(value) if value.isdigit() else value
         if key.strip() == "Size" and "x" in value:
             width, _, height = value.partition("x")

@@ -1,5 +1,5 @@
-"""Installing and removing models, LoRAs, IP-Adapters, tiny preview decoders and ControlNet annotators: the
-writes behind ``manage.py install_model`` and the admin's Models page.
+"""Installing and removing models, LoRAs, ControlNets, IP-Adapters, tiny preview decoders and ControlNet
+annotators: the writes behind ``manage.py install_model`` and the admin's Models page.
 
 Everything is checked before anything is written: a file whose header is not safetensors is refused whatever
 its name (pickle checkpoints are never opened beyond their first bytes, let alone unpickled), and every
@@ -31,7 +31,7 @@ from studio import audit
 from studio.errors import InvalidInput, NotFound
 
 from .engine import registry
-from .engine.families import FAMILIES, PIPELINE_CLASS_FAMILIES, SINGLE_FILE_REFUSALS
+from .engine.families import CONTROLNET_CLASSES, FAMILIES, PIPELINE_CLASS_FAMILIES, SINGLE_FILE_REFUSALS
 
 # Bytes per element of each safetensors dtype.
 DTYPE_SIZES = {
@@ -304,9 +304,21 @@ def _new_id(name: str, taken: set[str], field: str = "name") -> str:
             "Enter a name with letters or digits.", {field: ["Enter a name with letters or digits."]}
         )
     if model_id in taken:
-        message = f"A model or LoRA with the id {model_id!r} is already installed; choose another name."
+        message = (
+            f"A model, LoRA or ControlNet with the id {model_id!r} is already installed; choose another name."
+        )
         raise InvalidInput(message, {field: [message]})
     return model_id
+
+
+def _taken_ids() -> set[str]:
+    """The ids of everything installed that a job names by id: models, LoRAs and ControlNets share one
+    namespace, so an id never means two things."""
+    return (
+        {m.id for m in registry.list_models()}
+        | {lora.id for lora in registry.list_loras()}
+        | {c.id for c in registry.list_controlnets()}
+    )
 
 
 def _copy_with_sha256(source: Path, target: Path) -> str:
@@ -453,8 +465,7 @@ def do_install_model(
         or (source.stem if source.is_file() else source.name)
     )
     models_dir = Path(settings.MODELS_DIR)
-    taken = {m.id for m in registry.list_models()} | {lora.id for lora in registry.list_loras()}
-    taken |= {p.name for p in models_dir.iterdir()} if models_dir.is_dir() else set()
+    taken = _taken_ids() | ({p.name for p in models_dir.iterdir()} if models_dir.is_dir() else set())
     model_id = _new_id(name, taken)
     with _staged(models_dir) as staging:
         meta: dict[str, Any] = {
@@ -521,8 +532,7 @@ def do_install_lora(
     name = (name or "").strip() or source.stem
     models_dir = Path(settings.MODELS_DIR)
     root = models_dir / registry.LORAS_DIR
-    taken = {m.id for m in registry.list_models()} | {lora.id for lora in registry.list_loras()}
-    taken |= {p.name for p in root.iterdir()} if root.is_dir() else set()
+    taken = _taken_ids() | ({p.name for p in root.iterdir()} if root.is_dir() else set())
     lora_id = _new_id(name, taken)
     with _staged(root) as staging:
         file_name = f"{lora_id}.safetensors"
@@ -542,9 +552,10 @@ def do_install_lora(
 
 
 def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> None:
-    """Remove an installed model (``kind`` "model"), LoRA ("lora"), IP-Adapter ("ip_adapter"), a family's
-    preview decoder ("preview", ``item_id`` the family) or a ControlNet annotator ("annotator") from the
-    models dir. Models shipped with the studio are not in the models dir and cannot be removed. Audited."""
+    """Remove an installed model (``kind`` "model"), LoRA ("lora"), ControlNet ("controlnet"), IP-Adapter
+    ("ip_adapter"), a family's preview decoder ("preview", ``item_id`` the family) or a ControlNet annotator
+    ("annotator") from the models dir. Models shipped with the studio are not in the models dir and cannot be
+    removed. Audited."""
     models_dir = Path(settings.MODELS_DIR)
     if kind == "model":
         model = registry.get_model(item_id)
@@ -561,6 +572,11 @@ def do_remove(actor: Any, kind: str, item_id: str, *, ip: str | None = None) -> 
         if adapter is None:
             raise NotFound("No such installed IP-Adapter.")
         folder, details = adapter.path, {"name": adapter.name, "family": adapter.family}
+    elif kind == "controlnet":
+        controlnet = registry.get_controlnet(item_id)
+        if controlnet is None:
+            raise NotFound("No such installed ControlNet.")
+        folder, details = controlnet.path, {"name": controlnet.name, "family": controlnet.family}
     elif kind == "preview":
         decoder = registry.get_preview_decoder(item_id)
         if decoder is None:
@@ -997,3 +1013,145 @@ def do_install_annotator(
         details={"name": name, "kind": kind, "model_type": model_type, "sha256": sha256, "size_bytes": size},
     )
     return Installed(annotator_id, name, kind, sha256, size, root / annotator_id)
+
+
+# --- ControlNets --
+
+
+def detect_controlnet_family(config: dict[str, Any]) -> str | None:
+    """A ControlNet's family where its config tells: FLUX's class, SDXL's added text-and-time embedding, or
+    the text width its cross-attention reads (768: SD 1.x, 1024: SD 2.x); None when it does not (a folder
+    made by hand, e.g. for the demo model)."""
+    class_name = config.get("_class_name")
+    if class_name == "FluxControlNetModel":
+        return "flux"
+    if config.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    return {768: "sd1", 1024: "sd2"}.get(config.get("cross_attention_dim"))  # type: ignore[arg-type]
+
+
+def check_controlnet_source(path_text: str, family: str = "") -> tuple[Path, str, dict[str, Any]]:
+    """Validate a ControlNet to install: a diffusers folder with ``config.json`` (``ControlNetModel``, or
+    ``FluxControlNetModel``) and safetensors weights, of a family that takes ControlNets: the one its config
+    shows, else the one given. Returns (folder, family, config)."""
+    family = (family or "").strip()
+    if family and family not in FAMILIES:
+        raise InvalidInput("Unknown family.", {"family": [f"Choose one of: {', '.join(FAMILIES)}."]})
+    try:
+        source = _source(path_text)
+        if source.is_file():
+            if source.suffix.lower() in registry.UNSAFE_SUFFIXES:
+                raise NotSafetensors(_not_safetensors(source, f"{source.suffix} is a pickle format"))
+            raise InvalidInput(
+                "A ControlNet is installed as its diffusers folder (config.json and "
+                f"{registry.CONTROLNET_WEIGHTS}), not a single file."
+            )
+        _refuse_symlinks(source)
+        if not (source / "config.json").is_file():
+            raise InvalidInput(f"{source} is not a diffusers ControlNet folder (it has no config.json).")
+        config = _json_file(source / "config.json")
+        class_name = config.get("_class_name")
+        if class_name not in CONTROLNET_CLASSES:
+            kind = class_name or "an unknown class"
+            raise InvalidInput(
+                f"This folder's config.json is for {kind}, not a ControlNet the studio runs "
+                f"({' or '.join(CONTROLNET_CLASSES)})."
+            )
+        if config.get("num_mode") is not None:
+            raise InvalidInput("Union ControlNets (several kinds of control in one) are not supported.")
+        weights = source / registry.CONTROLNET_WEIGHTS
+        if not weights.is_file():
+            pickles = sorted(p.name for p in source.iterdir() if p.suffix in registry.UNSAFE_SUFFIXES)
+            found = f" (it holds {', '.join(pickles)})" if pickles else ""
+            raise InvalidInput(
+                f"The folder has no {registry.CONTROLNET_WEIGHTS}{found}; pickle weights are never loaded: "
+                "convert it to safetensors first."
+            )
+        header = read_safetensors_header(weights)
+    except InvalidInput as exc:
+        raise _field(exc) from None
+    if not any(k.startswith(("controlnet_cond_embedding.", "controlnet_x_embedder.")) for k in header):
+        message = f"{weights.name} holds no ControlNet weights."
+        raise InvalidInput(message, {"path": [message]})
+    detected = detect_controlnet_family(config)
+    if detected and family and detected != family:
+        message = f"This ControlNet is for {FAMILIES[detected].label} models, not {FAMILIES[family].label}."
+        raise InvalidInput(message, {"family": [message]})
+    family = family or detected or ""
+    if not family:
+        message = "Its config does not tell which family this ControlNet is for: choose the family."
+        raise InvalidInput(message, {"family": [message]})
+    if family not in CONTROLNET_CLASSES[str(class_name)]:
+        message = f"{FAMILIES[family].label} models take no {class_name}."
+        raise InvalidInput(message, {"family": [message]})
+    return source, family, config
+
+
+def do_install_controlnet(
+    actor: Any, path_text: str, *, name: str = "", family: str = "", ip: str | None = None
+) -> Installed:
+    """Install a ControlNet (a diffusers folder) as ``MODELS_DIR/_controlnets/<id>/``: its config.json and
+    safetensors weights, and ``controlnet.json`` with the weights' sha256. Audited."""
+    source, family, _config = check_controlnet_source(path_text, family)
+    name = (name or "").strip() or source.name
+    root = Path(settings.MODELS_DIR) / registry.CONTROLNETS_DIR
+    taken = _taken_ids() | ({p.name for p in root.iterdir()} if root.is_dir() else set())
+    controlnet_id = _new_id(name, taken)
+    with _staged(root) as staging:
+        shutil.copyfile(source / "config.json", staging / "config.json")
+        weights = staging / registry.CONTROLNET_WEIGHTS
+        sha256 = _copy_with_sha256(source / registry.CONTROLNET_WEIGHTS, weights)
+        size = weights.stat().st_size
+        meta = _provenance(actor, source, name, family, sha256, size)
+        (staging / registry.CONTROLNET_META).write_text(json.dumps(meta, indent=2) + "\n")
+        staging.rename(root / controlnet_id)
+    audit.record(
+        actor,
+        audit.MODEL_INSTALL,
+        target=f"controlnet:{controlnet_id}",
+        ip=ip,
+        details={"name": name, "family": family, "sha256": sha256, "size_bytes": size},
+    )
+    return Installed(controlnet_id, name, family, sha256, size, root / controlnet_id)
+
+
+def check_controlnets(
+    chosen: list[Any], model: registry.ModelInfo, errors: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """A job's ControlNet units (``ControlNetRef``s: their count and ranges are the request type's to check):
+    installed ControlNets that fit the model, each unit starting before it ends. The control images are the
+    caller's to check. Returns them as stored in the job's params (with each ControlNet's name and sha256, for
+    provenance)."""
+    used: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for number, unit in enumerate(chosen, start=1):
+        where = f"ControlNet {number}: " if len(chosen) > 1 else ""
+        controlnet = registry.get_controlnet(unit.id)
+        misfit = None if controlnet is None else registry.controlnet_misfit(controlnet, model)
+        if controlnet is None:
+            problems.append(f"{where}no such ControlNet: {unit.id!r}.")
+        elif misfit:
+            problems.append(where + misfit)
+        elif unit.preprocessor not in available_preprocessors():
+            problems.append(where + annotator_missing(unit.preprocessor))
+        elif unit.start >= unit.end:
+            problems.append(
+                f"{where}it must start before it ends (start {unit.start:g}, end {unit.end:g}: both are "
+                "shares of the steps, 0 to 1)."
+            )
+        else:
+            used.append(
+                {
+                    "id": controlnet.id,
+                    "name": controlnet.name,
+                    "sha256": controlnet.sha256,
+                    "image": str(unit.image),
+                    "preprocessor": unit.preprocessor,
+                    "weight": float(unit.weight),
+                    "start": float(unit.start),
+                    "end": float(unit.end),
+                }
+            )
+    if problems:
+        errors["controlnets"] = problems
+    return used

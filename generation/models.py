@@ -155,7 +155,15 @@ class A1111Options(models.Model):
 # --- project styles --
 
 
-STYLE_FIELDS = ("prompt_prefix", "prompt_suffix", "negative_prompt", "model", "loras", "references")
+STYLE_FIELDS = (
+    "prompt_prefix",
+    "prompt_suffix",
+    "negative_prompt",
+    "model",
+    "loras",
+    "references",
+    "controlnets",
+)
 """The fields of a style that a lead may lock (a locked one cannot be changed by a job)."""
 
 
@@ -200,7 +208,7 @@ class StyleVersion(models.Model):
     model = models.CharField(max_length=200, blank=True, default="")
     loras = models.JSONField(default=list)  # [{"id", "weight"}]
     references = models.JSONField(default=list)  # asset ids of the project (jobs' reference images)
-    controlnet_defaults = models.JSONField(default=list)  # kept for when ControlNet lands
+    controlnet_defaults = models.JSONField(default=list)  # [{"control", "id", "image", "weight", ...}]
     locks = models.JSONField(default=list)  # names among STYLE_FIELDS
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"

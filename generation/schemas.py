@@ -30,6 +30,8 @@ MAX_SEED = 2**32 - 1
 MAX_IMAGES = 8
 MAX_LORAS = 5
 LORA_WEIGHT = (-2.0, 2.0)
+MAX_CONTROLNET_UNITS = 4
+CONTROLNET_WEIGHT = (0.0, 2.0)
 SIZE_MULTIPLE = 8
 SIZE_LIMITS = (8, 8192)  # the widest any family allows; each model's own limits are checked at submit
 MASK_PREFIX = "data:image/png;base64,"
@@ -57,7 +59,7 @@ UpscaleFactor = Literal[2, 4]
 
 class Installed:
     """JSON-schema metadata: the value is one of what is installed now (``models``, ``schedulers``,
-    ``loras`` or ``ip_adapters``), read when the schema is generated."""
+    ``loras``, ``ip_adapters`` or ``controlnets``), read when the schema is generated."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -70,6 +72,8 @@ class Installed:
             return sorted({name for m in models for name in m.schedulers})
         if self.kind == "ip_adapters":
             return sorted(adapter.id for adapter in registry.list_ip_adapters())
+        if self.kind == "controlnets":
+            return sorted(c.id for c in registry.list_controlnets())
         return sorted(lora.id for lora in registry.list_loras())
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
@@ -208,6 +212,52 @@ RegionMask = Annotated[
         string_too_short=EMPTY_REGION,
         string_pattern_mismatch="Send the mask as a PNG data URL (data:image/png;base64,…).",
         string_too_long="The mask is too large.",
+    ),
+]
+
+
+# How a ControlNet unit's control image becomes its control map (generation/engine/control.py runs them in
+# the worker): edges, line art from a sketch (dark lines on white become white on black), a scribble or a map
+# used as it is; depth and pose are drawn by an annotator model an admin installed (generation/engine/
+# annotators.py), and offered only while one of that kind is (library.available_preprocessors). A new
+# preprocessor is a name here and its function in control.PREPROCESSORS.
+Preprocessor = Literal["canny", "lineart", "scribble", "none", "depth", "pose"]
+PREPROCESSOR_LABELS: dict[str, str] = {
+    "canny": "Canny edges",
+    "lineart": "Line art (dark lines on white)",
+    "scribble": "Scribble (white on black)",
+    "none": "None: the image is the map",
+    "depth": "Depth (an installed depth annotator)",
+    "pose": "Pose (an installed pose annotator)",
+}
+ControlImage = Annotated[
+    uuid.UUID,
+    Messages(missing="Choose a control image.", uuid_parsing=NO_SUCH_ASSET, uuid_type=NO_SUCH_ASSET),
+    Field(description="An image of the job's project (made here or uploaded) the control map is made from."),
+]
+Share = Annotated[float, Real(0, 1)]
+
+
+class ControlNetRef(BaseModel):
+    """A ControlNet unit: an installed ControlNet steering this job from a control image's map."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[str, Field(max_length=200), Installed("controlnets")] = Field(
+        description="An installed ControlNet that fits the model (GET /api/v1/models lists them per model)."
+    )
+    image: ControlImage
+    preprocessor: Preprocessor = Field("none", description="How the image becomes the control map.")
+    weight: Annotated[float, Real(*CONTROLNET_WEIGHT)] = Field(1.0, description="How strongly it steers.")
+    start: Share = Field(0.0, description="The share of the steps at which it starts steering.")
+    end: Share = Field(1.0, description="The share of the steps at which it stops (after start).")
+
+
+ControlNetList = Annotated[
+    list[ControlNetRef],
+    Field(max_length=MAX_CONTROLNET_UNITS, description="ControlNet units, applied together."),
+    Messages(
+        too_long=f"At most {MAX_CONTROLNET_UNITS} ControlNets at once.",
+        list_type='Give a list of {"id": ControlNet id, "image": asset id, …}.',
     ),
 ]
 
@@ -361,6 +411,7 @@ class Txt2ImgRequest(SizedFields):
     mode: Literal["txt2img"] = "txt2img"
     regions: RegionList | None = None
     references: ReferenceList | None = None
+    controlnets: ControlNetList | None = None
 
 
 class Img2ImgRequest(SizedFields):
@@ -370,6 +421,7 @@ class Img2ImgRequest(SizedFields):
     strength: Strength | None = Field(None, description="Default 0.6.")
     regions: RegionList | None = None
     references: ReferenceList | None = None
+    controlnets: ControlNetList | None = None
 
 
 class InpaintRequest(SizedFields):
@@ -383,6 +435,7 @@ class InpaintRequest(SizedFields):
     strength: Strength | None = Field(None, description="Default 0.85.")
     regions: RegionList | None = None
     references: ReferenceList | None = None
+    controlnets: ControlNetList | None = None
 
 
 class OutpaintRequest(JobFields):
@@ -507,6 +560,24 @@ class ReferenceUse(BaseModel):
         return (str(self.image), self.kind, round(self.weight, 4), fidelity, adapter)
 
 
+class ControlNetUse(BaseModel):
+    """A ControlNet unit as the job runs it (``library.check_controlnets``): the ControlNet's name and sha256
+    for provenance, the control image's asset id."""
+
+    id: str
+    name: str = ""
+    sha256: str = ""
+    image: uuid.UUID
+    preprocessor: str = "none"
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+
+    def settings(self) -> tuple[Any, ...]:
+        """What a pipeline call takes once for all its images (its control images are per image)."""
+        return (self.id, self.preprocessor, round(self.weight, 4), round(self.start, 4), round(self.end, 4))
+
+
 class StyleUse(BaseModel):
     """The style a job was made with, and its version then."""
 
@@ -546,6 +617,7 @@ class JobParams(BaseModel):
     references: list[ReferenceUse] = Field(
         [], description="The reference images it was steered by (reference attention, IP-Adapter)."
     )
+    controlnets: list[ControlNetUse] = []
 
     def planned_steps(self) -> int:
         """The denoising steps the job runs and reports: all of them from noise, the last ``strength`` share
@@ -559,7 +631,9 @@ class JobParams(BaseModel):
         call takes once for the whole batch (size, steps, scheduler, LoRA set, guidance and strength). The
         prompts, negative prompts, seeds, image counts, start images and masks may differ: they are per image.
         An outpainting's extent is in the key too: its canvas and mask are built per request, but jobs of the
-        same size extended differently are kept apart so that one call grows every image the same way.
+        same size extended differently are kept apart so that one call grows every image the same way. So are
+        the ControlNet units' settings (which ControlNets, in order, with their preprocessors, weights, start
+        and end: the pipelines take them once per call); their control images are per image.
 
         Guidance and strength are in the key because diffusers' pipelines take one ``guidance_scale`` and
         one ``strength`` for the whole call (a per-image guidance would need the pipelines' own loop)."""
@@ -582,6 +656,8 @@ class JobParams(BaseModel):
             # Reference images steer the whole call (one set of attention banks, one IP-Adapter scale):
             # only jobs with the very same references, in the same order, share a call.
             tuple(reference.key() for reference in self.references),
+            # ControlNets: the same units and settings (each job's control images are its own).
+            tuple(unit.settings() for unit in self.controlnets),
         )
 
 
@@ -589,6 +665,12 @@ class JobParams(BaseModel):
 
 
 class LoraOut(BaseModel):
+    id: str
+    name: str
+    family: str
+
+
+class ControlNetOut(BaseModel):
     id: str
     name: str
     family: str
@@ -611,6 +693,7 @@ class ModelOut(BaseModel):
         description="The controls the model takes beyond its modes, with what is installed for it now."
     )
     loras: list[LoraOut]
+    controlnets: list[ControlNetOut] = Field(description="The installed ControlNets that fit the model.")
 
 
 class Progress(BaseModel):
@@ -688,19 +771,44 @@ class WorkersOut(BaseModel):
 
 STYLE_NAME_MAX = 100
 MAX_REFERENCES = 8
-MAX_CONTROLNETS = 3
-StyleField = Literal["prompt_prefix", "prompt_suffix", "negative_prompt", "model", "loras", "references"]
+MAX_CONTROLNETS = MAX_CONTROLNET_UNITS
+StyleField = Literal[
+    "prompt_prefix", "prompt_suffix", "negative_prompt", "model", "loras", "references", "controlnets"
+]
 StyleText = Annotated[str, Text(MAX_PROMPT)]
 
 
 class ControlNetDefault(BaseModel):
-    """A ControlNet unit's defaults, stored for when ControlNet lands (jobs do not use them yet)."""
+    """A ControlNet unit a style gives the jobs that name none (generation/styles.py): the ControlNet, the
+    kind of control (its preprocessor), weight, start and end, and the control image, or none to use the
+    job's start image. Styles written before ControlNet landed may lack the ControlNet (their units are not
+    applied)."""
 
     model_config = ConfigDict(extra="forbid")
-    control: Annotated[str, Text(100, required=True)] = Field(description="The kind of control, e.g. canny.")
-    weight: Annotated[float, Real(0, 2)] = 1.0
-    guidance_start: Annotated[float, Real(0, 1)] = 0.0
-    guidance_end: Annotated[float, Real(0, 1)] = 1.0
+    control: str = Field(
+        description="The preprocessor, the kind of control: canny, lineart, scribble or none."
+    )
+    id: str | None = Field(None, description="The installed ControlNet.")
+    image: uuid.UUID | None = Field(None, description="An image of the project; null: the job's start image.")
+    weight: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+
+
+class ControlNetDefaultIn(BaseModel):
+    """A style's ControlNet unit as a lead writes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    control: Preprocessor = Field(description="The preprocessor, the kind of control.")
+    id: Annotated[str, Field(max_length=200), Installed("controlnets")] = Field(
+        description="An installed ControlNet."
+    )
+    image: Annotated[uuid.UUID, Messages(uuid_parsing=NO_SUCH_ASSET, uuid_type=NO_SUCH_ASSET)] | None = Field(
+        None, description="An image of the project; null: the job's start image."
+    )
+    weight: Annotated[float, Real(*CONTROLNET_WEIGHT)] = 1.0
+    guidance_start: Share = 0.0
+    guidance_end: Share = 1.0
 
 
 StyleLoras = LoraList
@@ -714,8 +822,8 @@ References = Annotated[
     Messages(too_long=f"At most {MAX_REFERENCES} reference images."),
 ]
 ControlNets = Annotated[
-    list[ControlNetDefault],
-    Field(max_length=MAX_CONTROLNETS, description="Used once ControlNet lands."),
+    list[ControlNetDefaultIn],
+    Field(max_length=MAX_CONTROLNETS, description="The ControlNet units of jobs that name none."),
     Messages(too_long=f"At most {MAX_CONTROLNETS} ControlNet units."),
 ]
 Locks = Annotated[

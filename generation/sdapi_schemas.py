@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studio.fields import Bool, Messages, Real, Text, Whole
 
@@ -85,6 +85,103 @@ class OverrideSettings(BaseModel):
     sd_model_checkpoint: Annotated[str, Field(max_length=200), InstalledCheckpoints()] | None = None
 
 
+class InstalledControlNets:
+    """JSON-schema metadata: one of the installed ControlNets, by id, name or ``name [hash]`` (or "None": no
+    ControlNet, the unit does nothing)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema = dict(handler(core_schema))
+        names = ["None"]
+        for controlnet in registry.list_controlnets():
+            names += [controlnet.id, controlnet.name, f"{controlnet.name} [{controlnet.sha256[:8]}]"]
+        schema["enum"] = sorted(set(names))
+        return schema
+
+
+# sd-webui-controlnet's preprocessor ("module") names the studio runs: its own, and "invert", which turns a
+# sketch's dark lines on white into white lines on black as the studio's lineart does (which also thresholds).
+ControlNetModule = Annotated[
+    Literal["none", "None", "canny", "lineart", "scribble", "invert"],
+    Messages(
+        literal_error="Choose one of: none, canny, lineart, scribble, invert (annotators such as depth or "
+        "lineart_standard are not served: send a map made elsewhere with module none)."
+    ),
+]
+UNIT_RESIZE = "Only Crop and Resize is served (the control map is cropped to the image's aspect, centred)."
+UNIT_CONTROL_MODE = "Only Balanced (0) is served."
+
+
+class ControlNetImageIn(BaseModel):
+    """A unit's image as the extension's newer clients send it: the image, and an optional mask (refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: Base64Image
+    mask: Annotated[str, Unserved("A ControlNet unit's mask is not served by this studio.")] | None = None
+
+
+class ControlNetUnitIn(BaseModel):
+    """One unit of sd-webui-controlnet's API (``alwayson_scripts.controlnet.args``). It becomes one of the
+    job's ``controlnets``: its image an upload of the project, ``module`` the preprocessor, ``model`` an
+    installed ControlNet."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: Bool = True
+    module: ControlNetModule = "none"
+    model: Annotated[str, Field(max_length=300), InstalledControlNets()] = Field(
+        "None", description="An installed ControlNet: its id, name, or name [hash]."
+    )
+    weight: Annotated[float, Real(0, 2)] = 1.0
+    image: Base64Image | ControlNetImageIn | None = Field(
+        None, description="The control image in base64 (default: img2img's start image)."
+    )
+    input_image: Base64Image | None = Field(None, description="The old name of image.")
+    mask: Annotated[str, Unserved("A ControlNet unit's mask is not served by this studio.")] | None = None
+    resize_mode: (
+        Annotated[
+            Literal[1, "Crop and Resize", "Inner Fit (Scale to Fit)"], Messages(literal_error=UNIT_RESIZE)
+        ]
+        | None
+    ) = Field(None, description="Crop and Resize only.")
+    low_vram: Bool = Field(False, description="Not used: the worker manages its memory.")
+    processor_res: Annotated[int, Whole(-1, 8192)] = Field(
+        -1, description="Not used: the map is made at the image's size (pixel perfect)."
+    )
+    threshold_a: Annotated[float, Real(-1, 1024)] = Field(-1, description="Canny: 100 (or -1) only.")
+    threshold_b: Annotated[float, Real(-1, 1024)] = Field(-1, description="Canny: 200 (or -1) only.")
+    guidance_start: Annotated[float, Real(0, 1)] = 0.0
+    guidance_end: Annotated[float, Real(0, 1)] = 1.0
+    control_mode: Annotated[Literal[0, "Balanced"], Messages(literal_error=UNIT_CONTROL_MODE)] | None = Field(
+        None, description="Balanced only."
+    )
+    pixel_perfect: Bool = Field(False, description="The map is always made at the image's size.")
+    guessmode: Annotated[Literal[False], off("Guess mode is not served by this studio.")] | None = None
+
+
+class ControlNetScript(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    args: Annotated[list[ControlNetUnitIn], Field(max_length=4)] = Field(
+        [], description="The units (at most 4 enabled ones)."
+    )
+
+
+class AlwaysOnScripts(BaseModel):
+    """``alwayson_scripts``: ControlNet is served; any other script is ignored, and the answer's info says
+    so."""
+
+    model_config = ConfigDict(extra="allow")
+    controlnet: ControlNetScript | None = Field(
+        None, description="sd-webui-controlnet's units, run as the job's ControlNets."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _titles_any_case(cls, value: Any) -> Any:
+        # AUTOMATIC1111 matches scripts by title whatever the case: the extension's is "ControlNet".
+        if isinstance(value, dict):
+            return {("controlnet" if str(k).lower() == "controlnet" else k): v for k, v in value.items()}
+        return value
+
+
 class Common(BaseModel):
     """The fields txt2img and img2img share (AUTOMATIC1111's StableDiffusionProcessing)."""
 
@@ -154,8 +251,10 @@ class Common(BaseModel):
     script_args: Annotated[list[Any], Field(max_length=100)] = []
     send_images: Bool = True
     save_images: Bool = Field(False, description="The studio keeps every image in the gallery.")
-    alwayson_scripts: dict[str, Any] = Field(
-        {}, description="None is served; each is ignored, and the answer's info says so."
+    alwayson_scripts: AlwaysOnScripts = Field(
+        default_factory=lambda: AlwaysOnScripts(controlnet=None),
+        description="controlnet is served (sd-webui-controlnet's units); any other is ignored, and the "
+        "answer's info says so.",
     )
     infotext: (
         Annotated[str, Unserved("Reading parameters from infotext is not served; send them as fields.")]

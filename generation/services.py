@@ -132,6 +132,10 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
         resolved["references"] = job_references.check_references(
             request.references, model, user, project, errors
         )
+    controlnets = getattr(request, "controlnets", None)
+    if controlnets:
+        resolved["controlnets"] = library.check_controlnets(controlnets, model, errors)
+        _control_images(controlnets, user, project, errors)
 
     if errors:
         raise InvalidInput(_invalid_sentence(errors), errors)
@@ -140,7 +144,7 @@ def check_job(request: Any, *, user: Any = None, project: Project | None = None)
         k: v for k, v in request.model_dump().items() if k in JobParams.model_fields and k not in STORED_APART
     }
     params = JobParams.model_validate(
-        {**passed, "loras": [], "references": [], **resolved, "style": style_used}
+        {**passed, "loras": [], "references": [], "controlnets": [], **resolved, "style": style_used}
     )
     return JobPlan(model=model, params=params, init_asset=init, mask_png=mask_png, region_masks=region_masks)
 
@@ -172,6 +176,24 @@ def _start_image(request: Any, user: Any, project: Project | None, errors: dict[
     if init is None:
         errors["init_asset"] = [NO_SUCH_ASSET]
     return init
+
+
+def _control_images(
+    units: list[Any], user: Any, project: Project | None, errors: dict[str, list[str]]
+) -> None:
+    """Each ControlNet unit's control image is an image of the job's project that the user sees (another
+    project's and a missing one get the same answer)."""
+    from gallery.permissions import assets_visible_to
+
+    wanted = {str(unit.image) for unit in units}
+    found: set[str] = set()
+    if user is not None and project is not None:
+        visible = assets_visible_to(user).filter(project=project, id__in=wanted)
+        found = {str(i) for i in visible.values_list("id", flat=True)}
+    missing = [n for n, unit in enumerate(units, start=1) if str(unit.image) not in found]
+    if missing:
+        where = "" if len(units) == 1 else f"ControlNet {', '.join(str(n) for n in missing)}: "
+        errors.setdefault("controlnets", []).append(f"{where}no such control image in this project.")
 
 
 def _size_multiple(model: registry.ModelInfo) -> int:
@@ -668,9 +690,11 @@ def do_complete_job(
     gpu_seconds: float,
     model_name: str,
     model_sha256: str,
+    control_maps: list[Any] | None = None,
 ) -> bool:
-    """running → succeeded with its assets, in one transaction. False if the job was no longer this
-    attempt's to finish (canceled meanwhile, or handed to another worker)."""
+    """running → succeeded with its assets (and its ControlNet units' control maps, stored once and linked to
+    each of them), in one transaction. False if the job was no longer this attempt's to finish (canceled
+    meanwhile, or handed to another worker)."""
     with transaction.atomic():
         updated = (
             Job.running(job.id, attempt)
@@ -685,7 +709,9 @@ def do_complete_job(
         if not updated:
             return False
         job.refresh_from_db()
-        assets = do_create_job_assets(job, images, seeds, model_name=model_name, model_sha256=model_sha256)
+        assets = do_create_job_assets(
+            job, images, seeds, model_name=model_name, model_sha256=model_sha256, control_maps=control_maps
+        )
         quotas.settle(job, len(assets), gpu_seconds)
         transaction.on_commit(lambda: metrics.record_job_timing(job))
         transaction.on_commit(lambda: _announce_finished(job.id))

@@ -10,15 +10,15 @@ Applying a style (``apply_style``, called by ``services.check_job``):
   each part a separate phrase for the text encoder, as prompt writers do by hand);
 * the negative prompt is the style's and the job's, joined the same way;
 * the model and the LoRAs are the style's unless the job names its own;
+* the style's ControlNet units are the job's when it names none (``controlnets`` left out), in the modes that
+  take ControlNets; a unit without an image of its own steers from the job's start image;
 * a **locked** field cannot be changed: a job that sends a different value is refused (400) with a
-  sentence naming the field. For a locked negative prompt, the job may send none (or the style's own).
-
+  sentence naming the field. For a locked negative prompt, the job may send none (or the style's own); for
+  locked ControlNets, the style's units with their settings (the control image the job's own where the style
+  gives none);
 * the reference images are the style's (kind reference, weight 1, the default fidelity; the first
   ``MAX_JOB_REFERENCES``) when the job chooses none, in the modes that take references; a locked set
   cannot be changed (sending the style's own is no change).
-
-ControlNet defaults are stored and validated (shapes) but jobs do not use them yet: they are applied once
-ControlNet lands in the engine.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from . import references as job_references
 from .engine import registry
 from .models import STYLE_FIELDS, Style, StyleVersion
 from .permissions import can_manage_styles, styles_visible_to
-from .schemas import LoraRef, StyleIn, StylePatch
+from .schemas import ControlNetDefaultIn, ControlNetRef, LoraRef, StyleIn, StylePatch
 
 JOIN = ", "
 CONTENT = (
@@ -58,6 +58,7 @@ FIELD_WORDS = {
     "model": "the model",
     "loras": "the LoRAs",
     "references": "the reference images",
+    "controlnets": "the ControlNets",
 }
 NAME_TAKEN = "The project already has a style of that name."
 LEADS_ONLY = "Only the project's leads and admins may change its styles."
@@ -143,14 +144,11 @@ def _check_content(project: Project, values: dict[str, Any]) -> dict[str, Any]:
             errors["references"] = [f"No such image in this project: {r}." for r in missing]
         elif len(set(references)) != len(references):
             errors["references"] = ["An image is chosen twice."]
+    controlnets = _check_controlnet_defaults(project, model, values.get("controlnet_defaults") or [], errors)
     # A locked field left empty stays empty for artists (a locked empty model: the studio's default).
     locks = list(dict.fromkeys(values.get("locks") or []))
     if errors:
         raise InvalidInput("Some fields are invalid: " + ", ".join(sorted(errors)) + ".", errors)
-    controlnets = [
-        c.model_dump() if hasattr(c, "model_dump") else dict(c)
-        for c in values.get("controlnet_defaults") or []
-    ]
     return {
         "prompt_prefix": values.get("prompt_prefix") or "",
         "prompt_suffix": values.get("prompt_suffix") or "",
@@ -161,6 +159,39 @@ def _check_content(project: Project, values: dict[str, Any]) -> dict[str, Any]:
         "controlnet_defaults": controlnets,
         "locks": [f for f in STYLE_FIELDS if f in locks],
     }
+
+
+def _check_controlnet_defaults(
+    project: Project, model: Any, units: list[Any], errors: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """A style's ControlNet units as stored: installed ControlNets (fitting the style's model when it names
+    one), starting before they end, their images images of the project."""
+    from studio.boundary import validate
+
+    stored: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for number, raw in enumerate(units, start=1):
+        where = f"Unit {number}: " if len(units) > 1 else ""
+        try:
+            unit = raw if isinstance(raw, ControlNetDefaultIn) else validate(ControlNetDefaultIn, dict(raw))
+        except InvalidInput as exc:
+            problems.append(where + exc.message)
+            continue
+        controlnet = registry.get_controlnet(unit.id)
+        misfit = registry.controlnet_misfit(controlnet, model) if controlnet and model else None
+        if controlnet is None:
+            problems.append(f"{where}no such ControlNet: {unit.id!r}.")
+        elif misfit:
+            problems.append(where + misfit)
+        elif unit.guidance_start >= unit.guidance_end:
+            problems.append(f"{where}guidance_start must be below guidance_end.")
+        elif unit.image is not None and not Asset.objects.filter(project=project, id=unit.image).exists():
+            problems.append(f"{where}no such image in this project: {unit.image}.")
+        else:
+            stored.append({**unit.model_dump(mode="json"), "id": controlnet.id})
+    if problems:
+        errors["controlnet_defaults"] = problems
+    return stored
 
 
 def _check_lead(user: Any, project: Project) -> None:
@@ -260,11 +291,14 @@ def do_copy_style(
     user: Any, style: Style, target: Project, *, name: str | None = None, ip: str | None = None
 ) -> Style:
     """A new style in ``target`` with the current version's content (as its version 1), for a lead of both
-    projects. Reference images belong to the source project, so they stay behind."""
+    projects. Reference images belong to the source project, so they stay behind (and ControlNet units then
+    steer from the job's start image)."""
     _check_lead(user, style.project)
     if not can_manage_styles(user, target):
         raise NotAllowed("Only a lead of both projects may copy a style between them.")
-    content = {**_version_fields(style.current()), "references": []}
+    current = _version_fields(style.current())
+    controlnets = [{**unit, "image": None} for unit in current["controlnet_defaults"] if unit.get("id")]
+    content = {**current, "references": [], "controlnet_defaults": controlnets}
     content = _check_content(target, content)
     copy = _create(user, target, name or style.name, content, ip=ip, action=audit.STYLE_COPY)
     return copy
@@ -295,6 +329,46 @@ def _lora_key(loras: list[Any]) -> list[tuple[str, float]]:
 
 def _reference_key(references: list[Any]) -> list[tuple[str, str, float, float]]:
     return [(str(r.image), r.kind, round(r.weight, 4), round(r.fidelity, 4)) for r in references]
+
+
+def _controlnet_key(units: list[Any], own_images: bool) -> list[tuple[Any, ...]]:
+    """What a lock on the ControlNets compares: each unit's ControlNet and settings, and its image where the
+    style gives one (``own_images``: the images are the job's, not compared)."""
+    key = []
+    for u in units:
+        if isinstance(u, ControlNetRef):
+            values = (u.id, u.preprocessor, u.weight, u.start, u.end, str(u.image))
+        else:
+            values = (u["id"], u["control"], u["weight"], u["guidance_start"], u["guidance_end"], u["image"])
+        rounded = (values[0], values[1], *(round(float(v), 4) for v in values[2:5]))
+        key.append(rounded if own_images else (*rounded, values[5] and str(values[5])))
+    return key
+
+
+def _style_controlnets(style: Style, v: StyleVersion, request: Any) -> list[ControlNetRef]:
+    """The style's ControlNet units for a job that names none: each with its own image, else the job's start
+    image; InvalidInput when a unit has neither."""
+    units = [u for u in v.controlnet_defaults if u.get("id")]  # (units written before ControlNet: not used)
+    start = getattr(request, "init_asset", None)
+    if any(not u.get("image") for u in units) and start is None:
+        sentence = (
+            f"The style '{style.name}' steers with a ControlNet from the start image: choose a mode that "
+            "starts from an image, or give the control images (controlnets)."
+        )
+        raise InvalidInput(sentence, {"controlnets": [sentence]})
+    return [
+        ControlNetRef.model_validate(
+            {
+                "id": u["id"],
+                "image": u.get("image") or start,
+                "preprocessor": u["control"],
+                "weight": u["weight"],
+                "start": u["guidance_start"],
+                "end": u["guidance_end"],
+            }
+        )
+        for u in units
+    ]
 
 
 def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, dict[str, Any] | None]:
@@ -330,6 +404,13 @@ def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, 
         and _reference_key(request.references or []) != _reference_key(style_refs)
     ):
         raise _locked(style, "references")
+    takes_controlnets = "controlnets" in type(request).model_fields
+    own = getattr(request, "controlnets", None)
+    if "controlnets" in locks and takes_controlnets and own is not None:
+        style_units = [u for u in v.controlnet_defaults if u.get("id")]
+        given_images = all(u.get("image") for u in style_units)
+        if _controlnet_key(own, not given_images) != _controlnet_key(style_units, not given_images):
+            raise _locked(style, "controlnets")
     update: dict[str, Any] = {}
     if request.prompt:
         update["prompt"] = join(
@@ -348,4 +429,6 @@ def apply_style(request: Any, user: Any, project: Project | None) -> tuple[Any, 
             update["loras"] = [LoraRef.model_validate(lo) for lo in v.loras]
     if takes_references and style_refs and ("references" not in given or request.references is None):
         update["references"] = style_refs
+    if takes_controlnets and own is None and any(u.get("id") for u in v.controlnet_defaults):
+        update["controlnets"] = _style_controlnets(style, v, request)
     return request.model_copy(update=update), {"id": style.id, "name": style.name, "version": v.number}

@@ -20,10 +20,10 @@ from studio import permissions as studio_permissions
 from studio import quotas
 from studio.shortcuts import get_visible_or_404
 
-from . import fleet
+from . import fleet, library
 from .engine import registry
 from .permissions import can_cancel, can_see_workers, jobs_visible_to
-from .schemas import MODE_LABELS, SizedFields
+from .schemas import MAX_CONTROLNET_UNITS, MODE_LABELS, PREPROCESSOR_LABELS, SizedFields
 from .serializers import job_to_dict
 from .services import UPSCALE_FACTORS, VARIATION_STRENGTH
 from .styles import project_styles, style_to_dict
@@ -55,6 +55,7 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
             if source.params.get("references"):  # (the reference images of the project, as they were used)
                 keep = ("image", "kind", "weight", "fidelity")
                 initial["references"] = [{k: r.get(k) for k in keep} for r in source.params["references"]]
+            _prefill_controlnets(request, project, source, initial)
     start_image_note = ""
     init_id = request.GET.get("init")
     if init_id:
@@ -62,8 +63,13 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
     recent = project.jobs.select_related("project", "created_by")[:10]
     can_generate = studio_permissions.can_generate(request.user, project)
     choices = (
-        assets_visible_to(request.user).filter(project=project)[:START_IMAGE_CHOICES] if can_generate else []
+        list(assets_visible_to(request.user).filter(project=project)[:START_IMAGE_CHOICES])
+        if can_generate
+        else []
     )
+    styles_context = _styles_context(project)
+    if can_generate:
+        choices += _style_control_images(request.user, project, styles_context["styles_json"], choices)
     return render(
         request,
         "generation/generate.html",
@@ -78,11 +84,31 @@ def project_generate(request: HttpRequest, slug: str) -> HttpResponse:
             "mode_labels_json": json.dumps(MODE_LABELS),
             "default_model": default.id if default else "",
             "initial_json": json.dumps(initial),
+            "max_controlnets": MAX_CONTROLNET_UNITS,
+            "preprocessors": [
+                (key, label)
+                for key, label in PREPROCESSOR_LABELS.items()
+                if key in library.available_preprocessors()
+            ],
             "recent_jobs": recent,
             "quota_text": quotas.remaining_text(request.user, project),
-            **_styles_context(project),
+            **styles_context,
         },
     )
+
+
+def _style_control_images(user: Any, project: Any, styles_json: str, shown: list[Asset]) -> list[Asset]:
+    """The control images the project's styles' ControlNet units name, where the image choices do not hold
+    them already (the form fills a style's units in with them)."""
+    wanted = {
+        str(unit["image"])
+        for style in json.loads(styles_json)
+        for unit in style["controlnet_defaults"]
+        if unit.get("image")
+    } - {str(a.id) for a in shown}
+    if not wanted:
+        return []
+    return list(assets_visible_to(user).filter(project=project, id__in=wanted))
 
 
 def _styles_context(project: Any) -> dict[str, Any]:
@@ -173,6 +199,26 @@ def _prefill_mode_of(request: HttpRequest, project: Any, source: Asset, initial:
     if mode in ("upscale", "outpaint"):
         initial.pop("width", None)
         initial.pop("height", None)
+
+
+def _prefill_controlnets(request: HttpRequest, project: Any, source: Asset, initial: dict[str, Any]) -> None:
+    """Reproducing an image steered by ControlNets: the same units, with their control images while they
+    still exist."""
+    units = source.params.get("controlnets") or []
+    wanted = [u.get("image") for u in units if u.get("image")]
+    if not wanted:
+        return
+    images = {
+        str(a.id): start_image_to_dict(a)
+        for a in assets_visible_to(request.user).filter(project=project, id__in=wanted)
+    }
+    initial["controlnets"] = [
+        {
+            **{k: u.get(k) for k in ("id", "preprocessor", "weight", "start", "end")},
+            "image": images.get(str(u.get("image"))),
+        }
+        for u in units
+    ]
 
 
 def _prefill_start_image(request: HttpRequest, project: Any, init_id: str, initial: dict[str, Any]) -> str:

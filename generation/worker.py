@@ -148,35 +148,48 @@ def load_start_images(project_id: Any, params: JobParams) -> tuple[Any, Any]:
     return image.convert("RGB"), mask
 
 
-def load_reference_images(project_id: Any, params: JobParams) -> tuple[Any, ...]:
-    """The job's reference images (RGB), in order, read from storage and decoded afresh; each must still
-    belong to the job's project."""
+def _project_images(project_id: Any, image_ids: list[Any], field: str, noun: str) -> list[Any]:
+    """Images of the job's project (RGB, in the order of ``image_ids``), read from storage and decoded
+    afresh; each must still be an image of the project, else the job fails with a sentence about the
+    ``noun`` ("reference image", "control image")."""
     from gallery.models import Asset
     from gallery.services import decode_image
 
-    wanted = [str(reference.image) for reference in params.references]
-    if not wanted:
-        return ()
-    assets = {str(a.pk): a for a in Asset.objects.filter(project_id=project_id, pk__in=wanted)}
+    if not image_ids:
+        return []
+    assets = {str(a.pk): a for a in Asset.objects.filter(project_id=project_id, pk__in=set(image_ids))}
+    unreadable = f"A {noun} could not be read."
     images = []
-    for image_id in wanted:
-        asset = assets.get(image_id)
+    for image_id in image_ids:
+        asset = assets.get(str(image_id))
         if asset is None or not asset.file:
-            raise StartImageMissing("A reference image was deleted before the job ran.")
+            raise StartImageMissing(f"A {noun} was deleted before the job ran.")
         try:
             with asset.file.open("rb") as f:
                 data = f.read()
             image = decode_image(
                 data,
-                field="references",
+                field=field,
                 formats=("PNG",),
                 max_pixels=max(asset.width * asset.height, 1),
-                not_readable="A reference image could not be read.",
+                not_readable=unreadable,
             )
         except (OSError, InvalidInput) as exc:
-            raise StartImageMissing("A reference image could not be read.") from exc
+            raise StartImageMissing(unreadable) from exc
         images.append(image.convert("RGB"))
-    return tuple(images)
+    return images
+
+
+def load_reference_images(project_id: Any, params: JobParams) -> tuple[Any, ...]:
+    """The job's reference images, in order."""
+    wanted = [reference.image for reference in params.references]
+    return tuple(_project_images(project_id, wanted, "references", "reference image"))
+
+
+def load_control_images(project_id: Any, params: JobParams) -> list[Any]:
+    """The control images of the job's ControlNet units, in order."""
+    wanted = [unit.image for unit in params.controlnets]
+    return _project_images(project_id, wanted, "controlnets", "control image")
 
 
 # How long a worker waits for the database to come back before it gives a job's start or end up (to the
@@ -274,7 +287,7 @@ def batch_room(request: Any) -> int:
     params = request.params
     if settings.STUDIO_MAX_BATCH <= 1:
         return 0
-    capacity = batch_capacity(request.model, params.width, params.height)
+    capacity = batch_capacity(request.model, params.width, params.height, len(params.controlnets))
     # Regional prompts widen each image's denoiser batch from 2 rows to 2 + one per region.
     capacity = max(1, capacity * 2 // (2 + len(params.regions)))
     cap = min(settings.STUDIO_MAX_BATCH, capacity)
@@ -305,6 +318,7 @@ def _prepare(job: Any, attempt: int, worker: str) -> Member | str:
             init_image, mask_image = load_start_images(job.project_id, params)
             region_masks = regions.load_masks(params)
             reference_images = load_reference_images(job.project_id, params)
+            control_images = load_control_images(job.project_id, params)
         except (StartImageMissing, regions.RegionMaskMissing) as exc:
             return _fail(job, attempt, str(exc))
     from .engine.runner import GenerationRequest
@@ -316,6 +330,7 @@ def _prepare(job: Any, attempt: int, worker: str) -> Member | str:
         mask_image=mask_image,
         region_masks=region_masks,
         reference_images=reference_images,
+        control_images=tuple(control_images),
     )
     return Member(job, attempt, request)
 
@@ -416,6 +431,7 @@ def _finish(member: Member, result: Any) -> str:
         gpu_seconds=result.gpu_seconds,
         model_name=member.request.model.name,
         model_sha256=result.model_sha256,
+        control_maps=result.control_maps,
     ):
         return JobStatus.SUCCEEDED
     # Canceled at the last moment, or handed to another worker while this one was presumed dead.

@@ -236,18 +236,21 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
 INSTALL_KINDS = {
     "model": "Model",
     "lora": "LoRA",
+    "controlnet": "ControlNet",
     "preview": "Preview decoder",
     "ip_adapter": "IP-Adapter",
     "annotator": "Annotator",
 }
+
+CHOOSE_KIND = "Choose a model, a LoRA, a ControlNet, an IP-Adapter, a preview decoder or an annotator."
 
 
 @login_required
 @admin_only
 @require_http_methods(["GET", "POST"])
 def models_page(request: HttpRequest) -> HttpResponse:
-    """Installed models, LoRAs, IP-Adapters, preview decoders and annotators; POST installs one from a path on
-    the server (``generation.library``)."""
+    """Installed models, LoRAs, ControlNets, IP-Adapters, preview decoders and annotators; POST installs one
+    from a path on the server (``generation.library``)."""
     from generation import library
     from generation.engine import registry
     from generation.engine.families import FAMILIES
@@ -262,6 +265,14 @@ def models_page(request: HttpRequest) -> HttpResponse:
         try:
             if form["kind"] == "lora":
                 done = library.do_install_lora(
+                    request.user,
+                    form["path"],
+                    name=form["name"],
+                    family=form["family"],
+                    ip=client_ip(request),
+                )
+            elif form["kind"] == "controlnet":
+                done = library.do_install_controlnet(
                     request.user,
                     form["path"],
                     name=form["name"],
@@ -291,7 +302,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
             else:
                 raise InvalidInput(
                     "Choose what to install.",
-                    {"kind": ["Choose a model, a LoRA, an IP-Adapter, a preview decoder or an annotator."]},
+                    {"kind": [CHOOSE_KIND]},
                 )
         except ServiceError as exc:
             error, errors = exc.message, exc.errors
@@ -303,16 +314,25 @@ def models_page(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"{INSTALL_KINDS[form['kind']]} “{done.name}” ({label}) installed.")
             return redirect("manage-models")
     models_dir = registry.registry().models_dir
+    models = registry.list_models()
     context = {
         "section": "models",
         "models": [
             {"info": m, "family": FAMILIES[m.family].label, "removable": m.path.parent == models_dir}
-            for m in registry.list_models()
+            for m in models
         ],
         "loras": [{"info": lora, "family": FAMILIES[lora.family].label} for lora in registry.list_loras()],
         "ip_adapters": [
             {"info": adapter, "family": FAMILIES[adapter.family].label}
             for adapter in registry.list_ip_adapters()
+        ],
+        "controlnets": [
+            {
+                "info": controlnet,
+                "family": FAMILIES[controlnet.family].label,
+                "fits": [m.name for m in models if registry.controlnet_misfit(controlnet, m) is None],
+            }
+            for controlnet in registry.list_controlnets()
         ],
         "previews": [
             {"info": decoder, "family": FAMILIES[decoder.family].label}

@@ -79,6 +79,11 @@ pages: list[URLPattern | URLResolver] = [
     path("notifications/read/", gallery_views.notifications_read, name="notifications-read"),
     path("assets/<str:asset_id>/thumb.jpg", gallery_views.asset_thumb, name="asset-thumb"),
     path("assets/<str:asset_id>/mask.png", gallery_views.asset_mask, name="asset-mask"),
+    path(
+        "assets/<str:asset_id>/controls/<int:unit>.png",
+        gallery_views.asset_control_map,
+        name="asset-control-map",
+    ),
     path("assets/<str:asset_id>/delete/", gallery_views.asset_delete, name="asset-delete"),
     path("p/<slug:slug>/boards/", board_views.boards, name="boards"),
     path("p/<slug:slug>/boards/new/", board_views.board_create, name="board-create"),

@@ -25,8 +25,10 @@ from typing import Any
 import torch
 from diffusers import (
     AutoencoderKL,
+    ControlNetModel,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    FluxControlNetModel,
     FluxPipeline,
     FluxTransformer2DModel,
     PNDMScheduler,
@@ -474,3 +476,77 @@ def build_single_file(
     if folder is None:
         shutil.rmtree(kept)
     return checkpoint
+
+
+# --- ControlNets --
+
+
+def build_controlnet(model_folder: Path, path: Path, seed: int = 0) -> Path:
+    """A tiny random-weight ControlNet for the diffusers model at ``model_folder``, in the layout published
+    ControlNets download in (``config.json`` and ``diffusion_pytorch_model.safetensors``).
+
+    It is made as the published ones were, ``ControlNetModel.from_unet`` of the model's UNet (the UNet's
+    weights copied, its zero convolutions added), its conditioning embedding shrinking the control image as
+    much as the model's VAE shrinks images (the demo model's VAE 4×, the real families' 8×). The zero
+    convolutions, which a trained ControlNet has learnt, get small random weights, so that it steers."""
+    unet = UNet2DConditionModel.from_pretrained(str(model_folder / "unet"))
+    vae_config = json.loads((model_folder / "vae" / "config.json").read_text())
+    levels = len(vae_config["block_out_channels"])
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16)[:levels])
+    with torch.no_grad():
+        zero = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
+        zero.append(controlnet.controlnet_cond_embedding.conv_out)
+        for module in zero:
+            for parameter in module.parameters():
+                parameter.normal_(0.0, 0.2)
+    controlnet.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+def build_flux_controlnet(model_folder: Path, path: Path, seed: int = 0) -> Path:
+    """A tiny random-weight FLUX ControlNet for the FLUX folder at ``model_folder`` (``FluxControlNetModel
+    .from_transformer``: one double and one single block of the transformer, which reads the VAE-encoded
+    control image, as InstantX's published ones do), its zero-initialised output blocks given small random
+    weights."""
+    transformer = FluxTransformer2DModel.from_pretrained(str(model_folder / "transformer"))
+    torch.manual_seed(seed)
+    controlnet = FluxControlNetModel.from_transformer(
+        transformer,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=transformer.config.attention_head_dim,
+        num_attention_heads=transformer.config.num_attention_heads,
+    )
+    with torch.no_grad():
+        for block in [*controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks]:
+            for parameter in block.parameters():
+                parameter.normal_(0.0, 0.2)
+    controlnet.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+def build_dpt(path: Path, *, shard: bool = False) -> Path:
+    """A tiny random-weight DPT (MiDaS's architecture) as published: config.json, model.safetensors (or shards
+    with their index) and the DPT image processor's preprocessor_config.json."""
+    import torch
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessorPil
+
+    torch.manual_seed(0)
+    config = DPTConfig(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
+        neck_hidden_sizes=[8, 8, 8, 8],
+        fusion_hidden_size=8,
+        backbone_out_indices=[0, 1, 2, 3],
+        reassemble_factors=[4, 2, 1, 0.5],
+        head_in_index=-1,
+    )
+    model = DPTForDepthEstimation(config)
+    model.save_pretrained(str(path), safe_serialization=True, max_shard_size="20KB" if shard else "5GB")
+    DPTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(str(path))
+    return path

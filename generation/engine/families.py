@@ -80,6 +80,8 @@ class Family:
     # transformers.
     size_multiple: int = 8
     fast_path: FastPath = field(default_factory=FastPath)
+    # Whether its models take ControlNets (diffusers' ControlNet pipelines for its architecture).
+    controlnet: bool = False
 
 
 # Published latent→RGB factors of the 16-channel VAEs of SD3 and FLUX (as used by common previewers).
@@ -124,7 +126,7 @@ FLUX_LATENT_RGB_BIAS = [-0.0329, -0.0718, -0.0851]
 
 
 FAMILIES: dict[str, Family] = {
-    "demo": Family("demo", "Demo", 64, 32, 256, 20, 5.0, "Euler"),
+    "demo": Family("demo", "Demo", 64, 32, 256, 20, 5.0, "Euler", controlnet=True),
     "sd1": Family(
         "sd1",
         "Stable Diffusion 1.x",
@@ -136,6 +138,7 @@ FAMILIES: dict[str, Family] = {
         "DPM++ 2M Karras",
         latent_rgb_factors=SD_LATENT_RGB_FACTORS,
         single_file=True,
+        controlnet=True,
     ),
     "sd2": Family(
         "sd2",
@@ -148,6 +151,7 @@ FAMILIES: dict[str, Family] = {
         "DPM++ 2M Karras",
         latent_rgb_factors=SD_LATENT_RGB_FACTORS,
         single_file=True,
+        controlnet=True,
     ),
     "sdxl": Family(
         "sdxl",
@@ -167,6 +171,7 @@ FAMILIES: dict[str, Family] = {
         latent_rgb_bias=[0.1084, -0.0175, -0.0011],
         single_file=True,
         fast_path=FastPath("fp16", vae_upcast=True),
+        controlnet=True,
     ),
     "sd3": Family(
         "sd3",
@@ -201,6 +206,7 @@ FAMILIES: dict[str, Family] = {
         size_multiple=16,
         # fp16 overflows in FLUX's transformer and T5 encoder (black or NaN images); bf16 has fp32's range.
         fast_path=FastPath("bf16"),
+        controlnet=True,
     ),
 }
 
@@ -211,6 +217,9 @@ PIPELINE_CLASS_FAMILIES = {
     "StableDiffusion3Pipeline": "sd3",
     "FluxPipeline": "flux",
 }
+
+# The ControlNet classes (a ControlNet folder's config.json ``_class_name``) and the families each serves.
+CONTROLNET_CLASSES = {"ControlNetModel": ("demo", "sd1", "sd2", "sdxl"), "FluxControlNetModel": ("flux",)}
 
 # Why a family's single-file checkpoints cannot be installed (use its diffusers folder instead).
 SINGLE_FILE_REFUSALS = {

@@ -389,6 +389,13 @@ class _Slot:
     loaded: LoadedModel
     bytes: int
     tier: str | None = None  # None: being placed
+    # Modules that run with the model (its jobs' ControlNets): key → (module, bytes), least recently used
+    # first. They live where the model does, and their bytes count in ``bytes``.
+    addons: OrderedDict[str, tuple[Any, int]] = field(default_factory=OrderedDict)
+
+
+# The add-on modules (ControlNets) kept with one model: a job takes up to four at once.
+MAX_ADDONS = 4
 
 
 class PipelineCache:
@@ -401,7 +408,8 @@ class PipelineCache:
     they fit ``host_budget``; past it the least recently used are unloaded. Without a GPU there is one tier,
     host memory, bounded by ``host_budget``. A model larger than a budget still loads, alone in its tier.
     Sizes are the weights' bytes (``pipeline_bytes``; a job's activations come on top: hence the budget's
-    share of the GPU).
+    share of the GPU). The ControlNets a model's jobs use are kept with it (``addon``): on its device, moved
+    and unloaded with it, their bytes counted as its own.
 
     The budgets default to the settings (``STUDIO_GPU_MEMORY_FRACTION`` of the GPU's memory, or
     ``STUDIO_GPU_CACHE_BYTES``; ``STUDIO_HOST_CACHE_BYTES``, or half of the host's memory), ``device`` to
@@ -450,6 +458,58 @@ class PipelineCache:
                     raise
             return slot.loaded
 
+    def addon(self, info: ModelInfo, key: str, load: Callable[[], Any]) -> Any:
+        """A module that runs with the cached model ``info`` (a ControlNet), loaded by ``load`` into host
+        memory the first time and kept in the model's slot: on the model's device, its bytes counted with
+        the model's (other models make room for it as for a bigger model), moved and unloaded with it. At
+        most ``MAX_ADDONS`` per model: the least recently used leave first. Call after ``get(info)``."""
+        slot_key = (info.id, str(info.path))
+        with self._lock:
+            slot = self._slots.get(slot_key)
+            if slot is None:
+                raise GenerationError(f"The model {info.id} is not loaded.")
+            found = slot.addons.get(key)
+            if found is None:
+                logger.info("Loading %s for model %s", key, info.id)
+                module = load()
+                size = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+                while len(slot.addons) >= MAX_ADDONS:
+                    old_key, (_old, old_size) = slot.addons.popitem(last=False)
+                    slot.bytes -= old_size
+                    logger.info("Unloading %s of model %s", old_key, info.id)
+                slot.addons[key] = found = (module, size)
+                slot.bytes += size
+                logger.info("%s takes %s", key, format_bytes(size))
+                tier = slot.tier
+                try:
+                    self._make_room(slot)
+                    if tier == GPU:
+                        module.to(self.device)
+                except BaseException:
+                    self._unload(slot_key)
+                    raise
+            slot.addons.move_to_end(key)
+            self._slots.move_to_end(slot_key)
+            return found[0]
+
+    def _make_room(self, slot: _Slot) -> None:
+        """Keep a slot that just grew within its tier's budget: the other models of its tier move out (to
+        host memory, or unloaded) least recently used first."""
+        tier, slot.tier = slot.tier, None  # (counted in no tier meanwhile, so it is never the one moved)
+        try:
+            if tier == GPU:
+                on_gpu = [(k, s) for k, s in self._slots.items() if s.tier == GPU]
+                used = sum(s.bytes for _, s in on_gpu)
+                for k, s in on_gpu:
+                    if used + slot.bytes <= self.gpu_budget:
+                        break
+                    self._to_host(k, s)
+                    used -= s.bytes
+            elif tier == HOST:
+                self._fit_host(slot.bytes)
+        finally:
+            slot.tier = tier
+
     def _place(self, key: tuple[str, str], slot: _Slot) -> None:
         """Put a model just loaded, or kept in host memory, where it runs, making room for it."""
         coming_back = slot.tier == HOST
@@ -468,6 +528,8 @@ class PipelineCache:
         if coming_back:
             logger.info("Moving model %s back to %s", slot.loaded.info.id, self.device)
         slot.loaded.pipe.to(self.device)  # (in place: the mode pipelines share its modules)
+        for module, _size in slot.addons.values():
+            module.to(self.device)
         slot.tier = GPU
 
     def _to_host(self, key: tuple[str, str], slot: _Slot) -> None:
@@ -477,6 +539,8 @@ class PipelineCache:
         self._fit_host(slot.bytes)
         logger.info("Moving model %s to host memory", slot.loaded.info.id)
         slot.loaded.pipe.to("cpu", silence_dtype_warnings=True)
+        for module, _size in slot.addons.values():
+            module.to("cpu")
         slot.tier = HOST
         # CUDA graphs recorded for it point at the memory it left: its shapes are warmed again on return.
         slot.loaded.warmed.clear()

@@ -6,7 +6,9 @@ A folder is a model when it holds ``model_index.json`` (a diffusers folder), or 
 model and overrides its family's defaults (size, steps, guidance, scheduler, size limits, preview factors,
 and how it runs on a GPU: ``fast_path_overrides``).
 LoRAs live apart, one folder each under ``MODELS_DIR/_loras/`` (the ``.safetensors`` file and
-``lora.json``); a family's tiny preview decoder, where one is installed, in ``MODELS_DIR/_preview/<family>/``.
+``lora.json``); ControlNets under ``MODELS_DIR/_controlnets/`` (a diffusers folder: ``config.json``, the
+safetensors weights and ``controlnet.json``); a family's tiny preview decoder, where one is installed, in
+``MODELS_DIR/_preview/<family>/``.
 Plain Python: web processes use it to list models and validate jobs without loading torch;
 installing and removing go through ``generation.library``.
 """
@@ -23,7 +25,15 @@ from typing import Any
 
 from django.conf import settings
 
-from .families import DTYPES, FAMILIES, MAX_GUIDANCE, MAX_STEPS, PIPELINE_CLASS_FAMILIES, Family
+from .families import (
+    CONTROLNET_CLASSES,
+    DTYPES,
+    FAMILIES,
+    MAX_GUIDANCE,
+    MAX_STEPS,
+    PIPELINE_CLASS_FAMILIES,
+    Family,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +89,7 @@ class ModelInfo:
             "modes": self.modes,
             "features": model_features(self),
             "loras": [lora.public() for lora in list_loras(self.family)],
+            "controlnets": [c.public() for c in list_controlnets() if controlnet_misfit(c, self) is None],
         }
 
 
@@ -352,6 +363,10 @@ def model_features(info: ModelInfo) -> list[str]:
         found.append("reference")
         if any(ip_adapter_fits(adapter, info) for adapter in list_ip_adapters(info.family)):
             found.append("ip_adapter")
+    if FAMILIES[info.family].controlnet and any(
+        controlnet_misfit(c, info) is None for c in list_controlnets()
+    ):
+        found.append("controlnet")
     return found
 
 
@@ -614,3 +629,172 @@ def ip_adapter_fits(adapter: IpAdapterInfo, info: ModelInfo) -> bool:
         return False
     width = unet_cross_attention_dim(info)
     return width is None or not adapter.cross_attention_dim or width == adapter.cross_attention_dim
+
+
+# --- ControlNets --
+
+CONTROLNETS_DIR = "_controlnets"
+CONTROLNET_META = "controlnet.json"
+CONTROLNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+@dataclass(frozen=True)
+class ControlNetInfo:
+    """A ControlNet installed in ``MODELS_DIR/_controlnets/<id>/``: a diffusers ``ControlNetModel`` (or
+    ``FluxControlNetModel``) folder, ``config.json`` and its safetensors weights, and ``controlnet.json``
+    (name, family, sha256, who installed it)."""
+
+    id: str
+    name: str
+    family: str
+    path: Path  # the folder
+    sha256: str
+    size_bytes: int
+    config: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "family": self.family}
+
+
+def load_controlnet_info(folder: Path) -> ControlNetInfo:
+    meta = read_json(folder / CONTROLNET_META)
+    config = read_json(folder / "config.json")
+    weights = folder / CONTROLNET_WEIGHTS
+    family = meta.get("family")
+    if family not in CONTROLNET_CLASSES.get(str(config.get("_class_name")), ()):
+        raise RegistryError(f"ControlNet {folder.name}: {config.get('_class_name')!r} is not for {family!r}")
+    if not weights.is_file():
+        raise RegistryError(f"ControlNet {folder.name}: its {CONTROLNET_WEIGHTS} is missing")
+    unsafe = [p.name for p in folder.iterdir() if p.suffix in UNSAFE_SUFFIXES]
+    if unsafe:
+        raise RegistryError(
+            f"ControlNet {folder.name}: pickle weights are never loaded ({', '.join(sorted(unsafe))})"
+        )
+    return ControlNetInfo(
+        id=folder.name,
+        name=str(meta.get("name", folder.name)),
+        family=str(family),
+        path=folder,
+        sha256=str(meta.get("sha256", "")),
+        size_bytes=int(meta.get("size_bytes", weights.stat().st_size)),
+        config=config,
+        meta=meta,
+    )
+
+
+_controlnet_cache: dict[Path, tuple[tuple, dict[str, ControlNetInfo]]] = {}
+_controlnet_lock = threading.Lock()
+
+
+def _controlnets() -> dict[str, ControlNetInfo]:
+    """The installed ControlNets by id, read again when a folder's metadata changes."""
+    root = Path(settings.MODELS_DIR) / CONTROLNETS_DIR
+    folders = (
+        [f for f in sorted(root.iterdir()) if not f.name.startswith(".") and (f / CONTROLNET_META).exists()]
+        if root.is_dir()
+        else []
+    )
+    stamp = tuple((f.name, (f / CONTROLNET_META).stat().st_mtime_ns) for f in folders)
+    with _controlnet_lock:
+        cached = _controlnet_cache.get(root)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found: dict[str, ControlNetInfo] = {}
+        for folder in folders:
+            try:
+                found[folder.name] = load_controlnet_info(folder)
+            except (RegistryError, OSError, ValueError) as exc:
+                logger.error("Skipping ControlNet: %s", exc)
+        _controlnet_cache[root] = (stamp, found)
+        return found
+
+
+def list_controlnets(family: str | None = None) -> list[ControlNetInfo]:
+    """Installed ControlNets (of one family, when named), by name."""
+    found = [c for c in _controlnets().values() if family is None or c.family == family]
+    return sorted(found, key=lambda c: (c.name.lower(), c.id))
+
+
+def get_controlnet(controlnet_id: str) -> ControlNetInfo | None:
+    return _controlnets().get(controlnet_id)
+
+
+# What must be equal between a ControlNet and the UNet it steers: the residuals it adds to each down block
+# and the middle block have the UNet's widths and count, and it reads the same text and added embeddings.
+UNET_FIT = (
+    "in_channels",
+    "block_out_channels",
+    "layers_per_block",
+    "cross_attention_dim",
+    "addition_embed_type",
+    "addition_time_embed_dim",
+    "projection_class_embeddings_input_dim",
+)
+# The same for FLUX's transformer: the latent patches it reads and the widths it adds its residuals at.
+TRANSFORMER_FIT = (
+    "in_channels",
+    "patch_size",
+    "attention_head_dim",
+    "num_attention_heads",
+    "joint_attention_dim",
+    "pooled_projection_dim",
+)
+
+
+_component_configs: dict[tuple[str, int], dict[str, Any] | None] = {}
+
+
+def component_config(model: ModelInfo, component: str) -> dict[str, Any] | None:
+    """A component's config.json of a model (a diffusers folder's own; a single file's shipped one), or None
+    when there is none to read. Read once per version of the file (the models list asks for every model)."""
+    shipped = Path(__file__).resolve().parent / "configs" / model.family
+    path = (model.path if model.checkpoint is None else shipped) / component / "config.json"
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _component_configs:
+        try:
+            _component_configs[key] = read_json(path)
+        except RegistryError:
+            _component_configs[key] = None
+    return _component_configs[key]
+
+
+def controlnet_misfit(controlnet: ControlNetInfo, model: ModelInfo) -> str | None:
+    """Why ``controlnet`` cannot steer ``model``, in a sentence; None when it can: the same family (one that
+    takes ControlNets) and, since a folder can be made by hand, the same denoiser dimensions and the same
+    scale between image and latents."""
+    family = FAMILIES[model.family]
+    if not family.controlnet:
+        return f"{model.name} ({family.label}) takes no ControlNets."
+    if controlnet.family != model.family:
+        return f"{controlnet.name} is for {FAMILIES[controlnet.family].label} models, not {model.name}."
+    denoiser = component_config(model, "transformer" if model.family == "flux" else "unet")
+    if denoiser is None:
+        return None  # nothing to compare with: its family is all that can be checked
+    keys = TRANSFORMER_FIT if model.family == "flux" else UNET_FIT
+    differ = [k for k in keys if _normal(controlnet.config.get(k)) != _normal(denoiser.get(k))]
+    if differ:
+        return (
+            f"{controlnet.name} was made for a different {family.label} network than {model.name} (its "
+            f"{', '.join(differ)} differ)."
+        )
+    if model.family != "flux":
+        vae = component_config(model, "vae") or {}
+        levels = len(vae.get("block_out_channels") or [0] * 4)
+        steps = len(controlnet.config.get("conditioning_embedding_out_channels") or [0] * 4)
+        if levels != steps:
+            return (
+                f"{controlnet.name} reads its control image at 1/{2 ** (steps - 1)} of the image's size, but "
+                f"{model.name}'s latents are 1/{2 ** (levels - 1)} of it."
+            )
+    return None
+
+
+def _normal(value: Any) -> Any:
+    """A config value as compared: lists and tuples alike, an integer width as the same for every block."""
+    if isinstance(value, list | tuple):
+        return [_normal(v) for v in value]
+    return value

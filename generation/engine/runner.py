@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..schemas import JobParams
-from . import pipelines, reference, regions
+from . import control, pipelines, reference, regions
 from .errors import GenerationError
 from .preview import Previewer, latent_projector
 from .registry import ModelInfo
@@ -79,7 +79,8 @@ def rss_bytes() -> int:
 class GenerationRequest:
     """One run of a model: the job's parameters (the same ``JobParams`` the job row stores) and, for the
     image-based modes, the start image and the inpainting mask (greyscale, white = repaint), both resized
-    here to the output size."""
+    here to the output size; for its ControlNet units, their control images in order (preprocessed here
+    into control maps)."""
 
     model: ModelInfo
     params: JobParams
@@ -89,6 +90,7 @@ class GenerationRequest:
     region_masks: tuple[Image.Image | None, ...] = ()
     # The images of ``params.references``, in order (jobs of one call share them: see ``batch_key``).
     reference_images: tuple[Image.Image, ...] = ()
+    control_images: tuple[Image.Image, ...] = ()
 
 
 def text_request(model: ModelInfo, prompt: str, **params: Any) -> GenerationRequest:
@@ -115,6 +117,8 @@ class GenerationResult:
     gpu_seconds: float
     canceled: bool
     device: str
+    # The control map of each ControlNet unit, in order (what the ControlNets steered with).
+    control_maps: list[Image.Image] = field(default_factory=list)
 
 
 class StepHooks(Protocol):
@@ -137,15 +141,21 @@ def generate(request: GenerationRequest, hooks: StepHooks) -> GenerationResult:
 BATCH_BYTES_PER_MEGAPIXEL = {"sd1": 3.0e9, "sd2": 3.0e9, "sdxl": 2.5e9, "sd3": 4.0e9, "flux": 5.0e9}
 
 
-def batch_capacity(model: ModelInfo, width: int, height: int) -> int:
+# What each ControlNet unit adds to an image's activations, as a share of the model's own: a ControlNet is the
+# UNet's encoder half run beside it.
+CONTROLNET_ACTIVATION_SHARE = 0.5
+
+
+def batch_capacity(model: ModelInfo, width: int, height: int, controlnets: int = 0) -> int:
     """How many images of this size one call may make on this worker's device, from the memory free on it
     now (the GPU's, else the host's) and the family's per-image estimate (``batch_bytes_per_megapixel`` in
-    the model's ``studio.json`` overrides it). At least 1."""
+    the model's ``studio.json`` overrides it), raised for each ControlNet unit the call runs. At least 1."""
     per_megapixel = float(
         model.extra.get("batch_bytes_per_megapixel") or BATCH_BYTES_PER_MEGAPIXEL.get(model.family, 4.0e9)
     )
     device, dtype = pipelines.choose_device(model)
     per_image = per_megapixel * (width * height / 1e6) * (2 if dtype == torch.float32 else 1)
+    per_image *= 1 + CONTROLNET_ACTIVATION_SHARE * controlnets
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info()
     else:
@@ -202,6 +212,10 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
                 ]
     counts = [r.params.num_images for r in requests]
     offsets = [sum(counts[:i]) for i in range(len(requests))]
+    control_maps = [control_maps_of(r) for r in requests]
+    if params.controlnets:
+        pipe, control_kwargs = _control_call(loaded, first, mode_kwargs, control_maps, counts)
+        mode_kwargs.update(control_kwargs)
     seeds = [[(r.params.seed + i) % 2**32 for i in range(r.params.num_images)] for r in requests]
     generators = [torch.Generator("cpu").manual_seed(s) for member in seeds for s in member]
     prompts = [r.params.prompt for r in requests for _ in range(r.params.num_images)]
@@ -250,6 +264,10 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
         torch.cuda.synchronize()
     started = time.perf_counter()
     loras = tuple((lora.id, lora.weight) for lora in params.loras)
+    if any(negatives) and "negative_prompt" in inspect.signature(pipe.__call__).parameters:
+        mode_kwargs["negative_prompt"] = negatives
+    # (FLUX's ControlNet image pipelines take no negative prompt; FLUX reads one only with "true" CFG, which
+    # the studio does not run, so nothing is lost.)
     try:
         with (
             pipelines.loras_applied(loaded, loras),
@@ -260,7 +278,6 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
         ):
             output = pipe(
                 prompt=prompts,
-                negative_prompt=negatives if any(negatives) else None,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance_scale,
                 num_images_per_prompt=1,
@@ -294,9 +311,44 @@ def generate_batch(requests: list[GenerationRequest], hooks: list[StepHooks]) ->
                 gpu_seconds=elapsed * counts[index] / sum(counts),
                 canceled=canceled[index],
                 device=str(loaded.device),
+                control_maps=control_maps[index],
             )
         )
     return results
+
+
+# --- ControlNets --
+
+
+def control_maps_of(request: GenerationRequest) -> list[Image.Image]:
+    """The control map of each of the request's ControlNet units, at the output size."""
+    params = request.params
+    if len(request.control_images) != len(params.controlnets):
+        raise GenerationError("The job's control images could not all be read.")
+    return [
+        control.preprocess(unit.preprocessor, image, params.width, params.height)
+        for unit, image in zip(params.controlnets, request.control_images, strict=True)
+    ]
+
+
+def _control_call(
+    loaded: pipelines.LoadedModel,
+    first: GenerationRequest,
+    mode_kwargs: dict[str, Any],
+    maps: list[list[Image.Image]],
+    counts: list[int],
+) -> tuple[Any, dict[str, Any]]:
+    """The ControlNet pipeline of the call's mode and its ControlNet arguments: each unit's maps repeated for
+    every image of each request (the requests of a batch share the units' settings, not their images)."""
+    params = first.params
+    kind = "txt2img" if first.init_image is None else "inpaint" if "mask_image" in mode_kwargs else "img2img"
+    nets = control.controlnets(cache(), loaded, params.controlnets)
+    pipe = control.pipeline(loaded, kind, nets)
+    per_unit = [
+        [own[unit] for own, count in zip(maps, counts, strict=True) for _ in range(count)]
+        for unit in range(len(params.controlnets))
+    ]
+    return pipe, control.call_arguments(pipe, params.controlnets, per_unit, params.width, params.height)
 
 
 # --- image-based modes --

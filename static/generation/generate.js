@@ -130,6 +130,7 @@
     if (window.StudioRegions) window.StudioRegions.extendBody(data); // regional prompts and their masks
     if (window.StudioLoras) window.StudioLoras.extendBody(data); // LoRAs and their weights
     if (window.StudioReferences) window.StudioReferences.extendBody(data); // reference images
+    if (window.StudioControlNets) window.StudioControlNets.extendBody(data); // ControlNet units
     if (window.StudioStyles) window.StudioStyles.extendBody(data); // the style; locked fields left out
     return data;
   }

@@ -145,11 +145,13 @@
     $("start-image-empty").hidden = true;
   }
 
-  async function upload(file) {
+  // Upload an image to the project (an asset of kind "upload"), telling how it goes in ``status``; resolves
+  // to the image as the choosers list them, or null. The ControlNet units (controlnet.js) upload with it too.
+  async function uploadImage(file, status) {
     const body = new FormData();
     body.append("image", file);
-    uploadStatus.hidden = false;
-    uploadStatus.textContent = "Uploading " + file.name + "…";
+    status.hidden = false;
+    status.textContent = "Uploading " + file.name + "…";
     let response, data = {};
     try {
       response = await fetch("/api/v1/projects/" + encodeURIComponent(slug) + "/uploads", {
@@ -160,18 +162,23 @@
       });
       data = await response.json();
     } catch (err) {
-      uploadStatus.textContent = "The upload failed: could not reach the studio.";
-      return;
+      status.textContent = "The upload failed: could not reach the studio.";
+      return null;
     }
     if (!response.ok) {
-      uploadStatus.textContent = data.error || "The upload failed.";
-      return;
+      status.textContent = data.error || "The upload failed.";
+      return null;
     }
-    uploadStatus.textContent = "Uploaded.";
-    const image = {
+    status.textContent = "Uploaded.";
+    return {
       id: data.id, kind: data.kind, width: data.width, height: data.height, prompt: "",
       negative_prompt: "", image_url: data.image_url, thumbnail_url: data.thumbnail_url, page_url: data.page_url,
     };
+  }
+
+  async function upload(file) {
+    const image = await uploadImage(file, uploadStatus);
+    if (!image) return;
     addChoice(image, true);
     choose(image);
   }
@@ -382,10 +389,14 @@
 
   // --- wiring --
 
-  modeSelect.addEventListener("change", showFields);
+  modeSelect.addEventListener("change", function () {
+    showFields();
+    document.dispatchEvent(new CustomEvent("studio:mode-changed"));
+  });
   modelSelect.addEventListener("change", function () {
     setModes(mode());
     showFields();
+    document.dispatchEvent(new CustomEvent("studio:mode-changed"));
   });
   strength.addEventListener("input", function () {
     strengthTouched = true;
@@ -417,5 +428,6 @@
 
   window.StudioModes = {
     extendBody: extendBody, maskDataURL: maskDataURL, painter: painter, canvasMask: canvasMask, mode: mode,
+    uploadImage: uploadImage, startImage: function () { return start; },
   };
 })();

@@ -70,6 +70,20 @@
     }
     const picker = document.getElementById("lora-picker");
     if (window.StudioLoras) window.StudioLoras.choose(style ? style.loras : [], locked(style, "loras"));
+    if (window.StudioControlNets) {
+      window.StudioControlNets.choose(style ? style.controlnet_defaults : [], locked(style, "controlnets"));
+      const controlField = document.getElementById("controlnet-field");
+      const controlNote = controlField.querySelector(":scope > .locked-note");
+      if (style && locked(style, "controlnets") && !controlNote) {
+        const p = document.createElement("p");
+        p.className = "locked-note muted";
+        p.dataset.field = "controlnets";
+        p.textContent = "Locked by the style";
+        controlField.appendChild(p);
+      } else if (!(style && locked(style, "controlnets")) && controlNote) {
+        controlNote.remove();
+      }
+    }
     const loraNote = picker.querySelector(".locked-note");
     if (style && locked(style, "loras") && !loraNote) {
       const p = document.createElement("p");
@@ -89,7 +103,7 @@
     ["prompt_prefix", "prompt_suffix"].forEach(function (name) {
       if (!locked(style, name)) data[name] = field(name).value;
     });
-    ["negative_prompt", "model", "loras", "references"].forEach(function (name) {
+    ["negative_prompt", "model", "loras", "references", "controlnets"].forEach(function (name) {
       if (locked(style, name)) delete data[name];
     });
   }

@@ -29,7 +29,7 @@ NOT_PAGES = {
     "asset-review", "asset-comment", "asset-delete", "gallery-submit", "notifications-read", "board-create",
     "board-remove", "board-delete", "asset-board", "asset-tag", "asset-untag", "asset-favourite",
     "manage-model-remove", "project-delete", "manage-audit-export", "asset-image", "asset-thumb",
-    "asset-mask", "style-delete",
+    "asset-mask", "asset-control-map", "style-delete",
 }  # fmt: skip
 
 LISTEN = """

@@ -12,7 +12,7 @@ from django.core.files.base import ContentFile
 from moto import server as moto_server
 from PIL import Image
 
-from gallery.models import Asset, Board
+from gallery.models import Asset, Board, ControlMap
 from gallery.pngmeta import png_with_provenance
 from generation.models import Job
 from studio.models import ApiToken
@@ -58,6 +58,9 @@ def world(db, demo_model_dir):
     )
     asset.file.save("m.png", ContentFile(png), save=True)
     asset.mask.save("m.mask.png", ContentFile(png), save=True)  # as if inpainted
+    control_map = ControlMap(project=team["project"], job=job, unit=0, sha256="0" * 64, width=8, height=8)
+    control_map.file.save("m.control.png", ContentFile(png), save=True)  # as if steered by a ControlNet
+    control_map.assets.add(asset)
     factories.token(team["alice"])
     values = {
         "job": str(job.id),

@@ -19,36 +19,11 @@ from generation import library
 from generation.engine import annotators, registry
 from studio.errors import InvalidInput
 from studio.models import AuditEvent
+from tests.library_models import build_dpt
 
 pytestmark = pytest.mark.django_db
 
 WEIGHTLESS = ["canny", "lineart", "scribble", "none"]
-
-
-def build_dpt(path: Path, *, shard: bool = False) -> Path:
-    """A tiny random-weight DPT (MiDaS's architecture) as published: config.json, model.safetensors (or shards
-    with their index) and the DPT image processor's preprocessor_config.json."""
-    import torch
-    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessorPil
-
-    torch.manual_seed(0)
-    config = DPTConfig(
-        hidden_size=16,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=32,
-        image_size=32,
-        patch_size=8,
-        neck_hidden_sizes=[8, 8, 8, 8],
-        fusion_hidden_size=8,
-        backbone_out_indices=[0, 1, 2, 3],
-        reassemble_factors=[4, 2, 1, 0.5],
-        head_in_index=-1,
-    )
-    model = DPTForDepthEstimation(config)
-    model.save_pretrained(str(path), safe_serialization=True, max_shard_size="20KB" if shard else "5GB")
-    DPTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(str(path))
-    return path
 
 
 def build_depth_anything(path: Path) -> Path:

@@ -171,7 +171,7 @@ def test_the_batch_is_capped_by_max_batch_and_by_memory_and_filled_in_fair_share
     project = team["project"]
     jobs = [submit(person, project, PROMPTS[i], i) for i, person in enumerate(artists[:6])]
     settings.STUDIO_MAX_BATCH = 4
-    monkeypatch.setattr(runner, "batch_capacity", lambda model, width, height: 3)  # memory allows three
+    monkeypatch.setattr(runner, "batch_capacity", lambda model, width, height, controlnets=0: 3)  # room for 3
     assert run_job(str(jobs[0].id)) == "succeeded"
     ran = list(Job.objects.filter(status="succeeded").order_by("started_at").values_list("id", flat=True))
     assert ran == [jobs[0].id, jobs[1].id, jobs[2].id]  # submitted first, equal use: first come first

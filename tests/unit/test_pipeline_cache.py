@@ -280,3 +280,43 @@ def test_byte_settings_take_a_binary_suffix(monkeypatch, value, expected):
 
     monkeypatch.setenv("STUDIO_TEST_BYTES", value)
     assert env_bytes("STUDIO_TEST_BYTES", 7) == expected
+
+
+# --- modules kept with a model (its jobs' ControlNets) --
+
+
+class StandInAddon(torch.nn.Module):
+    """A ControlNet's shape as the cache sees it: weights of known size, and ``.to()`` that records."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.register_buffer("w", torch.zeros(size // 4))
+        self.moves: list[str] = []
+
+    def to(self, device, **kwargs):
+        self.moves.append(str(device))
+        return self
+
+
+def test_a_models_controlnets_count_with_it_move_with_it_and_leave_with_it(log):
+    cache = gpu_cache(Disk(a=100 * MB, b=100 * MB), gpu_budget=250 * MB, host_budget=1000 * MB)
+    cache.get(model("a"))
+    cache.get(model("b"))
+    net = StandInAddon(60 * MB)
+    assert cache.addon(model("a"), "controlnet:x", lambda: net) is net
+    # a grew to 160 MB on the GPU: b, the least recently used now, moves to host memory to make room.
+    assert cache.tiers() == {"b": Placement(HOST, 100 * MB), "a": Placement(GPU, 160 * MB)}
+    assert net.moves == ["cuda"]
+    assert cache.addon(model("a"), "controlnet:x", lambda: pytest.fail("loaded twice")) is net
+    cache.get(model("b"))  # back on the GPU: a and its ControlNet make room, together
+    assert cache.tiers()["a"] == Placement(HOST, 160 * MB)
+    assert net.moves[-1] == "cpu"
+    cache.get(model("a"))
+    assert net.moves[-1] == "cuda"
+
+    # At most MAX_ADDONS per model: the least recently used leaves, and its bytes with it.
+    extra = [StandInAddon(MB) for _ in range(pipelines.MAX_ADDONS)]
+    for n, module in enumerate(extra):
+        cache.addon(model("a"), f"controlnet:{n}", lambda module=module: module)
+    assert "Unloading controlnet:x of model a" in log
+    assert cache.tiers()["a"].bytes == 100 * MB + pipelines.MAX_ADDONS * MB

@@ -27,6 +27,7 @@ PAGE, OPEN = "page", "open"
 READ = [
     "api-openapi", "api-me", "api-me-quota", "api-me-notifications", "api-models", "api-project-assets",
     "api-project-export", "api-job", "api-asset", "api-asset-image", "api-asset-thumbnail", "api-asset-mask",
+    "api-asset-control-map",
     "api-asset-reviews", "api-board", "api-style", "api-not-found", "api-root", "api-credentials-root",
 ]  # fmt: skip
 GENERATE = [

@@ -108,6 +108,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "notifications-read": ("POST", {}, {}, expect(302, 302, 302, 302, 302, 302)),
     "asset-thumb": ("GET", {"asset_id": "{asset}"}, None, PROJECT_PAGE),
     "asset-mask": ("GET", {"asset_id": "{asset}"}, None, PROJECT_PAGE),
+    "asset-control-map": ("GET", {"asset_id": "{asset}", "unit": "0"}, None, PROJECT_PAGE),
     "asset-delete": ("POST", {"asset_id": "{asset}"}, {}, expect(302, 404, 403, 403, 302, 302)),
     # Boards and tags: artists, leads and admins change them (400 for the empty bodies), viewers may not;
     # favourites are personal, so viewers may star. Only leads and admins delete boards.
@@ -149,6 +150,7 @@ MATRIX: dict[str, tuple[str, dict[str, str], Any, dict[str, int]]] = {
     "api-asset-image": ("GET", {"id": "{asset}"}, None, API_MEMBER),
     "api-asset-thumbnail": ("GET", {"id": "{asset}"}, None, API_MEMBER),
     "api-asset-mask": ("GET", {"id": "{asset}"}, None, API_MEMBER),
+    "api-asset-control-map": ("GET", {"id": "{asset}", "unit": "0"}, None, API_MEMBER),
     # The asset is Bob's draft: Bob (its author), leads and admins may submit it; a decision needs a
     # submitted asset and a decision, so leads get 400 for the empty body.
     "api-asset-review": ("POST", {"id": "{asset}"}, {}, expect(401, 404, 403, 403, 400, 400)),

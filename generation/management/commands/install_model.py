@@ -9,6 +9,7 @@ class Command(BaseCommand):
     help = (
         "Install a model from a path on this machine: a diffusers folder or a single-file .safetensors "
         "checkpoint (SD 1.x, SD 2.x, SDXL, SD3, FLUX). With --lora, install a LoRA instead; with "
+        "--controlnet, a ControlNet (a diffusers ControlNetModel or FluxControlNetModel folder); with "
         "--preview-decoder FAMILY, a tiny preview decoder (AutoencoderTiny folder) for that family; with "
         "--ip-adapter, an IP-Adapter (its .safetensors file, with image_encoder/ beside it); with "
         "--annotator, a ControlNet depth or pose annotator (a transformers DPT, Depth Anything or ViTPose "
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("path", help="A diffusers folder or a .safetensors file.")
         parser.add_argument("--name", default="", help="Its name in the studio (the id is made from it).")
         parser.add_argument("--lora", action="store_true", help="The file is a LoRA.")
+        parser.add_argument("--controlnet", action="store_true", help="The folder is a ControlNet.")
         parser.add_argument(
             "--ip-adapter", action="store_true", help="The file (or its folder) is an IP-Adapter."
         )
@@ -38,7 +40,8 @@ class Command(BaseCommand):
             "--family",
             default="",
             choices=["", *FAMILIES],
-            help="A LoRA's family, when its file does not tell; an IP-Adapter's, when several fit.",
+            help="A LoRA's or ControlNet's family, when its files do not tell; an IP-Adapter's, when several "
+            "fit.",
         )
 
     def handle(self, *args, **options):
@@ -79,17 +82,25 @@ class Command(BaseCommand):
                     f"{done.size_bytes:,} bytes, sha256 {done.sha256})"
                 )
                 return
+            if options["lora"] and options["controlnet"]:
+                raise CommandError("Choose one of --lora and --controlnet.")
             if options["lora"]:
                 done = library.do_install_lora(
                     None, options["path"], name=options["name"], family=options["family"]
                 )
+            elif options["controlnet"]:
+                done = library.do_install_controlnet(
+                    None, options["path"], name=options["name"], family=options["family"]
+                )
             else:
                 if options["family"]:
-                    raise CommandError("--family is for LoRAs; a model's family is read from its files.")
+                    raise CommandError(
+                        "--family is for LoRAs and ControlNets; a model's family is read from its files."
+                    )
                 done = library.do_install_model(None, options["path"], name=options["name"])
         except ServiceError as exc:
             raise CommandError(exc.message) from None
-        kind = "LoRA" if options["lora"] else "model"
+        kind = "LoRA" if options["lora"] else "ControlNet" if options["controlnet"] else "model"
         self.stdout.write(
             f"Installed {kind} {done.id!r} ({done.name}, {FAMILIES[done.family].label}, "
             f"{done.size_bytes:,} bytes, sha256 {done.sha256})"

@@ -33,9 +33,9 @@ PATH_ROWS = [
 ]
 
 
-def _png(mode: str = "RGB", size: tuple[int, int] = (64, 64)) -> bytes:
+def _png(mode: str = "RGB", size: tuple[int, int] = (64, 64), fill: int = 255) -> bytes:
     buffer = io.BytesIO()
-    image = Image.new(mode, size, 255 if mode == "L" else (30, 90, 200))
+    image = Image.new(mode, size, fill if mode == "L" else (30, 90, 200))
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
@@ -46,6 +46,8 @@ MASK = "data:image/png;base64," + base64.b64encode(_png("L")).decode()
 PNG = _png()
 PNG_B64 = base64.b64encode(PNG).decode()
 MASK_B64 = base64.b64encode(_png("L")).decode()
+# (the same mask for a request that inverts it: black there, so that inverted it repaints everything)
+BLACK_MASK_B64 = base64.b64encode(_png("L", fill=0)).decode()
 
 
 def _positive(case) -> bool:
@@ -86,12 +88,22 @@ def map_case(context, case):
             body["init_asset"] = ASSET
         if path.endswith("/jobs") and body.get("style") is not None:
             body["style"] = int(os.environ["FUZZ_STYLE"])  # a style of the project, with nothing locked
+        if path == "/styles/{id}" and case.method.upper() == "PATCH" and body.get("locks"):
+            # The jobs' style stays unlocked (a stateful edit may otherwise lock what a later job changes).
+            body["locks"] = []
         if "styles" in path and body.get("references"):
             body["references"] = [ASSET]
         if path.endswith("/jobs") and isinstance(body.get("references"), list):
             for reference in body["references"]:
                 if isinstance(reference, dict) and "image" in reference:
                     reference["image"] = ASSET  # an image of the project
+        # ControlNet units name an image of the project (a job's control image; a style's, if it has one).
+        for unit in body.get("controlnets") or [] if path.endswith("/jobs") else []:
+            if isinstance(unit, dict):
+                unit["image"] = ASSET
+        for unit in body.get("controlnet_defaults") or [] if "styles" in path else []:
+            if isinstance(unit, dict) and unit.get("image") is not None:
+                unit["image"] = ASSET
         if "mask" in body and path.endswith("/jobs"):
             body["mask"] = MASK
         if path.endswith("/jobs") and isinstance(body.get("regions"), list):
@@ -106,9 +118,18 @@ def map_case(context, case):
         if path in ("/img2img",) and body.get("init_images"):
             body["init_images"] = [PNG_B64]
         if path == "/img2img" and body.get("mask"):
-            body["mask"] = MASK_B64
+            body["mask"] = BLACK_MASK_B64 if body.get("inpainting_mask_invert") else MASK_B64
         if path == "/png-info" and "image" in body:
             body["image"] = PNG_B64
+        scripts = body.get("alwayson_scripts") if path in ("/txt2img", "/img2img") else None
+        controlnet = scripts.get("controlnet") if isinstance(scripts, dict) else None
+        for unit in (controlnet or {}).get("args") or [] if isinstance(controlnet, dict) else []:
+            if isinstance(unit, dict):
+                for key in ("image", "input_image"):
+                    if isinstance(unit.get(key), str):
+                        unit[key] = PNG_B64
+                    elif isinstance(unit.get(key), dict):
+                        unit[key]["image"] = PNG_B64
     if case.headers and "Range" in case.headers:
         case.headers["Range"] = "bytes=0-"  # a range within the file: the schema cannot say how long it is
     if case.query:
@@ -191,6 +212,31 @@ def _regions_possible(body: dict) -> bool:
     return True
 
 
+def _controlnets_possible(path: str, body: dict) -> bool:
+    """ControlNet units the studio can run: each starting before it ends (jobs, styles), and AUTOMATIC1111
+    units with canny's own thresholds and an image (txt2img has no start image to fall back on)."""
+    for unit in body.get("controlnets") or [] if path.endswith("/jobs") else []:
+        if isinstance(unit, dict) and float(unit.get("start", 0)) >= float(unit.get("end", 1)):
+            return False
+    for unit in body.get("controlnet_defaults") or [] if "styles" in path else []:
+        if isinstance(unit, dict) and float(unit.get("guidance_start", 0)) >= float(
+            unit.get("guidance_end", 1)
+        ):
+            return False
+    scripts = body.get("alwayson_scripts") if path in ("/txt2img", "/img2img") else None
+    controlnet = scripts.get("controlnet") if isinstance(scripts, dict) else None
+    for unit in (controlnet or {}).get("args") or [] if isinstance(controlnet, dict) else []:
+        if not isinstance(unit, dict) or not unit.get("enabled", True) or unit.get("model", "None") == "None":
+            continue
+        if str(unit.get("module", "none")).lower() == "canny" and (
+            unit.get("threshold_a", -1) not in (-1, 100) or unit.get("threshold_b", -1) not in (-1, 200)
+        ):
+            return False
+        if path == "/txt2img" and not (unit.get("image") or unit.get("input_image")):
+            return False
+    return True
+
+
 @schemathesis.hook
 def filter_case(context, case):
     if not _positive(case):
@@ -215,6 +261,8 @@ def filter_case(context, case):
     path = case.operation.path
     if path == "/admin/annotators" and case.method.upper() == "POST":
         return False  # which paths on the server hold an annotator, no schema can say: refused, by design
+    if not _controlnets_possible(path, body):
+        return False
     if path == "/img2img" and int((body.get("steps") or 50) * body.get("denoising_strength", 0.75)) < 1:
         return False  # AUTOMATIC1111's img2img: the same rule
     if path == "/txt2img" and body.get("enable_hr"):
