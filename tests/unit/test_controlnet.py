@@ -500,22 +500,22 @@ def test_models_list_controlnet_as_a_feature_only_with_a_fitting_controlnet(
 ):
     client.force_login(team["bob"])
 
-    def features() -> dict[str, tuple[list[str], list[str]]]:
+    def features() -> dict[str, tuple[bool, list[str]]]:
         return {
-            m["id"]: (m["features"], [c["id"] for c in m["controlnets"]])
+            m["id"]: ("controlnet" in m["features"], [c["id"] for c in m["controlnets"]])
             for m in client.get("/api/v1/models").json()
         }
 
     sdxl_id, _folder = sdxl
-    assert features() == {demo: ([], []), sdxl_id: ([], [])}
+    assert features() == {demo: (False, []), sdxl_id: (False, [])}
     installed = library.do_install_controlnet(
         team["root"],
         str(library_models.build_controlnet(demo_model_dir, tmp_path / "incoming" / "c")),
         family="demo",
     )
-    assert features() == {demo: (["controlnet"], [installed.id]), sdxl_id: ([], [])}
+    assert features() == {demo: (True, [installed.id]), sdxl_id: (False, [])}
     library.do_remove(team["root"], "controlnet", installed.id)
-    assert features() == {demo: ([], []), sdxl_id: ([], [])}
+    assert features() == {demo: (False, []), sdxl_id: (False, [])}
     assert AuditEvent.objects.filter(action="model.remove", target=f"controlnet:{installed.id}").exists()
 
 
@@ -739,7 +739,7 @@ def test_a_flux_controlnet_steers_a_flux_job(team, models_dir, tmp_path):
     cn_source = library_models.build_flux_controlnet(source, tmp_path / "incoming" / "flux-canny")
     installed = library.do_install_controlnet(team["root"], str(cn_source), name="FLUX canny")
     assert installed.family == "flux"
-    assert registry.get_model(model_id).public()["features"] == ["controlnet"]
+    assert registry.get_model(model_id).public()["features"] == ["controlnet"]  # FLUX: no UNet controls
     size = library_models.FAMILY_SIZES["flux"]
     control_image = upload(team, square(size, 160))
     unit = {"id": installed.id, "image": str(control_image.id), "preprocessor": "canny"}
@@ -820,7 +820,7 @@ def test_the_generate_form_offers_the_units_only_data_it_needs(team, demo, demo_
         page.split('id="models-data" data-json="')[1].split('"></div>')[0].replace("&quot;", '"')
     )
     (demo_model,) = models
-    assert demo_model["features"] == ["controlnet"]
+    assert demo_model["features"] == ["regions", "reference", "controlnet"]
     assert demo_model["controlnets"] == [{"id": demo_controlnet.id, "name": "Demo canny", "family": "demo"}]
 
 

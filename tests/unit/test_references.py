@@ -371,7 +371,7 @@ def test_references_leave_less_room_in_a_call(settings, monkeypatch, poster):
     from generation.engine import registry, runner
 
     settings.STUDIO_MAX_BATCH = 8
-    monkeypatch.setattr(runner, "batch_capacity", lambda model, width, height: 8)
+    monkeypatch.setattr(runner, "batch_capacity", lambda model, width, height, units=0: 8)
     info = registry.get_model("demo")
     plain = runner.text_request(info, "a circle")
     two = {"image": str(uuid.uuid4()), "kind": "reference", "weight": 1.0, "fidelity": 0.5}
