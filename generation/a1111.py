@@ -70,11 +70,6 @@ CONTROLNET_MODULES = {
     "lineart": "lineart",
     "scribble": "scribble",
     "invert": "lineart",
-    # Drawn by the installed annotator of that kind (a DPT or Depth Anything depth model, ViTPose for a body).
-    "depth": "depth",
-    "depth_midas": "depth",
-    "depth_anything": "depth",
-    "openpose": "pose",
 }
 CANNY_DEFAULTS = ({-1.0, 100.0}, {-1.0, 200.0})
 
