@@ -57,6 +57,12 @@ def can_watch_workers(user: Any, token: Any = None) -> bool:
 # --- the model library --
 
 
+def can_manage_library(user: Any) -> bool:
+    """Installing and removing models, LoRAs, ControlNets, IP-Adapters, preview decoders and annotators on
+    Manage → Models: site admins only (anyone else gets 404)."""
+    return can_use_admin_area(user) and can_manage_models(user)
+
+
 def can_manage_annotators(user: Any) -> bool:
     """Listing, installing and removing ControlNet annotators (Manage → Models, ``/api/v1/admin/annotators``):
     who manages models, site admins only (anyone else gets 404)."""

@@ -17,7 +17,7 @@ from gallery import api as gallery_api
 from gallery import board_views
 from gallery import views as gallery_views
 from generation import api as generation_api
-from generation import sdapi, style_views
+from generation import library_views, sdapi, style_views
 from generation import views as generation_views
 
 from . import account_views, admin_api, manage_views, metrics, project_views, quota_views, sign_in
@@ -50,10 +50,10 @@ pages: list[URLPattern | URLResolver] = [
     path("manage/audit/", manage_views.audit_page, name="manage-audit"),
     path("manage/audit/export.csv", manage_views.audit_export, name="manage-audit-export"),
     path("manage/quotas/", quota_views.quotas_page, name="manage-quotas"),
-    path("manage/models/", manage_views.models_page, name="manage-models"),
+    path("manage/models/", library_views.models_page, name="manage-models"),
     path(
         "manage/models/<str:kind>/<str:item_id>/remove/",
-        manage_views.model_remove,
+        library_views.model_remove,
         name="manage-model-remove",
     ),
     path("manage/workers/", generation_views.workers_page, name="manage-workers"),
