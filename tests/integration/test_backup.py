@@ -93,14 +93,21 @@ def test_a_backup_taken_while_the_studio_works_restores_into_an_empty_installati
     gallery_services.do_comment(alice, first, "Lovely colours.")
 
     # While a long job runs, the backup is taken.
-    busy = generate(stack, token, "key-art", prompt="a yellow ring", steps=150, seed=9)
+    # (large and long enough to outlast the backup on a loaded machine; canceled once the backup is written)
+    busy = generate(stack, token, "key-art", prompt="a yellow ring", steps=150, seed=9, width=256, height=256)
     wait_until(lambda: Job.objects.filter(id=busy["id"], status="running").exists(), 60, what="a running job")
     archive = tmp_path / "backups" / "studio.tar"
     done = manage(stack.env(), "backup", str(archive))
     assert "Backup written to" in done.stdout, done.stderr
     assert "media" in done.stderr, "progress bars"
     assert Job.objects.get(id=busy["id"]).status == "running", "the studio kept working meanwhile"
-    finished(stack, token, busy["id"])
+    stack.api("POST", f"/api/v1/jobs/{busy['id']}/cancel", token)
+    wait_until(
+        lambda: stack.api("GET", f"/api/v1/jobs/{busy['id']}", token)[1]["status"] == "canceled",
+        30,
+        interval=0.2,
+        what="the long job to be canceled",
+    )
 
     with tarfile.open(archive) as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())
