@@ -343,6 +343,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT 
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 STUDIO_GPU_QUEUE = env_str("STUDIO_GPU_QUEUE", "gpu")
+# Where the admin's usage pages (studio/usage.py) get their counts of images and GPU-seconds: the app that
+# owns jobs, so that the studio app never imports it.
+STUDIO_USAGE_COUNTS = "generation.usage.counts"
 CELERY_TASK_ROUTES = {
     "generation.tasks.run_job": {"queue": STUDIO_GPU_QUEUE},
     "generation.tasks.sweep_stale_jobs": {"queue": "maintenance"},

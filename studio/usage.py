@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Count, F, Sum
+from django.conf import settings
 from django.utils import timezone
-
-from gallery.models import Asset
-from generation.models import Job, JobStatus
+from django.utils.module_loading import import_string
 
 from .errors import InvalidInput
 
@@ -84,20 +82,9 @@ class UsageRow:
 
 def _aggregate(period: Period, group: dict[str, str]) -> list[UsageRow]:
     """Images and GPU-seconds grouped by the job fields in ``group`` (``{"key": ..., "label": ...,
-    "name": ...}``): two aggregate queries, merged here."""
-    finished = {"finished_at__gte": period.start, "finished_at__lt": period.end}
-    images: Any = (
-        Asset.objects.filter(job__status=JobStatus.SUCCEEDED, **{f"job__{k}": v for k, v in finished.items()})
-        .values(**{alias: F(f"job__{field}") for alias, field in group.items()})
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    gpu: Any = (
-        Job.objects.filter(**finished)
-        .values(**{alias: F(field) for alias, field in group.items()})
-        .annotate(s=Sum("gpu_seconds"))
-        .order_by()
-    )
+    "name": ...}``): the two aggregate queries of ``settings.STUDIO_USAGE_COUNTS`` (the jobs' app's), merged
+    here."""
+    images, gpu = import_string(settings.STUDIO_USAGE_COUNTS)(period.start, period.end, group)
     rows: dict[Any, UsageRow] = {}
     for item in images:
         row = rows.setdefault(item["key"], UsageRow(item["key"], item["label"], item.get("name", "")))
