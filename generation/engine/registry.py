@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,6 +451,38 @@ def list_preview_decoders() -> list[PreviewDecoderInfo]:
     return [decoder for decoder in found if decoder is not None]
 
 
+# --- add-ons installed one folder each (annotators, IP-Adapters, ControlNets) --
+
+_folder_cache: dict[tuple[Path, str], tuple[tuple, dict[str, Any]]] = {}
+_folder_lock = threading.Lock()
+
+
+def installed_folders(subdir: str, meta_name: str, load: Callable[[Path], Any], what: str) -> dict[str, Any]:
+    """The add-ons installed under ``MODELS_DIR/<subdir>/``, one folder each holding ``meta_name``, by id
+    (the folder's name), as ``load`` reads them. Read once, and again when a folder comes, goes or has its
+    metadata rewritten (the models list asks for every model). A folder that does not load is logged and
+    left out."""
+    root = Path(settings.MODELS_DIR) / subdir
+    folders = (
+        [f for f in sorted(root.iterdir()) if not f.name.startswith(".") and (f / meta_name).is_file()]
+        if root.is_dir()
+        else []
+    )
+    stamp = tuple((f.name, (f / meta_name).stat().st_mtime_ns) for f in folders)
+    with _folder_lock:
+        cached = _folder_cache.get((root, meta_name))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found: dict[str, Any] = {}
+        for folder in folders:
+            try:
+                found[folder.name] = load(folder)
+            except (RegistryError, OSError, ValueError) as exc:
+                logger.error("Skipping %s: %s", what, exc)
+        _folder_cache[(root, meta_name)] = (stamp, found)
+        return found
+
+
 # --- ControlNet annotators --
 
 ANNOTATORS_DIR = "_annotators"
@@ -556,20 +589,8 @@ def load_ip_adapter_info(folder: Path) -> IpAdapterInfo:
 def list_annotators(kind: str | None = None) -> list[AnnotatorInfo]:
     """Installed annotators (of one kind, when named), by name. A folder that is not a whole annotator is
     logged and left out."""
-    root = Path(settings.MODELS_DIR) / ANNOTATORS_DIR
-    found: list[AnnotatorInfo] = []
-    if root.is_dir():
-        for folder in sorted(root.iterdir()):
-            if folder.name.startswith(".") or not (folder / ANNOTATOR_META).is_file():
-                continue
-            try:
-                info = load_annotator_info(folder)
-            except (RegistryError, OSError) as exc:
-                logger.error("Skipping annotator: %s", exc)
-                continue
-            if kind is None or info.kind == kind:
-                found.append(info)
-    return sorted(found, key=lambda a: (a.name.lower(), a.id))
+    found = installed_folders(ANNOTATORS_DIR, ANNOTATOR_META, load_annotator_info, "annotator").values()
+    return sorted((a for a in found if kind is None or a.kind == kind), key=lambda a: (a.name.lower(), a.id))
 
 
 def get_annotator(annotator_id: str) -> AnnotatorInfo | None:
@@ -588,21 +609,10 @@ def annotator_for(kind: str) -> AnnotatorInfo | None:
 
 def list_ip_adapters(family: str | None = None) -> list[IpAdapterInfo]:
     """Installed IP-Adapters (of one family, when named), by name. A broken folder is logged and skipped."""
-    root = Path(settings.MODELS_DIR) / IP_ADAPTERS_DIR
-    if not root.is_dir():
-        return []
-    found = []
-    for folder in sorted(root.iterdir()):
-        if folder.name.startswith(".") or not (folder / "ip_adapter.json").is_file():
-            continue
-        try:
-            adapter = load_ip_adapter_info(folder)
-        except (RegistryError, OSError, ValueError) as exc:
-            logger.error("Skipping IP-Adapter: %s", exc)
-            continue
-        if family is None or adapter.family == family:
-            found.append(adapter)
-    return sorted(found, key=lambda a: (a.name.lower(), a.id))
+    found = installed_folders(IP_ADAPTERS_DIR, "ip_adapter.json", load_ip_adapter_info, "IP-Adapter").values()
+    return sorted(
+        (a for a in found if family is None or a.family == family), key=lambda a: (a.name.lower(), a.id)
+    )
 
 
 def get_ip_adapter(adapter_id: str) -> IpAdapterInfo | None:
@@ -683,31 +693,8 @@ def load_controlnet_info(folder: Path) -> ControlNetInfo:
     )
 
 
-_controlnet_cache: dict[Path, tuple[tuple, dict[str, ControlNetInfo]]] = {}
-_controlnet_lock = threading.Lock()
-
-
 def _controlnets() -> dict[str, ControlNetInfo]:
-    """The installed ControlNets by id, read again when a folder's metadata changes."""
-    root = Path(settings.MODELS_DIR) / CONTROLNETS_DIR
-    folders = (
-        [f for f in sorted(root.iterdir()) if not f.name.startswith(".") and (f / CONTROLNET_META).exists()]
-        if root.is_dir()
-        else []
-    )
-    stamp = tuple((f.name, (f / CONTROLNET_META).stat().st_mtime_ns) for f in folders)
-    with _controlnet_lock:
-        cached = _controlnet_cache.get(root)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        found: dict[str, ControlNetInfo] = {}
-        for folder in folders:
-            try:
-                found[folder.name] = load_controlnet_info(folder)
-            except (RegistryError, OSError, ValueError) as exc:
-                logger.error("Skipping ControlNet: %s", exc)
-        _controlnet_cache[root] = (stamp, found)
-        return found
+    return installed_folders(CONTROLNETS_DIR, CONTROLNET_META, load_controlnet_info, "ControlNet")
 
 
 def list_controlnets(family: str | None = None) -> list[ControlNetInfo]:
