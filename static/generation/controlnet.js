@@ -66,20 +66,9 @@
   }
 
   function addChoice(unit, image, first) {
-    const grid = unit.querySelector(".start-image-grid");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "start-image-choice";
-    button.dataset.assetId = image.id;
-    button.setAttribute("role", "listitem");
-    button.title = image.prompt || "Uploaded image";
-    const img = document.createElement("img");
-    img.src = image.thumbnail_url;
-    img.alt = image.prompt || "Uploaded image";
-    img.loading = "lazy";
-    button.appendChild(img);
-    button.addEventListener("click", function () { chooseImage(unit, image); });
-    if (first) grid.prepend(button); else grid.appendChild(button);
+    window.StudioModes.choiceButton(unit.querySelector(".start-image-grid"), image, first, function (chosen) {
+      chooseImage(unit, chosen);
+    });
   }
 
   // A copy of the template: its labels tied to its own inputs, its choosers filled.

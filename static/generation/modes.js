@@ -128,7 +128,9 @@
     showOutpaintSize();
   }
 
-  function addChoice(image, first) {
+  // One of the project's images as a button of a chooser's grid (the start image's, a reference's, a
+  // ControlNet unit's), put first or last; ``onChoose`` gets the image.
+  function choiceButton(grid, image, first, onChoose) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "start-image-choice";
@@ -140,8 +142,13 @@
     img.alt = image.prompt || "Uploaded image";
     img.loading = "lazy";
     button.appendChild(img);
-    button.addEventListener("click", function () { choose(image); });
+    button.addEventListener("click", function () { onChoose(image); });
     if (first) grid.prepend(button); else grid.appendChild(button);
+    return button;
+  }
+
+  function addChoice(image, first) {
+    choiceButton(grid, image, first, choose);
     $("start-image-empty").hidden = true;
   }
 
@@ -428,6 +435,6 @@
 
   window.StudioModes = {
     extendBody: extendBody, maskDataURL: maskDataURL, painter: painter, canvasMask: canvasMask, mode: mode,
-    uploadImage: uploadImage, startImage: function () { return start; },
+    uploadImage: uploadImage, choiceButton: choiceButton, startImage: function () { return start; },
   };
 })();

@@ -11,7 +11,6 @@
   const box = document.getElementById("references-field");
   if (!page || !form || !box) return;
 
-  const slug = page.dataset.projectSlug;
   const models = Studio.readJSON("models-data", []);
   const initial = Studio.readJSON("initial-data", {});
   const choices = Studio.readJSON("start-images-data", []);
@@ -72,48 +71,14 @@
   }
 
   function addChoice(row, image, first) {
-    const grid = row.querySelector(".reference-grid");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "start-image-choice";
-    button.dataset.assetId = image.id;
-    button.setAttribute("role", "listitem");
-    button.title = image.prompt || "Uploaded image";
-    const img = document.createElement("img");
-    img.src = image.thumbnail_url;
-    img.alt = image.prompt || "Uploaded image";
-    img.loading = "lazy";
-    button.appendChild(img);
-    button.addEventListener("click", function () { choose(row, image); });
-    if (first) grid.prepend(button); else grid.appendChild(button);
+    window.StudioModes.choiceButton(row.querySelector(".reference-grid"), image, first, function (chosen) {
+      choose(row, chosen);
+    });
   }
 
   async function upload(row, file) {
-    const status = row.querySelector(".reference-status");
-    const body = new FormData();
-    body.append("image", file);
-    status.hidden = false;
-    status.textContent = "Uploading " + file.name + "…";
-    let response, data = {};
-    try {
-      response = await fetch("/api/v1/projects/" + encodeURIComponent(slug) + "/uploads", {
-        method: "POST",
-        headers: { "X-CSRFToken": Studio.csrfToken() },
-        credentials: "same-origin",
-        body: body,
-      });
-      data = await response.json();
-    } catch (err) {
-      status.textContent = "The upload failed: could not reach the studio.";
-      return;
-    }
-    if (!response.ok) {
-      status.textContent = data.error || "The upload failed.";
-      return;
-    }
-    status.textContent = "Uploaded.";
-    const image = { id: data.id, width: data.width, height: data.height, prompt: "",
-      image_url: data.image_url, thumbnail_url: data.thumbnail_url };
+    const image = await window.StudioModes.uploadImage(file, row.querySelector(".reference-status"));
+    if (!image) return;
     choices.unshift(image);
     rows().forEach(function (other) { addChoice(other, image, true); });
     choose(row, image);
