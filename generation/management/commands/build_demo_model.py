@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 class Command(BaseCommand):
     help = "Write a small random-weight Stable Diffusion model (diffusers layout) into the models dir."
+    requires_system_checks: list[str] = []  # (the launcher runs it at every start: it must be quick)
 
     def add_arguments(self, parser):
         parser.add_argument("--name", default=settings.STUDIO_DEFAULT_MODEL)
@@ -19,10 +20,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from generation.engine import registry
-        from generation.engine.demo import build_random_model
 
         if options["if_missing"] and registry.get_model(options["name"]) is not None:
             return
+        from generation.engine.demo import build_random_model  # (torch and diffusers: only to build)
+
         if options["if_missing"]:
             self.stdout.write(f"Building the default model '{options['name']}' in {settings.MODELS_DIR} …")
         target = Path(settings.MODELS_DIR) / options["name"]
