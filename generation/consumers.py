@@ -9,8 +9,10 @@ stream.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections import OrderedDict
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -25,7 +27,7 @@ from studio.permissions import projects_visible_to, role_in
 from . import fleet, realtime
 from .models import TERMINAL_STATES, Job, JobStatus
 from .permissions import can_watch_workers, jobs_visible_to
-from .scheduling import queue_position
+from .scheduling import fair_share_order, queue_position
 from .serializers import job_to_dict
 from .services import terminal_event
 
@@ -62,16 +64,7 @@ def _job_snapshot(job_id: Any) -> list[dict[str, Any]] | None:
     cached = cache.get(realtime.progress_cache_key(job.id)) if job.status == JobStatus.RUNNING else None
     if cached:
         step, total = cached
-    messages: list[dict[str, Any]] = [
-        {
-            "type": realtime.STATUS,
-            "status": job.status,
-            "progress": {"step": step, "total": total},
-            "queue_position": queue_position(job),
-        }
-    ]
-    if job.notice:
-        messages[0]["notice"] = job.notice
+    messages = [_status(job.status, step, total, queue_position(job), job.notice)]
     if job.status == JobStatus.RUNNING:
         preview = cache.get(realtime.preview_cache_key(job.id))
         if preview:
@@ -79,6 +72,58 @@ def _job_snapshot(job_id: Any) -> list[dict[str, Any]] | None:
     elif job.status in TERMINAL_STATES:
         messages.append(terminal_event(job))
     return messages
+
+
+def _status(status: str, step: int, total: int, position: int | None, notice: str) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "type": realtime.STATUS,
+        "status": status,
+        "progress": {"step": step, "total": total},
+        "queue_position": position,
+    }
+    if notice:
+        message["notice"] = notice
+    return message
+
+
+# How many queued jobs one read of a pool's queue covers (its fair-share order is read this far).
+QUEUE_READ_LIMIT = 500
+
+
+@database_sync_to_async
+def _queued_statuses(queue: str) -> dict[str, dict[str, Any]]:
+    """The status message of each queued job of ``queue`` (the first ``QUEUE_READ_LIMIT`` in order), by id."""
+    order = fair_share_order(queue, limit=QUEUE_READ_LIMIT)
+    rows = Job.objects.filter(id__in=order, status=JobStatus.QUEUED).values_list(
+        "id", "progress_step", "progress_total", "notice"
+    )
+    found = {job_id: (step, total, notice) for job_id, step, total, notice in rows}
+    statuses = {}
+    for position, job_id in enumerate(order, start=1):
+        if job_id in found:  # (else it started between the two reads)
+            step, total, notice = found[job_id]
+            statuses[str(job_id)] = _status(JobStatus.QUEUED, step, total, position, notice)
+    return statuses
+
+
+# When a pool's queue moves, every socket of its queued jobs in this process wants its new position at the
+# same moment (500 viewers of a few jobs: 500 reads of the same order). They share one read per move.
+_queue_reads: OrderedDict[tuple[str, str], asyncio.Future[dict[str, dict[str, Any]]]] = OrderedDict()
+_QUEUE_READS_KEPT = 16
+
+
+async def queued_statuses(queue: str, move: str) -> dict[str, dict[str, Any]]:
+    """``_queued_statuses(queue)`` as read once for the queue move ``move`` in this process."""
+    if not move:  # a sender that names no move: nothing to share
+        return await _queued_statuses(queue)
+    key = (queue, move)
+    read = _queue_reads.get(key)
+    if read is None or (read.done() and (read.cancelled() or read.exception() is not None)):
+        read = _queue_reads[key] = asyncio.ensure_future(_queued_statuses(queue))
+        while len(_queue_reads) > _QUEUE_READS_KEPT:
+            _queue_reads.popitem(last=False)
+    # Shielded: a socket that closes while it waits must not cancel the read the others wait on.
+    return await asyncio.shield(read)
 
 
 class StudioConsumer(AsyncJsonWebsocketConsumer):
@@ -153,6 +198,16 @@ class StudioConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Clients only listen; well-formed messages are ignored."""
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels closes stale database connections before every message it hands a consumer, a round
+        trip to a thread each time: with 500 viewers, 500 per preview step. The studio's events skip it,
+        since these sockets reach the database only through ``database_sync_to_async``, which closes them
+        itself; the handshake and the rest go through Channels' own dispatch."""
+        if message.get("type") == realtime.HANDLER:
+            await self.studio_event(message)
+        else:
+            await super().dispatch(message)
+
     async def studio_event(self, event: dict[str, Any]) -> None:
         if self.ended:
             return
@@ -195,6 +250,7 @@ class JobConsumer(StudioConsumer):
             return
         self.job_id = job.id
         self.project_slug = job.project.slug
+        self.queue_name = job.queue
         self.queue_group = realtime.queue_group(job.queue)
         await self.join(realtime.job_group(job.id), self.queue_group, sockets.access_group(self.project_slug))
         snapshot = await _job_snapshot(job.id)
@@ -207,10 +263,14 @@ class JobConsumer(StudioConsumer):
 
     async def relay(self, payload: dict[str, Any]) -> None:
         if payload["type"] == realtime.QUEUE_MOVED:
-            snapshot = await _job_snapshot(self.job_id)
-            if snapshot and snapshot[0]["status"] == JobStatus.QUEUED:
-                await self.send_json(snapshot[0])
-            else:
+            statuses = await queued_statuses(self.queue_name, payload.get("move", ""))
+            status = statuses.get(str(self.job_id))
+            if status is None and len(statuses) >= QUEUE_READ_LIMIT:  # maybe queued further back
+                snapshot = await _job_snapshot(self.job_id)
+                status = snapshot[0] if snapshot and snapshot[0]["status"] == JobStatus.QUEUED else None
+            if status is not None:
+                await self.send_json(status)
+            else:  # started or ended: no more positions to hear
                 await self.channel_layer.group_discard(self.queue_group, self.channel_name)
             return
         await self.send_json(payload)

@@ -781,7 +781,8 @@ def _announce_assets(slug: str, assets: list[Any]) -> None:
 
 
 def _announce_queue_moved(queue: str) -> None:
-    realtime.send(realtime.queue_group(queue), {"type": realtime.QUEUE_MOVED})
+    # Each move has its own id: the sockets of one web process that hear it share one read of the queue.
+    realtime.send(realtime.queue_group(queue), {"type": realtime.QUEUE_MOVED, "move": uuid.uuid4().hex})
 
 
 def terminal_event(job: Job) -> dict[str, Any]:

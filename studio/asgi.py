@@ -1,11 +1,12 @@
-"""ASGI entry point: Django for HTTP (bodies size-limited), Channels for websockets (origin-checked, session
-or token auth)."""
+"""ASGI entry point: Django for HTTP (bodies size-limited, views on a few long-lived threads:
+``studio/web_threads.py``), Channels for websockets (origin-checked, session or token auth)."""
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+
+from studio.web_threads import get_asgi_application  # noqa: E402
+
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 
-from .lifetime import die_with_parent
+from .lifetime import die_with_parent, lower_priority
 
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
@@ -47,9 +47,15 @@ def redis_server_binary() -> str:
     return str(bundled)
 
 
-def _die_with_parent(sig: int) -> Any:
-    """A preexec function: the kernel sends the child ``sig`` when the launcher dies (Linux)."""
-    return lambda: die_with_parent(sig)
+def _child_setup(sig: int, nice: int) -> Any:
+    """A preexec function: the kernel sends the child ``sig`` when the launcher dies (Linux), and the child
+    runs ``nice`` steps below normal priority."""
+
+    def setup() -> None:
+        die_with_parent(sig)
+        lower_priority(nice)
+
+    return setup
 
 
 def free_port() -> int:
@@ -97,6 +103,8 @@ class Child:
     pass_fds: tuple[int, ...] = ()
     # Seconds to wait for it after SIGTERM before SIGKILL (a worker drains its running job).
     stop_timeout: float = 5.0
+    # CPU priority below normal (the embedded worker: pages come first on a shared machine).
+    nice: int = 0
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     # Deaths in a row, each soon after its start; reset once the child stays up.
@@ -111,7 +119,7 @@ class Child:
             env=self.env,
             start_new_session=True,
             pass_fds=self.pass_fds,
-            preexec_fn=_die_with_parent(self.death_signal),
+            preexec_fn=_child_setup(self.death_signal, self.nice),
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -234,6 +242,36 @@ def web_children(sock: socket.socket, count: int, env: dict[str, str]) -> list[C
     return [Child(name.format(i + 1), argv, env, pass_fds=(fd,)) for i in range(count)]
 
 
+def embedded_worker(run_dir: Path, env: dict[str, str]) -> Child:
+    """The embedded studio's one Celery worker (generation and maintenance, with beat), below normal CPU
+    priority (``STUDIO_WORKER_NICE``) so that pages and live previews answer first on a shared machine."""
+    queues = f"{settings.STUDIO_GPU_QUEUE},maintenance"
+    return Child(
+        "worker",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "studio",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            "1",
+            "-B",
+            "-s",
+            str(run_dir / "celerybeat-schedule"),
+            "-n",
+            "embedded@%h",
+            "--loglevel",
+            "INFO",
+        ],
+        env,
+        death_signal=signal.SIGKILL,
+        stop_timeout=15,
+        nice=settings.STUDIO_WORKER_NICE,
+    )
+
+
 def metrics_dir_env(env: dict[str, str]) -> dict[str, str]:
     """Several web processes share one metrics directory (prometheus-client's multiprocess mode), emptied
     at each start so counters from an earlier run never come back."""
@@ -332,30 +370,7 @@ class Launcher:
         url_file = run_dir / "redis.url"
         url_file.write_text(redis_url)
         url_file.chmod(0o600)
-        queues = f"{settings.STUDIO_GPU_QUEUE},maintenance"
-        worker = Child(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "studio",
-                "worker",
-                "-Q",
-                queues,
-                "-c",
-                "1",
-                "-B",
-                "-s",
-                str(run_dir / "celerybeat-schedule"),
-                "-n",
-                "embedded@%h",
-                "--loglevel",
-                "INFO",
-            ],
-            env,
-            death_signal=signal.SIGKILL,
-            stop_timeout=15,
-        )
+        worker = embedded_worker(run_dir, env)
         self.supervisor.add(worker)
         for child in web_children(self.sock, web_processes(), metrics_dir_env(env)):
             self.supervisor.add(child)

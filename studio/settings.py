@@ -145,6 +145,9 @@ def sqlite_database(path: Path | None) -> dict:
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
         },
+        # Each web thread, worker and socket thread keeps its connection between requests and tasks: the
+        # web process runs views on a fixed set of threads (studio/web_threads.py), so none is left behind.
+        "CONN_MAX_AGE": env_int("STUDIO_DB_CONN_MAX_AGE", 600),
     }
 
 
@@ -314,7 +317,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "studio.redis_cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "studio",
             "OPTIONS": {"serializer": "studio.cache_json.JSONSerializer", **REDIS_TLS_OPTIONS},
@@ -519,6 +522,12 @@ STUDIO_JOB_MAX_BODY_BYTES = env_int("STUDIO_JOB_MAX_BODY_BYTES", 9 * 1024 * 1024
 # --- web processes, metrics, logs --
 # daphne processes sharing the web port (make run and manage.py studio_web); 0 = one per core, at most 8.
 STUDIO_WEB_PROCESSES = env_int("STUDIO_WEB_PROCESSES", 0)
+# Threads each web process runs its views on (studio/web_threads.py): a request waits for a free one rather
+# than starting its own, and each keeps its database connection between requests.
+STUDIO_WEB_THREADS = env_int("STUDIO_WEB_THREADS", 4)
+# The embedded studio's worker runs this many steps below normal CPU priority: on one machine, pages and live
+# previews answer first and generation takes the CPU they leave (a GPU worker hardly needs the CPU at all).
+STUDIO_WORKER_NICE = env_int("STUDIO_WORKER_NICE", 10)
 STUDIO_ACCESS_LOG = env_bool("STUDIO_ACCESS_LOG", True)
 # How long a websocket may wait for its handshake to be accepted. Pages opened in a burst (a studio arriving
 # at once) queue their sockets' checks; daphne's own 5 s drops them under such a burst.

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 
 import pytest
 
 from studio.cache_json import JSONSerializer
+from studio.redis_cache import RedisCache
 from studio.settings import redis_database, redis_url_has_password, redis_url_with_password
 from tests.unit.test_settings import PRODUCTION, manage
 
@@ -16,6 +18,7 @@ KEY = "k" * 60
 SHOW = (
     "from django.conf import settings as s; import json; print(json.dumps({"
     "'url': s.REDIS_URL, 'cache': s.CACHES['default'].get('OPTIONS', {}), "
+    "'cache_backend': s.CACHES['default']['BACKEND'], "
     "'layer': s.CHANNEL_LAYERS['default']['CONFIG'], "
     "'broker_ssl': str(getattr(s, 'CELERY_BROKER_USE_SSL', ''))"
     "}))"
@@ -55,6 +58,7 @@ def test_with_redis_the_cache_uses_json_and_the_channel_layer_msgpack():
     assert shown.returncode == 0, shown.stderr
     config = json.loads(shown.stdout)
     assert config["cache"]["serializer"] == "studio.cache_json.JSONSerializer"
+    assert config["cache_backend"] == "studio.redis_cache.RedisCache"
     assert config["layer"]["serializer_format"] == "msgpack"
     # Pub/sub ignores the database number: the prefix carries it, so studios sharing a Redis stay apart.
     assert config["layer"]["prefix"] == "studio:ws:3"
@@ -111,3 +115,19 @@ def test_a_password_is_put_into_the_url_unless_it_has_one(url, password, expecte
 )
 def test_the_database_number_is_read_from_the_url(url, number):
     assert redis_database(url) == number
+
+
+def test_every_cache_object_of_a_process_shares_one_redis_client():
+    """Django makes a cache object per thread and per asyncio context (so per request and per websocket):
+    they must share one connection pool, not open a connection each."""
+    params = {"OPTIONS": {"serializer": "studio.cache_json.JSONSerializer"}}
+    first = RedisCache("redis://127.0.0.1:6379/3", params)
+    from_a_thread: list = []
+    thread = threading.Thread(
+        target=lambda: from_a_thread.append(RedisCache("redis://127.0.0.1:6379/3", params)._cache)
+    )
+    thread.start()
+    thread.join()
+    assert from_a_thread == [first._cache]
+    assert first._cache._get_connection_pool(True) is from_a_thread[0]._get_connection_pool(True)
+    assert RedisCache("redis://127.0.0.1:6379/4", params)._cache is not first._cache

@@ -6,8 +6,9 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from pathlib import Path
 
-from studio.launcher import Child, Supervisor, web_children
+from studio.launcher import Child, Supervisor, embedded_worker, web_children
 
 
 def child(name: str, code: str) -> Child:
@@ -90,3 +91,23 @@ def test_web_processes_wait_for_a_burst_of_websocket_handshakes(settings):
     for child in children:
         at = child.argv.index("--websocket_connect_timeout")
         assert child.argv[at + 1] == "45"
+
+
+def test_a_child_can_run_below_normal_priority_and_the_embedded_worker_does(settings):
+    """The embedded worker yields the CPU to the web processes (pages first on one machine). Linux schedules
+    each session as a group, so the child's group is lowered as well as the child."""
+    supervisor = Supervisor(lambda line: None)
+    low = supervisor.add(Child("worker", [sys.executable, "-c", "import time; time.sleep(60)"], {}, nice=7))
+    normal = supervisor.add(child("daphne", "import time; time.sleep(60)"))
+    try:
+        assert low.proc is not None and normal.proc is not None
+        nice_of = lambda pid: int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])  # noqa: E731
+        assert nice_of(low.proc.pid) - nice_of(normal.proc.pid) == 7
+        group = Path(f"/proc/{low.proc.pid}/autogroup")
+        if group.exists():
+            assert group.read_text().split("nice")[1].strip() == "7"
+    finally:
+        supervisor.shutdown()
+    assert embedded_worker(Path("/tmp"), {}).nice == settings.STUDIO_WORKER_NICE == 10
+    settings.STUDIO_WORKER_NICE = 0
+    assert embedded_worker(Path("/tmp"), {}).nice == 0

@@ -165,6 +165,77 @@ def test_queued_sockets_hear_their_new_position(team, job):
     run(scenario())
 
 
+def test_the_sockets_of_one_process_share_one_read_of_the_queue_when_it_moves(team, job, monkeypatch):
+    from generation import consumers
+
+    later = [services.do_create_job(team["bob"], team["project"], {"prompt": f"star {i}"}) for i in range(2)]
+    reads: list[str] = []
+    order = consumers.fair_share_order
+
+    def counted(queue, limit):
+        reads.append(queue)
+        return order(queue, limit)
+
+    monkeypatch.setattr(consumers, "fair_share_order", counted)
+    token = factories.token(team["bob"])
+
+    async def scenario():
+        sockets = [connect(f"/ws/jobs/{j.id}/", token=token) for j in (job, *later, *later)]
+        for ws in sockets:
+            assert (await ws.connect())[0]
+            await ws.receive_json_from()  # the state on joining
+        from channels.db import database_sync_to_async
+
+        await database_sync_to_async(services.do_start_job)(job.id, "w")
+        heard = []
+        for ws in sockets[1:]:
+            update = await ws.receive_json_from()
+            while update["type"] != "status" or update["status"] != "queued":
+                update = await ws.receive_json_from()
+            heard.append(update["queue_position"])
+        assert heard == [1, 2, 1, 2]
+        for ws in sockets:
+            await ws.disconnect()
+
+    run(scenario())
+    assert reads == [job.queue], "four sockets of queued jobs, one read of their queue"
+
+
+def test_live_events_reach_sockets_without_a_database_round_trip(team, job, monkeypatch):
+    """Channels closes stale database connections in a thread before each message; the studio's events,
+    hundreds a second with many viewers, skip that (their handlers use no connection)."""
+    import channels.consumer
+
+    closes: list[int] = []
+    original = channels.consumer.aclose_old_connections
+
+    async def counted():
+        closes.append(1)
+        await original()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    token = factories.token(team["bob"])
+
+    async def scenario():
+        ws = connect(f"/ws/jobs/{job.id}/", token=token)
+        assert (await ws.connect())[0]
+        await ws.receive_json_from()
+        before = len(closes)
+        from channels.layers import get_channel_layer
+
+        for step in range(1, 6):
+            await get_channel_layer().group_send(
+                realtime.job_group(job.id),
+                {"type": realtime.HANDLER, "payload": {"type": "progress", "step": step, "total": 10}},
+            )
+            assert (await ws.receive_json_from())["step"] == step
+        assert len(closes) == before
+        await ws.disconnect()
+
+    run(scenario())
+    assert closes, "the handshake still goes through Channels' own dispatch"
+
+
 def test_a_session_end_closes_every_socket_of_that_user(team, job):
     token = factories.token(team["bob"])
 
