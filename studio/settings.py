@@ -147,7 +147,7 @@ def sqlite_database(path: Path | None) -> dict:
         },
         # Each web thread, worker and socket thread keeps its connection between requests and tasks: the
         # web process runs views on a fixed set of threads (studio/web_threads.py), so none is left behind.
-        "CONN_MAX_AGE": env_int("STUDIO_DB_CONN_MAX_AGE", 600),
+        "CONN_MAX_AGE": env_int("STUDIO_DB_CONN_MAX_AGE", 60),
     }
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction
@@ -84,8 +85,13 @@ def _async_view(scope: dict[str, Any]) -> bool:
     path, root = scope["path"], scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]
+    return _leads_to_async_view(settings.ROOT_URLCONF, path)
+
+
+@lru_cache(maxsize=4096)
+def _leads_to_async_view(urlconf: str, path: str) -> bool:
     try:
-        return iscoroutinefunction(resolve(path, urlconf=settings.ROOT_URLCONF).func)
+        return iscoroutinefunction(resolve(path, urlconf=urlconf).func)
     except Resolver404:
         return False
 

@@ -10,7 +10,7 @@ import json
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-from studio.web_threads import Lanes, StudioASGIHandler
+from studio.web_threads import Lanes, StudioASGIHandler, _leads_to_async_view
 from tests.unit import web_threads_urls
 
 pytestmark = [pytest.mark.urls("tests.unit.web_threads_urls"), pytest.mark.django_db(transaction=True)]
@@ -89,3 +89,12 @@ def test_an_async_view_that_waits_holds_no_lane():
         assert await answer(waiting) == (200, {"waited": True})
 
     asyncio.run(scenario())
+
+
+def test_the_studios_async_views_are_known_by_their_urls():
+    """The AUTOMATIC1111 generation calls wait for their images in an async view: they get a thread of their
+    own, never a lane; pages and the studio's API take lanes."""
+    assert _leads_to_async_view("studio.urls", "/sdapi/v1/txt2img")
+    assert _leads_to_async_view("studio.urls", "/sdapi/v1/img2img")
+    for path in ("/sdapi/v1/options", "/api/v1/projects/morning/assets", "/p/morning/gallery/", "/nowhere"):
+        assert not _leads_to_async_view("studio.urls", path), path
