@@ -10,6 +10,9 @@ default), and runs the same load on each:
   before the load starts, while the jobs run one after another (a viewer that joins a running job gets
   its state, then every event after).
 
+The worker generates on the same cores, at the embedded studio's lower CPU priority (``STUDIO_WORKER_NICE``):
+while wrk keeps the web processes busy, its jobs step more slowly, and the viewers must still hear every step.
+
 It prints, per run, requests/s, latency percentiles and the longest request, errors (non-2xx, socket
 errors, requests past wrk's 2 s timeout) and whether every viewer got every event after it joined; then
 the ratio of the two runs' requests/s and the targets (0 errors, none over 2 s, every event, ≥ 1.5×).

@@ -209,16 +209,46 @@ def _forget_metrics(child: Child) -> None:
         multiprocess.mark_process_dead(child.proc.pid, folder)
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket that several web processes share: the kernel hands each connection to one
-    of them, so sync views run on as many cores as there are processes."""
+def _bound(host: str, port: int, *, share: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.set_inheritable(True)
+    if share:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     return sock
+
+
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """A listening socket for each of ``count`` web processes, all on one port (``SO_REUSEPORT``): the kernel
+    spreads new connections evenly over them, so sync views run on as many cores as there are processes.
+
+    (With one socket shared by every process, the one that woke first took a whole burst of connections,
+    since Twisted accepts up to a hundred at a time, and served up to twice as many as the other.) The port
+    is first bound alone, so that one already taken, even by another studio's sockets, is said at once."""
+    share = count > 1 and hasattr(socket, "SO_REUSEPORT")
+    probe = _bound(host, port, share=False)
+    port = probe.getsockname()[1]
+    if not share:
+        sockets = [probe]
+    else:
+        probe.close()
+        sockets = []
+        try:
+            for _ in range(count):
+                sockets.append(_bound(host, port, share=True))
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+    for sock in sockets:
+        sock.listen(1024)
+        sock.set_inheritable(True)
+    return sockets
 
 
 def web_processes() -> int:
@@ -227,10 +257,9 @@ def web_processes() -> int:
     return configured if configured > 0 else max(1, min(os.cpu_count() or 1, 8))
 
 
-def web_children(sock: socket.socket, count: int, env: dict[str, str]) -> list[Child]:
-    """``count`` daphne processes accepting on ``sock``."""
-    fd = sock.fileno()
-    argv = [str(BIN / "daphne"), "--fd", str(fd)]
+def web_children(sockets: list[socket.socket], count: int, env: dict[str, str]) -> list[Child]:
+    """``count`` daphne processes, each accepting on its own socket of ``sockets`` (or all on the one)."""
+    argv = [str(BIN / "daphne")]
     argv += ["--websocket_connect_timeout", str(settings.STUDIO_WEBSOCKET_HANDSHAKE_SECONDS)]
     if not settings.STUDIO_ACCESS_LOG:
         argv += ["--access-log", os.devnull]
@@ -239,7 +268,11 @@ def web_children(sock: socket.socket, count: int, env: dict[str, str]) -> list[C
         argv.append("--proxy-headers")
     argv.append("studio.asgi:application")
     name = "daphne" if count == 1 else "daphne {}"
-    return [Child(name.format(i + 1), argv, env, pass_fds=(fd,)) for i in range(count)]
+    children = []
+    for i in range(count):
+        fd = sockets[i % len(sockets)].fileno()
+        children.append(Child(name.format(i + 1), [argv[0], "--fd", str(fd), *argv[1:]], env, pass_fds=(fd,)))
+    return children
 
 
 def embedded_worker(run_dir: Path, env: dict[str, str]) -> Child:
@@ -291,7 +324,7 @@ class Launcher:
         self.admin_password = admin_password
         self.log = log
         self.supervisor = Supervisor(self.say)
-        self.sock: socket.socket | None = None
+        self.sockets: list[socket.socket] = []
 
     @property
     def children(self) -> list[Child]:
@@ -343,7 +376,7 @@ class Launcher:
     def start(self) -> None:
         run_dir = Path(settings.RUN_DIR)
         # Bound first: a port already in use is said at once, before anything else starts.
-        self.sock = listening_socket("127.0.0.1", self.port)
+        self.sockets = listening_sockets("127.0.0.1", self.port, web_processes())
         redis_port = free_port()
         password = secrets.token_urlsafe(24)
         redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
@@ -372,7 +405,7 @@ class Launcher:
         url_file.chmod(0o600)
         worker = embedded_worker(run_dir, env)
         self.supervisor.add(worker)
-        for child in web_children(self.sock, web_processes(), metrics_dir_env(env)):
+        for child in web_children(self.sockets, web_processes(), metrics_dir_env(env)):
             self.supervisor.add(child)
         if wait_for_http(self.port, 60):
             self.log(f"Studio is running at http://127.0.0.1:{self.port}/  (Ctrl-C stops it)")
@@ -382,8 +415,8 @@ class Launcher:
 
     def shutdown(self) -> None:
         self.supervisor.shutdown()
-        if self.sock is not None:
-            self.sock.close()
+        for sock in self.sockets:
+            sock.close()
         (Path(settings.RUN_DIR) / "redis.url").unlink(missing_ok=True)
 
     def run(self) -> int:
@@ -418,13 +451,14 @@ class WebServer:
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        sock = listening_socket(self.host, self.port)
+        sockets = listening_sockets(self.host, self.port, self.processes)
         env = metrics_dir_env(dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1"))
         try:
-            for child in web_children(sock, self.processes, env):
+            for child in web_children(sockets, self.processes, env):
                 self.supervisor.add(child)
             self.log(f"Serving on {self.host}:{self.port} with {self.processes} daphne process(es).")
             return self.supervisor.supervise()
         finally:
             self.supervisor.shutdown()
-            sock.close()
+            for sock in sockets:
+                sock.close()

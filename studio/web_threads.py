@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.urls import Resolver404, resolve
@@ -61,9 +61,18 @@ class Lanes:
 class StudioASGIHandler(ASGIHandler):
     """Django's ASGI handler, with each request's synchronous code on one of a few long-lived threads."""
 
+    _middleware_chain: Any  # set by load_middleware (not in Django's type stubs)
+
     def __init__(self, threads: int | None = None) -> None:
         super().__init__()
         self.lanes = Lanes(threads if threads is not None else settings.STUDIO_WEB_THREADS)
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        """The middleware chain and the view run in one call on the request's thread. (Django's async chain
+        returns to the event loop for each async-capable middleware below the studio's synchronous ones,
+        and back: two more trips per request through a loop that is also serving every websocket.)"""
+        super().load_middleware(is_async=False)
+        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from studio.launcher import Child, Supervisor, embedded_worker, web_children
+import pytest
+
+from studio.launcher import Child, Supervisor, embedded_worker, listening_sockets, web_children
 
 
 def child(name: str, code: str) -> Child:
@@ -86,7 +88,7 @@ def test_web_processes_wait_for_a_burst_of_websocket_handshakes(settings):
 
     settings.STUDIO_WEBSOCKET_HANDSHAKE_SECONDS = 45
     with socket.socket() as sock:
-        children = web_children(sock, 2, {})
+        children = web_children([sock], 2, {})
     assert len(children) == 2
     for child in children:
         at = child.argv.index("--websocket_connect_timeout")
@@ -111,3 +113,41 @@ def test_a_child_can_run_below_normal_priority_and_the_embedded_worker_does(sett
     assert embedded_worker(Path("/tmp"), {}).nice == settings.STUDIO_WORKER_NICE == 10
     settings.STUDIO_WORKER_NICE = 0
     assert embedded_worker(Path("/tmp"), {}).nice == 0
+
+
+def test_each_web_process_gets_its_own_socket_on_the_port_and_connections_spread_over_them():
+    """One shared socket let the process that woke first take a whole burst of connections; one socket per
+    process (SO_REUSEPORT) lets the kernel spread them."""
+    import socket
+
+    sockets = listening_sockets("127.0.0.1", 0, 2)
+    try:
+        port = sockets[0].getsockname()[1]
+        assert [s.getsockname()[1] for s in sockets] == [port, port]
+        children = web_children(sockets, 2, {})
+        fds = [child.argv[child.argv.index("--fd") + 1] for child in children]
+        assert fds == [str(s.fileno()) for s in sockets] and [c.pass_fds for c in children] == [
+            (s.fileno(),) for s in sockets
+        ]
+        with pytest.raises(OSError, match="in use"):
+            listening_sockets("127.0.0.1", port, 2)  # taken: said at once, not shared with another studio
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+        accepted = []
+        for sock in sockets:
+            sock.setblocking(False)
+            count = 0
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except BlockingIOError:
+                    break
+                conn.close()
+                count += 1
+            accepted.append(count)
+        for client in clients:
+            client.close()
+        assert sum(accepted) == 60
+        assert min(accepted) >= 10, accepted
+    finally:
+        for sock in sockets:
+            sock.close()
