@@ -259,20 +259,19 @@ def web_processes() -> int:
 
 def web_children(sockets: list[socket.socket], count: int, env: dict[str, str]) -> list[Child]:
     """``count`` daphne processes, each accepting on its own socket of ``sockets`` (or all on the one)."""
-    argv = [str(BIN / "daphne")]
-    argv += ["--websocket_connect_timeout", str(settings.STUDIO_WEBSOCKET_HANDSHAKE_SECONDS)]
+    options = ["--websocket_connect_timeout", str(settings.STUDIO_WEBSOCKET_HANDSHAKE_SECONDS)]
     if not settings.STUDIO_ACCESS_LOG:
-        argv += ["--access-log", os.devnull]
+        options += ["--access-log", os.devnull]
     if settings.PRODUCTION:
         # Behind the proxy: the client's address and scheme come from its X-Forwarded-* headers.
-        argv.append("--proxy-headers")
-    argv.append("studio.asgi:application")
+        options.append("--proxy-headers")
+    options.append("studio.asgi:application")
     name = "daphne" if count == 1 else "daphne {}"
-    children = []
-    for i in range(count):
-        fd = sockets[i % len(sockets)].fileno()
-        children.append(Child(name.format(i + 1), [argv[0], "--fd", str(fd), *argv[1:]], env, pass_fds=(fd,)))
-    return children
+    fds = [sockets[i % len(sockets)].fileno() for i in range(count)]
+    return [
+        Child(name.format(i + 1), [str(BIN / "daphne"), "--fd", str(fd), *options], env, pass_fds=(fd,))
+        for i, fd in enumerate(fds)
+    ]
 
 
 def embedded_worker(run_dir: Path, env: dict[str, str]) -> Child:
@@ -376,7 +375,8 @@ class Launcher:
     def start(self) -> None:
         run_dir = Path(settings.RUN_DIR)
         # Bound first: a port already in use is said at once, before anything else starts.
-        self.sockets = listening_sockets("127.0.0.1", self.port, web_processes())
+        processes = web_processes()
+        self.sockets = listening_sockets("127.0.0.1", self.port, processes)
         redis_port = free_port()
         password = secrets.token_urlsafe(24)
         redis_url = f"redis://:{password}@127.0.0.1:{redis_port}/0"
@@ -405,7 +405,7 @@ class Launcher:
         url_file.chmod(0o600)
         worker = embedded_worker(run_dir, env)
         self.supervisor.add(worker)
-        for child in web_children(self.sockets, web_processes(), metrics_dir_env(env)):
+        for child in web_children(self.sockets, processes, metrics_dir_env(env)):
             self.supervisor.add(child)
         if wait_for_http(self.port, 60):
             self.log(f"Studio is running at http://127.0.0.1:{self.port}/  (Ctrl-C stops it)")

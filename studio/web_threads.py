@@ -23,7 +23,6 @@ hold one of the few lanes that every page shares.
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
@@ -35,7 +34,8 @@ from django.urls import Resolver404, resolve
 
 
 class Lanes:
-    """A fixed set of single-thread executors, and how many requests each is serving now."""
+    """A fixed set of single-thread executors, and how many requests each is serving now (counted on the
+    event loop's thread, the only one that takes and gives back)."""
 
     def __init__(self, count: int) -> None:
         if count < 1:
@@ -44,18 +44,15 @@ class Lanes:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"web-{i + 1}") for i in range(count)
         ]
         self.in_flight = [0] * count
-        self._lock = threading.Lock()
 
     def take(self) -> int:
         """The index of the least busy lane (the first of equals), counted as one request busier."""
-        with self._lock:
-            index = min(range(len(self.in_flight)), key=self.in_flight.__getitem__)
-            self.in_flight[index] += 1
-            return index
+        index = min(range(len(self.in_flight)), key=self.in_flight.__getitem__)
+        self.in_flight[index] += 1
+        return index
 
     def give_back(self, index: int) -> None:
-        with self._lock:
-            self.in_flight[index] -= 1
+        self.in_flight[index] -= 1
 
 
 class StudioASGIHandler(ASGIHandler):
